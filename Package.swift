@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Replica",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "replica", targets: ["replica"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - Public API
+
+        /// The `replica` command line: ArgumentParser commands only.
+        .executableTarget(
+            name: "replica",
+            dependencies: [
+                "ReplicaCore",
+                "ReplicaDistributed",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        /// Tensors, sgemm, seeded RNG, the parameter arena.
+        .target(name: "ReplicaCore", dependencies: ["CBLAS"]),
+
+        /// Communicator protocol with MPI and in-process implementations.
+        .target(name: "ReplicaDistributed", dependencies: ["ReplicaCore", "MPIWrapper"]),
+
+        // MARK: - Implementation details
+
+        /// Open MPI found through pkg-config.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+
+        /// The only code that sees mpi.h: plain-C entry points for what Swift cannot import.
+        .target(name: "MPIWrapper", dependencies: ["CMPI"]),
+
+        /// OpenBLAS's CBLAS interface found through pkg-config.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: - Tests
+
+        .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore"]),
+        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
+        .testTarget(
+            name: "ReplicaDistributedTests",
+            dependencies: ["ReplicaDistributed", "MPIWrapper", "_ReplicaTestSupport"]
+        ),
+        .testTarget(
+            name: "ReplicaIntegrationTests",
+            dependencies: ["replica", "_ReplicaTestSupport"]
+        ),
+    ],
+    // Swift 5 mode: the engine shares raw buffers across threads on purpose (MPI progress, tests).
+    swiftLanguageModes: [.v5]
+)

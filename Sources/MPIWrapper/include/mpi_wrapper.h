@@ -1,0 +1,74 @@
+/*
+ * mpi_wrapper.h: the few MPI calls Replica needs, in plain C types.
+ *
+ * Why this exists: Open MPI's handles (MPI_COMM_WORLD, MPI_SUM, MPI_FLOAT,
+ * MPI_IN_PLACE) are cast macros of global addresses, which Swift cannot
+ * import. Everything here speaks float*, size_t and an opaque request, so
+ * Swift never touches an MPI type. No training logic lives here.
+ *
+ * Every function returns 0 or an MPI error code; mpiw_error_string turns a
+ * code into MPI's own message.
+ */
+#ifndef REPLICA_MPI_WRAPPER_H
+#define REPLICA_MPI_WRAPPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An outstanding non-blocking operation (one MPI request per chunk). */
+typedef struct mpiw_request_s *mpiw_request;
+
+/* Initialises MPI once per process, asking for MPI_THREAD_MULTIPLE; later
+   calls return 0 at once. `provided` receives the thread level MPI gave
+   (0 single, 1 funneled, 2 serialized, 3 multiple). Thread-safe. */
+int mpiw_init(int *provided);
+/* 1 once mpiw_init has succeeded (and finalize has not run). */
+int mpiw_is_initialized(void);
+/* Finalizes once; later calls (and calls before init) do nothing. */
+int mpiw_finalize(void);
+
+int mpiw_rank(int *rank);
+int mpiw_size(int *size);
+double mpiw_wtime(void);
+
+/* Largest element count one MPI call carries; larger buffers go in chunks.
+   INT_MAX by default; tests lower it to exercise the chunking. */
+void mpiw_set_max_chunk(size_t elements);
+size_t mpiw_max_chunk(void);
+
+/* In-place sums over all ranks. */
+int mpiw_allreduce_sum_f32(float *buffer, size_t count);
+int mpiw_allreduce_sum_f64(double *buffer, size_t count);
+/* In-place maximum over all ranks (for agreeing on flags and timings). */
+int mpiw_allreduce_max_f64(double *buffer, size_t count);
+
+/* Starts an in-place sum; finish it with mpiw_wait (or poll mpiw_test).
+   The buffer must stay untouched until then. */
+int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request);
+/* Sets *done to 1 when the operation has finished (then the request is freed
+   and set to NULL), 0 otherwise. Also drives MPI progress. */
+int mpiw_test(mpiw_request *request, int *done);
+/* Blocks until the operation finishes; frees the request and sets it to NULL. */
+int mpiw_wait(mpiw_request *request);
+
+/* Broadcasts `bytes` bytes from `root` to every rank. */
+int mpiw_broadcast(void *buffer, size_t bytes, int root);
+int mpiw_barrier(void);
+/* Gathers `bytes` bytes from every rank into `output` (size × bytes), rank order. */
+int mpiw_allgather(const void *input, size_t bytes, void *output);
+
+/* Ends every rank of the job with `code`. Does not return. */
+void mpiw_abort(int code);
+
+/* MPI's message for an error code, into `buffer` (NUL-terminated). */
+void mpiw_error_string(int code, char *buffer, size_t capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

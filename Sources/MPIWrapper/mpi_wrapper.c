@@ -1,0 +1,180 @@
+/* mpi_wrapper.c: see include/mpi_wrapper.h for why this file exists. */
+#include "mpi_wrapper.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Init once: MPI_Init twice aborts the process, so guard it with a mutex. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static int initialized = 0;
+static int finalized = 0;
+static int provided_level = 0;
+
+/* A process that initialised MPI and exits without finalising counts as a failure to mpirun,
+   so exit finalises (tests, for one, never finalise explicitly). */
+static void finalize_at_exit(void) { mpiw_finalize(); }
+
+int mpiw_init(int *provided) {
+    int rc = MPI_SUCCESS;
+    pthread_mutex_lock(&init_lock);
+    if (!initialized && !finalized) {
+        int already = 0;
+        MPI_Initialized(&already);
+        if (already) {
+            MPI_Query_thread(&provided_level);
+        } else {
+            rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided_level);
+        }
+        if (rc == MPI_SUCCESS) {
+            /* Errors come back as codes, so Swift can name them instead of MPI aborting. */
+            MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+            initialized = 1;
+            atexit(finalize_at_exit);
+        }
+    }
+    if (provided) {
+        switch (provided_level) {
+        case MPI_THREAD_SINGLE: *provided = 0; break;
+        case MPI_THREAD_FUNNELED: *provided = 1; break;
+        case MPI_THREAD_SERIALIZED: *provided = 2; break;
+        default: *provided = 3; break;
+        }
+    }
+    pthread_mutex_unlock(&init_lock);
+    return rc;
+}
+
+int mpiw_is_initialized(void) { return initialized && !finalized; }
+
+int mpiw_finalize(void) {
+    int rc = MPI_SUCCESS;
+    pthread_mutex_lock(&init_lock);
+    if (initialized && !finalized) {
+        rc = MPI_Finalize();
+        finalized = 1;
+    }
+    pthread_mutex_unlock(&init_lock);
+    return rc;
+}
+
+int mpiw_rank(int *rank) { return MPI_Comm_rank(MPI_COMM_WORLD, rank); }
+int mpiw_size(int *size) { return MPI_Comm_size(MPI_COMM_WORLD, size); }
+double mpiw_wtime(void) { return MPI_Wtime(); }
+
+/* MPI counts are int: buffers above INT_MAX elements go in chunks. */
+static size_t max_chunk = (size_t)INT_MAX;
+void mpiw_set_max_chunk(size_t elements) {
+    max_chunk = (elements == 0 || elements > (size_t)INT_MAX) ? (size_t)INT_MAX : elements;
+}
+size_t mpiw_max_chunk(void) { return max_chunk; }
+
+static size_t chunk_count(size_t count) { return count == 0 ? 0 : (count + max_chunk - 1) / max_chunk; }
+
+static int allreduce(void *buffer, size_t count, size_t element_size, MPI_Datatype type, MPI_Op op) {
+    char *bytes = (char *)buffer;
+    for (size_t offset = 0; offset < count; offset += max_chunk) {
+        size_t n = count - offset < max_chunk ? count - offset : max_chunk;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, bytes + offset * element_size, (int)n, type, op, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpiw_allreduce_sum_f32(float *buffer, size_t count) {
+    return allreduce(buffer, count, sizeof(float), MPI_FLOAT, MPI_SUM);
+}
+int mpiw_allreduce_sum_f64(double *buffer, size_t count) {
+    return allreduce(buffer, count, sizeof(double), MPI_DOUBLE, MPI_SUM);
+}
+int mpiw_allreduce_max_f64(double *buffer, size_t count) {
+    return allreduce(buffer, count, sizeof(double), MPI_DOUBLE, MPI_MAX);
+}
+
+/* A non-blocking operation on a chunked buffer is one request per chunk. */
+struct mpiw_request_s {
+    size_t count;
+    MPI_Request requests[];
+};
+
+int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) {
+    size_t chunks = chunk_count(count);
+    struct mpiw_request_s *r = malloc(sizeof(*r) + (chunks ? chunks : 1) * sizeof(MPI_Request));
+    if (!r) return MPI_ERR_NO_MEM;
+    r->count = chunks;
+    for (size_t i = 0; i < chunks; i++) {
+        size_t offset = i * max_chunk;
+        size_t n = count - offset < max_chunk ? count - offset : max_chunk;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buffer + offset, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                &r->requests[i]);
+        if (rc != MPI_SUCCESS) {
+            r->count = i;
+            mpiw_wait(&r);
+            return rc;
+        }
+    }
+    *request = r;
+    return MPI_SUCCESS;
+}
+
+int mpiw_test(mpiw_request *request, int *done) {
+    struct mpiw_request_s *r = *request;
+    *done = 1;
+    if (!r) return MPI_SUCCESS;
+    int all = 1;
+    if (r->count > 0) {
+        int rc = MPI_Testall((int)r->count, r->requests, &all, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    if (all) {
+        free(r);
+        *request = NULL;
+    }
+    *done = all;
+    return MPI_SUCCESS;
+}
+
+int mpiw_wait(mpiw_request *request) {
+    struct mpiw_request_s *r = *request;
+    if (!r) return MPI_SUCCESS;
+    int rc = r->count > 0 ? MPI_Waitall((int)r->count, r->requests, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    free(r);
+    *request = NULL;
+    return rc;
+}
+
+int mpiw_broadcast(void *buffer, size_t bytes, int root) {
+    char *p = (char *)buffer;
+    for (size_t offset = 0; offset < bytes; offset += (size_t)INT_MAX) {
+        size_t n = bytes - offset < (size_t)INT_MAX ? bytes - offset : (size_t)INT_MAX;
+        int rc = MPI_Bcast(p + offset, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+int mpiw_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
+
+int mpiw_allgather(const void *input, size_t bytes, void *output) {
+    if (bytes > (size_t)INT_MAX) return MPI_ERR_COUNT;
+    return MPI_Allgather(input, (int)bytes, MPI_BYTE, output, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+}
+
+void mpiw_abort(int code) {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    abort();
+}
+
+void mpiw_error_string(int code, char *buffer, size_t capacity) {
+    if (capacity == 0) return;
+    char message[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    if (MPI_Error_string(code, message, &length) != MPI_SUCCESS) {
+        length = 0;
+    }
+    message[length < MPI_MAX_ERROR_STRING ? length : MPI_MAX_ERROR_STRING - 1] = 0;
+    strncpy(buffer, message, capacity - 1);
+    buffer[capacity - 1] = 0;
+}

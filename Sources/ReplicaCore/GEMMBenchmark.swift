@@ -1,0 +1,29 @@
+import Foundation
+
+/// Times sgemm on random matrices: what `replica bench gemm` reports.
+public enum GEMMBenchmark {
+    public struct Result: Sendable {
+        public let m, n, k: Int
+        public let iterations: Int
+        /// Median seconds per call.
+        public let seconds: Double
+        public var gflops: Double { 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9 }
+    }
+
+    /// Median time of `iterations` calls C = A·B after two warm-up calls.
+    public static func run(m: Int, n: Int, k: Int, iterations: Int, seed: UInt64 = 0) -> Result {
+        var generator = SeededGenerator(seed: seed, 0x6765_6d6d)
+        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [k, n]), c = Tensor(zeros: [m, n])
+        a.fillUniform(bound: 1, using: &generator)
+        b.fillUniform(bound: 1, using: &generator)
+        for _ in 0..<2 { gemm(a, b, into: c) }
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let start = DispatchTime.now().uptimeNanoseconds
+            gemm(a, b, into: c)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        times.sort()
+        return Result(m: m, n: n, k: k, iterations: iterations, seconds: times[times.count / 2])
+    }
+}

@@ -1,0 +1,74 @@
+import ReplicaCore
+
+/// How an all-reduce combines the ranks' values.
+public enum ReduceOperation: Sendable {
+    /// Elementwise sum over ranks.
+    case sum
+    /// Elementwise sum divided by the number of ranks.
+    case mean
+}
+
+/// A failure of a collective operation: the job cannot go on consistently (exit status 2).
+public struct DistributedError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// An all-reduce in flight. The buffer it was started on must stay untouched until `wait()`.
+public protocol PendingAllReduce: AnyObject {
+    /// Drives progress; true once the result is in the buffer.
+    func test() throws -> Bool
+    /// Blocks until the result is in the buffer.
+    func wait() throws
+}
+
+/// The collective operations the trainer needs, the same alone and under mpirun.
+///
+/// Every rank must call the same collectives in the same order with the same sizes.
+public protocol Communicator: AnyObject, Sendable {
+    var rank: Int { get }
+    var size: Int { get }
+
+    /// In place over all ranks.
+    func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws
+    /// In place over all ranks, in double precision (losses, counts, norms).
+    func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws
+    /// Elementwise maximum over ranks, in place.
+    func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    /// Starts an in-place all-reduce and returns at once.
+    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce
+    /// Copies `buffer` from `root` to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws
+    func barrier() throws
+    /// Every rank's `record`, in rank order. Records must have the same length on every rank.
+    func allGather(_ record: [UInt8]) throws -> [[UInt8]]
+    /// Ends every rank of the job with `exitCode` after printing `message` on stderr.
+    func abort(_ message: String, exitCode: Int32) -> Never
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    public func allReduce(_ tensor: Tensor, _ operation: ReduceOperation = .sum) throws {
+        try allReduce(tensor.buffer, operation)
+    }
+
+    public func allReduce(_ values: inout [Double], _ operation: ReduceOperation = .sum) throws {
+        try values.withUnsafeMutableBufferPointer { try allReduce($0, operation) }
+    }
+
+    public func allReduceMaximum(_ values: inout [Double]) throws {
+        try values.withUnsafeMutableBufferPointer { try allReduceMaximum($0) }
+    }
+
+    public func broadcast(_ tensor: Tensor, from root: Int) throws {
+        try broadcast(UnsafeMutableRawBufferPointer(tensor.buffer), from: root)
+    }
+
+    public func broadcast(_ values: inout [UInt8], from root: Int) throws {
+        try values.withUnsafeMutableBytes { try broadcast($0, from: root) }
+    }
+
+    /// "[rank r/n] " for messages, as every distributed message starts.
+    public var messagePrefix: String { "[rank \(rank)/\(size)] " }
+}

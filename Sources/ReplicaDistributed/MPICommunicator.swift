@@ -1,0 +1,176 @@
+import Foundation
+import MPIWrapper
+
+/// MPI, initialised once per process (thread-safe) on first use; never finalised by tests.
+public enum MPIEnvironment {
+    /// The thread level MPI provided: 0 single, 1 funneled, 2 serialized, 3 multiple.
+    public static func initialize() throws -> Int {
+        var provided: Int32 = 0
+        try check(mpiw_init(&provided), "MPI_Init_thread")
+        return Int(provided)
+    }
+
+    /// Finalises MPI if it was initialised; idempotent. Call once at the end of `main`.
+    public static func finalize() {
+        _ = mpiw_finalize()
+    }
+
+    public static var isInitialized: Bool { mpiw_is_initialized() != 0 }
+
+    /// True when this process was started by a launcher (mpirun, srun) as one rank of a job.
+    public static var isLaunchedByMPI: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_PROCID"].contains { environment[$0] != nil }
+    }
+
+    /// MPI's wall clock, in seconds.
+    public static var wallTime: Double { mpiw_wtime() }
+
+    /// The largest element count one MPI call carries (INT_MAX unless a test lowered it).
+    public static var maximumChunkElements: Int {
+        get { Int(mpiw_max_chunk()) }
+        set { mpiw_set_max_chunk(newValue) }
+    }
+
+    static func check(_ code: Int32, _ operation: @autoclosure () -> String, rank: Int? = nil, size: Int? = nil) throws {
+        guard code != 0 else { return }
+        var message = [CChar](repeating: 0, count: 512)
+        mpiw_error_string(code, &message, message.count)
+        let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let prefix = rank.map { "[rank \($0)/\(size ?? 0)] " } ?? ""
+        throw DistributedError("\(prefix)\(operation()) failed: \(text) (MPI error \(code))")
+    }
+}
+
+/// The world communicator of an MPI job.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    /// The thread level MPI provided (3 = MPI_THREAD_MULTIPLE).
+    public let threadLevel: Int
+
+    public init() throws {
+        threadLevel = try MPIEnvironment.initialize()
+        var rank: Int32 = 0
+        var size: Int32 = 0
+        try MPIEnvironment.check(mpiw_rank(&rank), "MPI_Comm_rank")
+        try MPIEnvironment.check(mpiw_size(&size), "MPI_Comm_size")
+        self.rank = Int(rank)
+        self.size = Int(size)
+    }
+
+    private func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
+        try MPIEnvironment.check(code, operation(), rank: rank, size: size)
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try check(mpiw_allreduce_sum_f32(base, buffer.count), "all-reduce of \(buffer.count) floats")
+        if operation == .mean { scale(buffer, by: 1 / Float(size)) }
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try check(mpiw_allreduce_sum_f64(base, buffer.count), "all-reduce of \(buffer.count) doubles")
+        if operation == .mean {
+            let factor = 1 / Double(size)
+            for i in buffer.indices { buffer[i] *= factor }
+        }
+    }
+
+    public func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try check(mpiw_allreduce_max_f64(base, buffer.count), "maximum all-reduce of \(buffer.count) doubles")
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedAllReduce() }
+        var request: mpiw_request? = nil
+        try check(mpiw_iallreduce_sum_f32(base, buffer.count, &request), "start of all-reduce of \(buffer.count) floats")
+        return MPIPendingAllReduce(request: request, buffer: buffer,
+                                   scale: operation == .mean ? 1 / Float(size) : nil, communicator: self)
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {
+        precondition(root >= 0 && root < size, "broadcast root \(root) out of range for \(size) ranks")
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try check(mpiw_broadcast(base, buffer.count, Int32(root)), "broadcast of \(buffer.count) bytes from rank \(root)")
+    }
+
+    public func barrier() throws {
+        try check(mpiw_barrier(), "barrier")
+    }
+
+    public func allGather(_ record: [UInt8]) throws -> [[UInt8]] {
+        // Lengths first, so a rank with a different record length is an error, not corruption.
+        var length = UInt64(record.count)
+        var lengths = [UInt64](repeating: 0, count: size)
+        try lengths.withUnsafeMutableBytes { output in
+            try check(mpiw_allgather(&length, 8, output.baseAddress), "all-gather of record lengths")
+        }
+        guard Set(lengths).count == 1 else {
+            throw DistributedError("\(messagePrefix)all-gather records differ in length across ranks: \(lengths)")
+        }
+        var output = [UInt8](repeating: 0, count: record.count * size)
+        try record.withUnsafeBytes { input in
+            try output.withUnsafeMutableBytes { out in
+                try check(mpiw_allgather(input.baseAddress, record.count, out.baseAddress), "all-gather of \(record.count)-byte records")
+            }
+        }
+        return (0..<size).map { Array(output[($0 * record.count)..<(($0 + 1) * record.count)]) }
+    }
+
+    public func abort(_ message: String, exitCode: Int32) -> Never {
+        fputs("\(messagePrefix)\(message)\n", stderr)
+        fflush(stderr)
+        mpiw_abort(exitCode)
+        exit(exitCode)
+    }
+}
+
+/// A non-blocking all-reduce over one or more MPI requests.
+final class MPIPendingAllReduce: PendingAllReduce {
+    private var request: mpiw_request?
+    private let buffer: UnsafeMutableBufferPointer<Float>
+    private let scaleFactor: Float?
+    private let communicator: MPICommunicator
+    private var finished = false
+
+    init(request: mpiw_request?, buffer: UnsafeMutableBufferPointer<Float>, scale: Float?, communicator: MPICommunicator) {
+        self.request = request
+        self.buffer = buffer
+        self.scaleFactor = scale
+        self.communicator = communicator
+    }
+
+    func test() throws -> Bool {
+        if finished { return true }
+        var done: Int32 = 0
+        try MPIEnvironment.check(mpiw_test(&request, &done), "test of all-reduce",
+                                 rank: communicator.rank, size: communicator.size)
+        if done != 0 { complete() }
+        return finished
+    }
+
+    func wait() throws {
+        if finished { return }
+        try MPIEnvironment.check(mpiw_wait(&request), "wait for all-reduce",
+                                 rank: communicator.rank, size: communicator.size)
+        complete()
+    }
+
+    private func complete() {
+        finished = true
+        if let factor = scaleFactor { scale(buffer, by: factor) }
+    }
+
+    deinit {
+        // A request dropped unfinished would leave MPI writing into freed memory.
+        if !finished { _ = mpiw_wait(&request) }
+    }
+}
+
+/// Multiplies every element by `factor`.
+func scale(_ buffer: UnsafeMutableBufferPointer<Float>, by factor: Float) {
+    for i in buffer.indices { buffer[i] *= factor }
+}

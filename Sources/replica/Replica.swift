@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaDistributed
+
+/// The `replica` command line. Only argument parsing and printing live here.
+struct Replica: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replica",
+        abstract: "Data-parallel training of Transformers and graph attention networks on CPUs with MPI.",
+        discussion: """
+        Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`.
+        Exit status: 0 success, 1 a user error, 2 a distributed failure.
+        """,
+        subcommands: [Bench.self, SelfTest.self]
+    )
+}
+
+@main
+enum ReplicaMain {
+    static func main() {
+        let status: Int32
+        do {
+            var command = try Replica.parseAsRoot()
+            try command.run()
+            status = 0
+        } catch {
+            status = report(error)
+        }
+        MPIEnvironment.finalize()
+        exit(status)
+    }
+
+    /// Prints one message for `error` (rank 0 only for errors every rank sees alike) and returns the exit status.
+    static func report(_ error: Error) -> Int32 {
+        switch error {
+        case let error as UserError:
+            printError(error.description, everyRank: false)
+            return 1
+        case let error as DistributedError:
+            printError(error.description, everyRank: true)
+            return 2
+        default:
+            let code = Replica.exitCode(for: error)
+            let message = Replica.fullMessage(for: error)
+            if code == .success {
+                if isFirstRank && !message.isEmpty { print(message) }
+                return 0
+            }
+            printError(message, everyRank: false)
+            return 1
+        }
+    }
+
+    /// Whether this process is rank 0 (or alone), known before MPI starts from the launcher's environment.
+    static var isFirstRank: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        let rank = environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"] ?? environment["PMI_RANK"] ?? "0"
+        return rank == "0"
+    }
+
+    static func printError(_ message: String, everyRank: Bool) {
+        guard everyRank || isFirstRank else { return }
+        let text = message.hasPrefix("Error:") || message.hasPrefix("[rank") ? message : "Error: \(message)"
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}

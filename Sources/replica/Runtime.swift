@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaDistributed
+
+/// Options every command that computes takes.
+struct RuntimeOptions: ParsableArguments {
+    @Option(help: "BLAS/compute threads per rank (default: 1 under mpirun, all cores alone).")
+    var threads: Int?
+
+    @Flag(help: "Rank 0 prints the final summary as one JSON object, the last line of stdout.")
+    var json = false
+
+    func validate() throws {
+        if let threads, threads < 1 {
+            throw ValidationError("--threads \(threads) is not a thread count; use 1 or more.")
+        }
+    }
+}
+
+/// What a command runs with: the communicator and the thread count it chose.
+struct Runtime {
+    let communicator: Communicator
+    let threads: Int
+    let options: RuntimeOptions
+
+    /// MPI when launched by mpirun/srun (or when `requireMPI`), otherwise one local rank.
+    init(_ options: RuntimeOptions, requireMPI: Bool = false) throws {
+        self.options = options
+        communicator = requireMPI || MPIEnvironment.isLaunchedByMPI ? try MPICommunicator() : LocalCommunicator()
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        threads = options.threads ?? (MPIEnvironment.isLaunchedByMPI ? 1 : cores)
+        BLAS.setThreadCount(threads)
+        let localRanks = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
+        if communicator.isRoot && localRanks * threads > cores {
+            log("warning: \(localRanks) ranks × \(threads) threads on \(cores) cores oversubscribes this node; use --threads \(max(1, cores / localRanks))")
+        }
+    }
+
+    /// Prints a line from rank 0 (human-readable output; goes to stderr under --json so stdout ends with the summary).
+    func log(_ line: String) {
+        guard communicator.isRoot else { return }
+        if options.json {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        } else {
+            print(line)
+        }
+    }
+
+    /// Rank 0 prints `summary` as one JSON line when --json is given.
+    func emit(summary: [String: JSONValue]) {
+        guard communicator.isRoot, options.json else { return }
+        print(JSONValue.object(summary).serialized())
+        fflush(stdout)
+    }
+}
+
+/// A JSON value with stable key order (sorted), for summaries and metrics lines.
+enum JSONValue {
+    case number(Double)
+    case integer(Int)
+    case string(String)
+    case bool(Bool)
+    case array([JSONValue])
+    case object([String: JSONValue])
+    case null
+
+    func serialized() -> String {
+        switch self {
+        case .number(let value):
+            guard value.isFinite else { return "null" }
+            if value == value.rounded() && abs(value) < 1e15 { return String(format: "%.1f", value) }
+            return "\(value)"
+        case .integer(let value): return "\(value)"
+        case .string(let value): return JSONValue.quote(value)
+        case .bool(let value): return value ? "true" : "false"
+        case .array(let values): return "[" + values.map { $0.serialized() }.joined(separator: ",") + "]"
+        case .object(let fields):
+            return "{" + fields.keys.sorted().map { JSONValue.quote($0) + ":" + fields[$0]!.serialized() }.joined(separator: ",") + "}"
+        case .null: return "null"
+        }
+    }
+
+    static func quote(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 { result += String(format: "\\u%04x", scalar.value) } else { result.unicodeScalars.append(scalar) }
+            }
+        }
+        return result + "\""
+    }
+}

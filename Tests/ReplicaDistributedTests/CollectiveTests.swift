@@ -1,0 +1,86 @@
+import Testing
+import MPIWrapper
+import ReplicaCore
+@testable import ReplicaDistributed
+
+/// Every MPI test lives in this one serialized suite: MPI initialises once per process and the
+/// ranks must run the same collectives in the same order. World-size-aware: it also runs under
+/// `mpirun -np N` (launch/test.sh).
+@Suite(.serialized) struct MPICollectiveTests {
+    let communicator: MPICommunicator
+
+    init() throws { communicator = try MPICommunicator() }
+
+    @Test func sumAndMeanAreExactOnRankDependentData() throws {
+        let report = try CollectiveSelfTest.run(count: 1000, communicator: communicator)
+        #expect(report.sumErrors == 0)
+        #expect(report.meanErrors == 0)
+        #expect(report.doubleSumErrors == 0)
+        #expect(report.nonBlockingErrors == 0)
+        #expect(report.broadcastErrors == 0)
+        #expect(report.gathered == Array(0..<communicator.size))
+    }
+
+    @Test func messagesLargerThanTheChunkGoInSeveralCalls() throws {
+        let saved = MPIEnvironment.maximumChunkElements
+        MPIEnvironment.maximumChunkElements = 1000
+        defer { MPIEnvironment.maximumChunkElements = saved }
+        #expect(MPIEnvironment.maximumChunkElements == 1000)
+        // 2,500 elements: two full chunks and a partial one, blocking and non-blocking.
+        let report = try CollectiveSelfTest.run(count: 2500, communicator: communicator)
+        #expect(report.sumErrors == 0 && report.meanErrors == 0 && report.doubleSumErrors == 0)
+        #expect(report.nonBlockingErrors == 0)
+        let p = Float(communicator.size)
+        #expect(report.sumSample == [1, 2, 3, 4].map { p * (p + 1) / 2 * $0 })
+    }
+
+    @Test func chunkLimitIsClampedToMPIsIntRange() {
+        let saved = MPIEnvironment.maximumChunkElements
+        defer { MPIEnvironment.maximumChunkElements = saved }
+        MPIEnvironment.maximumChunkElements = 0
+        #expect(MPIEnvironment.maximumChunkElements == Int(Int32.max))
+        MPIEnvironment.maximumChunkElements = Int(Int32.max) + 10
+        #expect(MPIEnvironment.maximumChunkElements == Int(Int32.max))
+    }
+
+    @Test func nonBlockingAllReduceCompletesUnderTestPolling() throws {
+        let tensor = Tensor(zeros: [50_000])
+        tensor.fill(Float(communicator.rank + 1))
+        let pending = try communicator.startAllReduce(tensor.buffer, .mean)
+        var polls = 0
+        while try !pending.test() { polls += 1 }
+        try pending.wait()  // a second completion is harmless
+        let p = Float(communicator.size)
+        #expect(tensor.scalars.allSatisfy { $0 == (p + 1) / 2 })
+    }
+
+    @Test func allGatherRejectsRecordsOfDifferentLengths() throws {
+        // Same length everywhere: fine. (Different lengths need two ranks to disagree; the
+        // length exchange is what makes that an error instead of a truncation.)
+        let records = try communicator.allGather([UInt8(communicator.rank), 7, 7])
+        #expect(records.count == communicator.size)
+        #expect(records.enumerated().allSatisfy { $0.element == [UInt8($0.offset), 7, 7] })
+    }
+
+    @Test func broadcastOverwritesNonRootBuffers() throws {
+        var bytes = [UInt8](repeating: UInt8(communicator.rank), count: 33)
+        if communicator.rank == 0 { bytes = (0..<33).map { UInt8($0) } }
+        try communicator.broadcast(&bytes, from: 0)
+        #expect(bytes == (0..<33).map { UInt8($0) })
+    }
+}
+
+@Suite struct LocalCommunicatorTests {
+    @Test func oneRankCollectivesAreTheIdentity() throws {
+        let local = LocalCommunicator()
+        let report = try CollectiveSelfTest.run(count: 100, communicator: local)
+        #expect(report.sumErrors == 0 && report.meanErrors == 0 && report.broadcastErrors == 0)
+        #expect(report.gathered == [0])
+    }
+
+    @Test func busBandwidthFollowsTheRingFormula() {
+        #expect(AllReduceBenchmark.busBandwidth(bytes: 1_000_000_000, seconds: 1, ranks: 2) == 1)
+        #expect(AllReduceBenchmark.busBandwidth(bytes: 1_000_000_000, seconds: 1, ranks: 4) == 1.5)
+        #expect(AllReduceBenchmark.busBandwidth(bytes: 1_000_000_000, seconds: 1, ranks: 1) == 0)
+    }
+}

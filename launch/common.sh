@@ -1,0 +1,27 @@
+# Shared by the launch/ scripts: dependency install and the mpirun flags this machine needs.
+# Source it; do not run it.
+
+REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config)
+
+# Installs the Debian packages Replica builds and runs with, if any is missing.
+replica_install_dependencies() {
+    local missing=()
+    for package in "${REPLICA_APT_PACKAGES[@]}"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if ((${#missing[@]})); then
+        local sudo=""
+        [[ $(id -u) -eq 0 ]] || sudo="sudo"
+        echo "installing: ${missing[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    command -v swift >/dev/null || { echo "error: swift is not on PATH; install Swift 6 (swift.org) first" >&2; exit 1; }
+}
+
+# mpirun flags: root needs --allow-run-as-root; --oversubscribe lets ranks exceed cores.
+replica_mpirun_flags() {
+    local flags=(--oversubscribe)
+    [[ $(id -u) -eq 0 ]] && flags+=(--allow-run-as-root)
+    echo "${flags[@]}"
+}

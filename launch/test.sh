@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: swift test (unit tests and the
+# mpirun integration tests of the binary) and the MPI unit tests under mpirun -np 2 and -np 3.
+#
+#   ./launch/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source launch/common.sh
+replica_install_dependencies
+
+swift build --build-tests
+read -r -a flags <<<"$(replica_mpirun_flags)"
+for ranks in 2 3; do
+    echo "== MPI unit tests on $ranks ranks: mpirun ${flags[*]} -np $ranks ... --filter ReplicaDistributedTests"
+    mpirun "${flags[@]}" -np "$ranks" .build/debug/ReplicaPackageTests.xctest \
+        --testing-library swift-testing --filter ReplicaDistributedTests >".build/mpi-tests-$ranks.log" 2>&1 \
+        || { cat ".build/mpi-tests-$ranks.log"; echo "MPI unit tests failed on $ranks ranks" >&2; exit 1; }
+    grep -h "Test run with" ".build/mpi-tests-$ranks.log" | sed "s/^/  /"
+done
+echo "== swift test"
+swift test
