@@ -19,12 +19,16 @@ let package = Package(
             dependencies: [
                 "ReplicaCore",
                 "ReplicaDistributed",
+                "ReplicaNN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         /// Tensors, sgemm, seeded RNG, the parameter arena.
         .target(name: "ReplicaCore", dependencies: ["CBLAS"]),
+
+        /// Layers with explicit forward and backward passes, optimisers, schedules.
+        .target(name: "ReplicaNN", dependencies: ["ReplicaCore"]),
 
         /// Communicator protocol with MPI and in-process implementations.
         .target(name: "ReplicaDistributed", dependencies: ["ReplicaCore", "MPIWrapper"]),
@@ -52,6 +56,7 @@ let package = Package(
 
         .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore"]),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
+        .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(
             name: "ReplicaDistributedTests",
             dependencies: ["ReplicaDistributed", "MPIWrapper", "_ReplicaTestSupport"]

@@ -17,6 +17,11 @@ public final class ParameterArena: @unchecked Sendable {
     public private(set) var values = TensorStorage(count: 0)
     public private(set) var gradients = TensorStorage(count: 0)
     public private(set) var isAllocated = false
+    /// Non-trained state (BatchNorm running statistics): saved in checkpoints, broadcast at
+    /// start-up, never all-reduced as gradients.
+    public private(set) var bufferSlots: [ParameterSlot] = []
+    public private(set) var bufferCount = 0
+    public private(set) var buffers = TensorStorage(count: 0)
 
     public init() {}
 
@@ -32,10 +37,30 @@ public final class ParameterArena: @unchecked Sendable {
         return slot
     }
 
+    /// Reserves a buffer (state that is not trained) of `shape`, zero until set.
+    @discardableResult
+    public func declareBuffer(_ name: String, shape: [Int]) -> ParameterSlot {
+        precondition(!isAllocated, "ParameterArena: declare buffer \(name) before allocate()")
+        precondition(!bufferSlots.contains { $0.name == name }, "ParameterArena: buffer \(name) declared twice")
+        let size = Tensor.elementCount(shape)
+        let slot = ParameterSlot(name: name, range: bufferCount..<(bufferCount + size), shape: shape, decays: false)
+        bufferSlots.append(slot)
+        bufferCount += size
+        return slot
+    }
+
+    public func buffer(_ slot: ParameterSlot) -> Tensor {
+        Tensor(shape: slot.shape, storage: buffers, offset: slot.range.lowerBound)
+    }
+
+    /// All buffers as one tensor [bufferCount].
+    public var allBuffers: Tensor { Tensor(shape: [bufferCount], storage: buffers, offset: 0) }
+
     public func allocate() {
         precondition(!isAllocated, "ParameterArena allocated twice")
         values = TensorStorage(count: count)
         gradients = TensorStorage(count: count)
+        buffers = TensorStorage(count: bufferCount)
         isAllocated = true
     }
 

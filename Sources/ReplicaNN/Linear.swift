@@ -1,0 +1,67 @@
+import ReplicaCore
+
+/// y = x · Wᵀ + b with W stored [outputs, inputs] (PyTorch's layout). [N, inputs] -> [N, outputs]
+public final class Linear: Layer {
+    public let weight: ParameterSlot      // [outputs, inputs]
+    public let bias: ParameterSlot?       // [outputs]
+    public let inputCount: Int
+    public let outputCount: Int
+    let arena: ParameterArena
+    var input: Tensor?                    // [N, inputs], cached by forward
+
+    public init(_ name: String, inputs: Int, outputs: Int, bias: Bool = true, arena: ParameterArena) {
+        self.arena = arena
+        inputCount = inputs
+        outputCount = outputs
+        weight = arena.declare("\(name).weight", shape: [outputs, inputs], decays: true)
+        self.bias = bias ? arena.declare("\(name).bias", shape: [outputs], decays: false) : nil
+    }
+
+    /// N(0, std²) weights (GPT-2 uses 0.02), zero bias.
+    public func initialize(standardDeviation: Float, using generator: inout SeededGenerator) {
+        arena.value(weight).fillNormal(standardDeviation: standardDeviation, using: &generator)
+        if let bias { arena.value(bias).zero() }
+    }
+
+    /// PyTorch's default: U(−1/√inputs, 1/√inputs) for weight and bias.
+    public func initializeUniform(using generator: inout SeededGenerator) {
+        let bound = 1 / Float(inputCount).squareRoot()
+        arena.value(weight).fillUniform(bound: bound, using: &generator)
+        if let bias { arena.value(bias).fillUniform(bound: bound, using: &generator) }
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        precondition(input.columnCount == inputCount, "Linear expects [..., \(inputCount)], got \(input.shape)")
+        self.input = input
+        let output = Tensor(zeros: Array(input.shape.dropLast()) + [outputCount])
+        if let bias {
+            let b = arena.value(bias)
+            let rows = input.rowCount
+            for row in 0..<rows { (output.data + row * outputCount).update(from: b.data, count: outputCount) }
+            gemm(input, arena.value(weight), transposingB: true, into: output, beta: 1)
+        } else {
+            gemm(input, arena.value(weight), transposingB: true, into: output)
+        }
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        guard let input else { preconditionFailure("Linear.backward before forward") }
+        // dW += dyᵀ · x ; dx = dy · W ; db += Σ_rows dy
+        gemm(outputGradient, transposingA: true, input, into: arena.gradient(weight), beta: 1)
+        if let bias { addColumnSums(outputGradient, into: arena.gradient(bias)) }
+        let inputGradient = Tensor(zeros: input.shape)
+        gemm(outputGradient, arena.value(weight), into: inputGradient)
+        return inputGradient
+    }
+}
+
+/// into[j] += Σ_i m[i, j] for m [rows, columns].
+public func addColumnSums(_ m: Tensor, into target: Tensor) {
+    let columns = m.columnCount
+    precondition(target.count == columns, "column sums of \(m.shape) into \(target.shape)")
+    for row in 0..<m.rowCount {
+        let source = m.data + row * columns
+        for j in 0..<columns { target.data[j] += source[j] }
+    }
+}
