@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Release builds use AVX2 and FMA (every machine this project runs on has them): the
+/// elementwise kernels (GELU, LayerNorm, AdamW) run twice as wide as on baseline x86-64.
+let hotLoopSettings: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux], configuration: .release)),
+]
+
 let package = Package(
     name: "Replica",
     platforms: [.macOS(.v14)],
@@ -20,15 +26,31 @@ let package = Package(
                 "ReplicaCore",
                 "ReplicaDistributed",
                 "ReplicaNN",
+                "ReplicaData",
+                "ReplicaModels",
+                "ReplicaTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         /// Tensors, sgemm, seeded RNG, the parameter arena.
-        .target(name: "ReplicaCore", dependencies: ["CBLAS"]),
+        .target(name: "ReplicaCore", dependencies: ["CBLAS"], swiftSettings: hotLoopSettings),
 
         /// Layers with explicit forward and backward passes, optimisers, schedules.
-        .target(name: "ReplicaNN", dependencies: ["ReplicaCore"]),
+        .target(name: "ReplicaNN", dependencies: ["ReplicaCore"], swiftSettings: hotLoopSettings),
+
+        /// Data sets, tokenisers, the distributed sampler. Embeds Tiny Shakespeare.
+        .target(
+            name: "ReplicaData",
+            dependencies: ["ReplicaCore"],
+            resources: [.copy("Resources/tinyshakespeare.txt")]
+        ),
+
+        /// Models built from ReplicaNN layers: GPT.
+        .target(name: "ReplicaModels", dependencies: ["ReplicaNN"], swiftSettings: hotLoopSettings),
+
+        /// The training loop, checkpoints, metrics and progress output.
+        .target(name: "ReplicaTrain", dependencies: ["ReplicaModels", "ReplicaData", "ReplicaDistributed"]),
 
         /// Communicator protocol with MPI and in-process implementations.
         .target(name: "ReplicaDistributed", dependencies: ["ReplicaCore", "MPIWrapper"]),
@@ -57,6 +79,8 @@ let package = Package(
         .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore"]),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
+        .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),
+        .testTarget(name: "ReplicaTrainTests", dependencies: ["ReplicaTrain", "_ReplicaTestSupport"]),
         .testTarget(
             name: "ReplicaDistributedTests",
             dependencies: ["ReplicaDistributed", "MPIWrapper", "_ReplicaTestSupport"]

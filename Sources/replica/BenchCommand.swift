@@ -6,7 +6,7 @@ import ReplicaDistributed
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro-benchmarks: sgemm throughput and all-reduce bus bandwidth.",
-        subcommands: [BenchGEMM.self, BenchAllReduce.self]
+        subcommands: [BenchGEMM.self, BenchAllReduce.self, BenchStep.self]
     )
 }
 

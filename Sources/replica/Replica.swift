@@ -12,13 +12,19 @@ struct Replica: ParsableCommand {
         Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`.
         Exit status: 0 success, 1 a user error, 2 a distributed failure.
         """,
-        subcommands: [Bench.self, SelfTest.self]
+        subcommands: [Train.self, Generate.self, Bench.self, SelfTest.self]
     )
 }
 
 @main
 enum ReplicaMain {
     static func main() {
+        #if os(Linux)
+        // Activations of a step are freed and allocated again every step; keep them on the heap
+        // (not fresh mmaps that fault in every page each time).
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
+        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
+        #endif
         let status: Int32
         do {
             var command = try Replica.parseAsRoot()
@@ -65,3 +71,7 @@ enum ReplicaMain {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }
+
+/// glibc's mallopt (malloc.h is not part of Swift's Glibc module).
+@_silgen_name("mallopt")
+func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -1,0 +1,208 @@
+import Foundation
+import ReplicaCore
+import ReplicaNN
+
+/// A GPT's shape. Defaults: nanoGPT's CPU "baby" Shakespeare configuration.
+public struct GPTConfig: Codable, Sendable, Equatable {
+    public var layerCount = 4        // GPT-2 small: 12
+    public var headCount = 4         // GPT-2 small: 12
+    public var embedding = 128       // GPT-2 small: 768
+    public var blockSize = 64        // GPT-2: 1024
+    public var vocabularySize = 65   // Tiny Shakespeare's characters; GPT-2: 50257
+    public var dropout: Float = 0
+    public var norm = NormKind.layer
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case layerCount = "layers", headCount = "heads", embedding, blockSize = "block_size"
+        case vocabularySize = "vocab_size", dropout, norm
+    }
+}
+
+/// Which normalisation a Transformer block uses.
+public enum NormKind: String, Codable, Sendable, CaseIterable {
+    case layer, batch, none
+}
+
+/// A pre-norm decoder-only Transformer with nanoGPT's parameter names and PyTorch layouts
+/// (bias-free, tied token embedding and output head). ids [B, T] -> logits [B·T, V]
+///
+/// B batch, T time (≤ block size), C embedding, V vocabulary.
+public final class GPT {
+    public let config: GPTConfig
+    public let arena: ParameterArena
+    let tokenEmbedding: Embedding        // transformer.wte [V, C]
+    let positionEmbedding: Embedding     // transformer.wpe [block, C]
+    let blocks: [TransformerBlock]
+    let finalNorm: FeatureNormalization  // transformer.ln_f
+    let embeddingDropout: Dropout
+    /// Arena offset where each block's parameters begin, and where ln_f's do.
+    let blockOffsets: [Int]
+    let finalNormOffset: Int
+    var finalHidden: Tensor?             // [B·T, C]
+    var shape = (B: 0, T: 0)
+
+    public init(_ config: GPTConfig, arena: ParameterArena = ParameterArena()) {
+        self.config = config
+        self.arena = arena
+        let C = config.embedding
+        tokenEmbedding = Embedding("transformer.wte", count: config.vocabularySize, dimension: C, arena: arena)
+        positionEmbedding = Embedding("transformer.wpe", count: config.blockSize, dimension: C, arena: arena)
+        embeddingDropout = Dropout(probability: config.dropout, tag: 1)
+        var offsets: [Int] = []
+        blocks = (0..<config.layerCount).map {
+            offsets.append(arena.count)
+            return TransformerBlock("transformer.h.\($0)", index: $0, config: config, arena: arena)
+        }
+        blockOffsets = offsets
+        finalNormOffset = arena.count
+        finalNorm = makeNormalization(config.norm, "transformer.ln_f", features: C, arena: arena)
+        arena.allocate()
+    }
+
+    public var parameterCount: Int { arena.count }
+
+    /// GPT-2's initialisation: N(0, 0.02²) everywhere, residual projections N(0, (0.02/√(2L))²), norms 1.
+    public func initialize(seed: UInt64) {
+        var generator = SeededGenerator(seed: seed, 0x696e_6974)
+        tokenEmbedding.initialize(standardDeviation: 0.02, using: &generator)
+        positionEmbedding.initialize(standardDeviation: 0.02, using: &generator)
+        let projectionScale = 1 / (2 * Float(config.layerCount)).squareRoot()
+        for block in blocks { block.initialize(projectionScale: projectionScale, using: &generator) }
+        finalNorm.initialize()
+    }
+
+    /// Training (dropout, batch statistics) or evaluation.
+    public var mode: Mode = .training {
+        didSet {
+            embeddingDropout.mode = mode
+            finalNorm.mode = mode
+            for block in blocks { block.mode = mode }
+        }
+    }
+
+    /// Where dropout masks come from: (seed, rank, step).
+    public var randomContext = RandomContext(seed: 0) {
+        didSet {
+            embeddingDropout.context = randomContext
+            for block in blocks { block.setRandomContext(randomContext) }
+        }
+    }
+
+    /// Logits [B·T, V] for `ids` [B·T].
+    public func forward(_ ids: [Int32], batch B: Int, length T: Int) -> Tensor {
+        precondition(T <= config.blockSize, "sequence of \(T) exceeds the block size \(config.blockSize)")
+        precondition(ids.count == B * T, "GPT expects \(B)×\(T) ids, got \(ids.count)")
+        shape = (B, T)
+        var x = tokenEmbedding.forward(ids, shape: [B * T])
+        let positions = positionEmbedding.forward((0..<(B * T)).map { Int32($0 % T) }, shape: [B * T])
+        add(positions, into: x)
+        x = embeddingDropout.forward(x)
+        for block in blocks { x = block.forward(x, batch: B, length: T) }
+        let hidden = finalNorm.forward(x)
+        finalHidden = hidden
+        let logits = Tensor(zeros: [B * T, config.vocabularySize])
+        gemm(hidden, arena.value(tokenEmbedding.weight), transposingB: true, into: logits)
+        return logits
+    }
+
+    /// Adds every parameter's gradient from the logits' gradient [B·T, V].
+    ///
+    /// Calls `gradientsReady(offset)` each time every gradient at arena offsets ≥ offset is final,
+    /// so all-reduce buckets can start while the rest of backward runs.
+    public func backward(_ logitsGradient: Tensor, gradientsReady: (Int) throws -> Void = { _ in }) rethrows {
+        guard let hidden = finalHidden else { preconditionFailure("GPT.backward before forward") }
+        let wte = tokenEmbedding.weight
+        // Tied head: d wte += dlogitsᵀ · h ; dh = dlogits · wte
+        gemm(logitsGradient, transposingA: true, hidden, into: arena.gradient(wte), beta: 1)
+        var dx = Tensor(zeros: hidden.shape)
+        gemm(logitsGradient, arena.value(wte), into: dx)
+        dx = finalNorm.backward(dx)
+        try gradientsReady(finalNormOffset)
+        for (block, offset) in zip(blocks, blockOffsets).reversed() {
+            dx = block.backward(dx)
+            try gradientsReady(offset)
+        }
+        dx = embeddingDropout.backward(dx)
+        positionEmbedding.backward(dx)
+        tokenEmbedding.backward(dx)
+        try gradientsReady(0)
+    }
+
+    /// The running statistics of every BatchNorm (empty with layer norm).
+    public var batchNorms: [BatchNorm] {
+        ([finalNorm] + blocks.flatMap { [$0.norm1, $0.norm2] }).compactMap { $0 as? BatchNorm }
+    }
+}
+
+/// One pre-norm block: x + attn(norm₁(x)), then x + mlp(norm₂(x)). [B·T, C] -> [B·T, C]
+final class TransformerBlock {
+    let norm1: FeatureNormalization     // ln_1
+    let attention: SelfAttention        // attn.c_attn, attn.c_proj
+    let norm2: FeatureNormalization     // ln_2
+    let expand: Linear                  // mlp.c_fc   C -> 4C
+    let activation = GELU()
+    let contract: Linear                // mlp.c_proj 4C -> C
+    let attentionDropout: Dropout
+    let mlpDropout: Dropout
+    var shape = (B: 0, T: 0)
+
+    init(_ name: String, index: Int, config: GPTConfig, arena: ParameterArena) {
+        let C = config.embedding
+        norm1 = makeNormalization(config.norm, "\(name).ln_1", features: C, arena: arena)
+        attention = SelfAttention("\(name).attn", embedding: C, heads: config.headCount, bias: false, causal: true, arena: arena)
+        norm2 = makeNormalization(config.norm, "\(name).ln_2", features: C, arena: arena)
+        expand = Linear("\(name).mlp.c_fc", inputs: C, outputs: 4 * C, bias: false, arena: arena)
+        contract = Linear("\(name).mlp.c_proj", inputs: 4 * C, outputs: C, bias: false, arena: arena)
+        attentionDropout = Dropout(probability: config.dropout, tag: UInt64(100 + 2 * index))
+        mlpDropout = Dropout(probability: config.dropout, tag: UInt64(101 + 2 * index))
+    }
+
+    func initialize(projectionScale: Float, using generator: inout SeededGenerator) {
+        norm1.initialize()
+        attention.initialize(standardDeviation: 0.02, projectionScale: projectionScale, using: &generator)
+        norm2.initialize()
+        expand.initialize(standardDeviation: 0.02, using: &generator)
+        contract.initialize(standardDeviation: 0.02 * projectionScale, using: &generator)
+    }
+
+    var mode: Mode = .training {
+        didSet {
+            norm1.mode = mode
+            norm2.mode = mode
+            attentionDropout.mode = mode
+            mlpDropout.mode = mode
+        }
+    }
+
+    func setRandomContext(_ context: RandomContext) {
+        attentionDropout.context = context
+        mlpDropout.context = context
+    }
+
+    func forward(_ x: Tensor, batch B: Int, length T: Int) -> Tensor {
+        shape = (B, T)
+        let attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T))
+        add(x, into: attended)   // attended is now the residual stream
+        let mlp = mlpDropout.forward(contract.forward(activation.forward(expand.forward(norm2.forward(attended)))))
+        add(attended, into: mlp)
+        return mlp
+    }
+
+    func backward(_ outputGradient: Tensor) -> Tensor {
+        // Through the MLP branch, then add the skip connection's gradient.
+        let dMLP = norm2.backward(expand.backward(activation.backward(contract.backward(mlpDropout.backward(outputGradient)))))
+        add(outputGradient, into: dMLP)
+        let dAttention = norm1.backward(attention.backward(attentionDropout.backward(dMLP)))
+        add(dMLP, into: dAttention)
+        return dAttention
+    }
+}
+
+/// target += source, elementwise.
+public func add(_ source: Tensor, into target: Tensor) {
+    precondition(source.count == target.count, "add: \(source.shape) into \(target.shape)")
+    let s = source.data, t = target.data
+    for i in 0..<source.count { t[i] += s[i] }
+}

@@ -1,0 +1,191 @@
+import ReplicaCore
+
+// Element-wise activations. Each sees its input as a flat run of elements, so any shape works
+// ([N, C] or [B, T, C]); each caches its input in `forward` and has no parameters.
+// Loops are branch-free over raw pointers so the optimiser vectorises them.
+
+/// max(x, 0), with gradient 0 at x ≤ 0 as PyTorch. [...] -> [...]
+public final class ReLU: Layer {
+    var input: Tensor?                    // [...], cached by forward
+
+    public init() {}
+
+    public func forward(_ input: Tensor) -> Tensor {
+        self.input = input
+        let output = Tensor(zeros: input.shape)
+        let x = input.data, y = output.data
+        for i in 0..<input.count { y[i] = Swift.max(x[i], 0) }
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = cachedInput(input, matching: outputGradient, layer: "ReLU")
+        let inputGradient = Tensor(zeros: input.shape)
+        let x = input.data, dy = outputGradient.data, dx = inputGradient.data
+        for i in 0..<input.count { dx[i] = x[i] > 0 ? dy[i] : 0 }
+        return inputGradient
+    }
+}
+
+/// x for x > 0, slope·x otherwise (GAT uses 0.2; PyTorch's default is 0.01). [...] -> [...]
+public final class LeakyReLU: Layer {
+    public let slope: Float
+    var input: Tensor?                    // [...], cached by forward
+
+    public init(slope: Float = 0.2) { self.slope = slope }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        self.input = input
+        let output = Tensor(zeros: input.shape)
+        let x = input.data, y = output.data, slope = slope
+        for i in 0..<input.count { let v = x[i]; y[i] = v > 0 ? v : slope * v }
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = cachedInput(input, matching: outputGradient, layer: "LeakyReLU")
+        let inputGradient = Tensor(zeros: input.shape)
+        let x = input.data, dy = outputGradient.data, dx = inputGradient.data, slope = slope
+        for i in 0..<input.count { let g = dy[i]; dx[i] = x[i] > 0 ? g : slope * g }
+        return inputGradient
+    }
+}
+
+/// x for x > 0, α·(eˣ − 1) otherwise, as PyTorch's nn.ELU. [...] -> [...]
+public final class ELU: Layer {
+    public let alpha: Float
+    var input: Tensor?                    // [...], cached by forward
+
+    public init(alpha: Float = 1) { self.alpha = alpha }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        self.input = input
+        let output = Tensor(zeros: input.shape)
+        let x = input.data, y = output.data, alpha = alpha
+        for i in 0..<input.count {
+            let v = x[i]
+            let negative = alpha * (fastExp(v) - 1)
+            y[i] = v > 0 ? v : negative
+        }
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = cachedInput(input, matching: outputGradient, layer: "ELU")
+        let inputGradient = Tensor(zeros: input.shape)
+        let x = input.data, dy = outputGradient.data, dx = inputGradient.data, alpha = alpha
+        for i in 0..<input.count {
+            let v = x[i], g = dy[i]
+            let negative = g * alpha * fastExp(v)
+            dx[i] = v > 0 ? g : negative
+        }
+        return inputGradient
+    }
+}
+
+/// x·Φ(x) with Φ the standard normal CDF: the exact (erf) GELU, PyTorch's default nn.GELU(). [...] -> [...]
+///
+/// Φ comes from `normalCDF`, a vectorisable approximation with absolute error ≤ 1.2e-7 (erff's
+/// own rounding gives ~6e-8) and relative error ≤ 5e-6 in the left tail, where the textbook
+/// ½·(1 + erf(x/√2)) cancels. Measured on this machine (2M elements, -O -wmo, x86-64 baseline
+/// SSE2): forward 3.2 ns/element, backward 3.4 ns/element; a glibc `erff` loop takes 17.2
+/// (forward) and with `expf` 23.0 (backward). The backward shares one exp(−x²/2) between Φ and φ.
+public final class GELU: Layer {
+    var input: Tensor?                    // [...], cached by forward
+
+    public init() {}
+
+    public func forward(_ input: Tensor) -> Tensor {
+        self.input = input
+        let output = Tensor(zeros: input.shape)
+        let x = input.data, y = output.data
+        for i in 0..<input.count {
+            let v = x[i]
+            y[i] = v * normalCDF(v, gaussian: fastExp(-0.5 * v * v))
+        }
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = cachedInput(input, matching: outputGradient, layer: "GELU")
+        let inputGradient = Tensor(zeros: input.shape)
+        let x = input.data, dy = outputGradient.data, dx = inputGradient.data
+        // d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π)
+        for i in 0..<input.count {
+            let v = x[i]
+            let gaussian = fastExp(-0.5 * v * v)
+            dx[i] = dy[i] * (normalCDF(v, gaussian: gaussian) + v * 0.39894228040143268 * gaussian)
+        }
+        return inputGradient
+    }
+}
+
+/// The cached input, checked against the gradient coming back.
+func cachedInput(_ input: Tensor?, matching outputGradient: Tensor, layer: String) -> Tensor {
+    guard let input else { preconditionFailure("\(layer).backward before forward") }
+    precondition(outputGradient.shape == input.shape,
+                 "\(layer).backward expects a gradient of \(input.shape), got \(outputGradient.shape)")
+    return input
+}
+
+// MARK: - Vectorisable kernels
+
+/// eˣ in float32 within 1 ulp (measured on [−87.3, 88.3]), branch-free so loops over it vectorise.
+///
+/// Cephes' expf: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact product),
+/// eʳ by a degree-7 polynomial, 2ⁿ assembled in the exponent bits. Gives 0 below −87.34
+/// (where float32 results turn subnormal), +∞ above 88.38, NaN for NaN.
+@inline(__always)
+func fastExp(_ x: Float) -> Float {
+    let clamped = Swift.min(Swift.max(x, -87.336_55), 88.376_26)
+    // Adding 1.5·2²³ rounds to an integer n and leaves n in the low mantissa bits.
+    let shifted = clamped * 1.442_695_040_888_963_4 + 12_582_912
+    let n = shifted - 12_582_912
+    let r = clamped - n * 0.693_359_375 + n * 2.121_944_4e-4
+    var p: Float = 1.987_569_15e-4
+    p = p * r + 1.398_199_950_7e-3
+    p = p * r + 8.333_451_907_3e-3
+    p = p * r + 4.166_579_589_4e-2
+    p = p * r + 1.666_666_545_9e-1
+    p = p * r + 5.000_000_120_1e-1
+    let expR = p * (r * r) + r + 1
+    let twoToN = Float(bitPattern: ((shifted.bitPattern &- 0x4B40_0000) &+ 127) << 23)
+    let result = expR * twoToN
+    return x < -87.336_55 ? 0 : (x > 88.376_26 ? .infinity : result)
+}
+
+/// Φ(x), the standard normal CDF, given `gaussian` = exp(−x²/2); absolute error ≤ 1.2e-7.
+///
+/// |x| < √2: Φ = ½ + ½·erf(z), z = x/√2, erf(z) = z·P(z²) with P of degree 6.
+/// Elsewhere: Φ(−|x|) = ½·exp(−z²)·erfcx(|z|) with erfcx ≈ A(|z|)/B(|z|) of degree (4, 5), so the
+/// left tail keeps its relative accuracy. Both fits: weighted least squares on 8000 Chebyshev
+/// nodes (erf on [0, 1], erfcx on [0, 9.5]); relative error 1.3e-9 and 5e-9 in exact arithmetic.
+@inline(__always)
+func normalCDF(_ x: Float, gaussian: Float) -> Float {
+    let z = x * 0.707_106_781_186_547_52
+    let a = z.magnitude
+    var numerator: Float = 0.032_252_701_591_273_32
+    numerator = numerator * a + 0.226_621_714_158_177_92
+    numerator = numerator * a + 0.726_147_441_343_003_8
+    numerator = numerator * a + 1.233_190_097_197_067_7
+    numerator = numerator * a + 1.000_000_005_074_837_9
+    var denominator: Float = 0.057_165_631_869_905_906
+    denominator = denominator * a + 0.401_705_587_524_422_04
+    denominator = denominator * a + 1.315_183_566_605_149_5
+    denominator = denominator * a + 2.390_885_164_153_046
+    denominator = denominator * a + 2.361_569_780_685_711_4
+    denominator = denominator * a + 1
+    let tail = 0.5 * gaussian * numerator / denominator           // Φ(−|x|)
+    let large = x < 0 ? tail : 1 - tail
+
+    let s = z * z
+    var p: Float = 7.847_259_132_488_31e-5
+    p = p * s - 8.008_189_325_245_385e-4
+    p = p * s + 5.188_098_889_716_404e-3
+    p = p * s - 2.685_369_109_995_399e-2
+    p = p * s + 1.128_358_224_800_154_2e-1
+    p = p * s - 3.761_262_556_740_044e-1
+    p = p * s + 1.128_379_165_689_322_5
+    let small = 0.5 + 0.5 * z * p
+    return s < 1 ? small : large
+}

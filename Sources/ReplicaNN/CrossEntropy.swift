@@ -1,0 +1,75 @@
+import Foundation
+import ReplicaCore
+
+/// Softmax cross-entropy over the last dimension, with label smoothing and an ignored target id.
+///
+/// The loss is a *sum* over counted rows divided by `normalizer`, which the caller sets to the
+/// global number of counted targets (over all ranks and micro-steps), so that summed gradients
+/// equal the gradient of the global mean (DESIGN-NOTES, loss normalisation).
+public final class CrossEntropy {
+    public let labelSmoothing: Float
+    public let ignoreIndex: Int32
+    var probabilities: Tensor?           // [N, V], cached by forward
+    var targets: [Int32] = []
+    var normalizer: Float = 1
+
+    public init(labelSmoothing: Float = 0, ignoreIndex: Int32 = -100) {
+        self.labelSmoothing = labelSmoothing
+        self.ignoreIndex = ignoreIndex
+    }
+
+    /// Rows whose target is not `ignoreIndex`.
+    public func countedRows(_ targets: [Int32]) -> Int { targets.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) } }
+
+    /// Σ over counted rows of −Σ_v q_v log p_v, divided by `normalizer`. logits [N, V], targets [N].
+    /// q puts 1 − ε + ε/V on the target and ε/V elsewhere (PyTorch's label_smoothing).
+    public func forward(logits: Tensor, targets: [Int32], normalizer: Float) -> Double {
+        let V = logits.columnCount, N = logits.rowCount
+        precondition(targets.count == N, "CrossEntropy: \(targets.count) targets for \(N) rows")
+        self.targets = targets
+        self.normalizer = normalizer
+        let probabilities = Tensor(zeros: logits.shape)
+        var total = 0.0
+        let epsilon = labelSmoothing
+        for row in 0..<N {
+            let z = logits.data + row * V, p = probabilities.data + row * V
+            var maximum = -Float.infinity
+            for v in 0..<V { maximum = max(maximum, z[v]) }
+            var sum = 0.0   // in Double: the loss's rounding error stays far below its changes
+            for v in 0..<V { let e = expf(z[v] - maximum); p[v] = e; sum += Double(e) }
+            let inverse = Float(1 / sum)
+            for v in 0..<V { p[v] *= inverse }
+            let target = targets[row]
+            if target == ignoreIndex { continue }
+            precondition(target >= 0 && Int(target) < V, "CrossEntropy: target \(target) outside 0..<\(V)")
+            let logSum = Double(maximum) + log(sum)
+            var loss = (1 - Double(epsilon)) * (logSum - Double(z[Int(target)]))
+            if epsilon > 0 {
+                var meanLogit = 0.0
+                for v in 0..<V { meanLogit += Double(z[v]) }
+                loss += Double(epsilon) * (logSum - meanLogit / Double(V))
+            }
+            total += loss
+        }
+        self.probabilities = probabilities
+        return total / Double(normalizer)
+    }
+
+    /// d loss / d logits: (p − q) / normalizer on counted rows, 0 on ignored rows. [N, V]
+    public func backward() -> Tensor {
+        guard let probabilities else { preconditionFailure("CrossEntropy.backward before forward") }
+        let V = probabilities.columnCount
+        let gradient = Tensor(zeros: probabilities.shape)
+        let scale = 1 / normalizer
+        let off = labelSmoothing / Float(V)
+        for (row, target) in targets.enumerated() where target != ignoreIndex {
+            let p = probabilities.data + row * V, g = gradient.data + row * V
+            for v in 0..<V { g[v] = (p[v] - off) * scale }
+            g[Int(target)] -= (1 - labelSmoothing) * scale
+        }
+        return gradient
+    }
+
+    /// Softmax probabilities of the last forward. [N, V]
+    public var lastProbabilities: Tensor? { probabilities }
+}

@@ -1,0 +1,127 @@
+import ReplicaCore
+
+/// Multi-head self-attention with a fused query/key/value projection (nanoGPT's `c_attn`, rows:
+/// query, key, value) and an output projection (`c_proj`). [B, T, C] -> [B, T, C]
+public final class SelfAttention {
+    public let qkv: Linear          // C -> 3C
+    public let projection: Linear   // C -> C
+    public let kernel: AttentionKernel
+    public let embedding: Int
+    public var causal: Bool
+    var qkvOutput: Tensor?          // [B, T, 3C]
+    var shape = (B: 0, T: 0)
+
+    public init(_ name: String, embedding C: Int, heads: Int, bias: Bool, causal: Bool,
+                scorer: AttentionScorer = .dot, qkvName: String = "c_attn", projectionName: String = "c_proj",
+                arena: ParameterArena) {
+        precondition(C % heads == 0, "embedding \(C) is not divisible by \(heads) heads")
+        embedding = C
+        self.causal = causal
+        qkv = Linear("\(name).\(qkvName)", inputs: C, outputs: 3 * C, bias: bias, arena: arena)
+        kernel = AttentionKernel(name, heads: heads, headSize: C / heads, scorer: scorer, arena: arena)
+        projection = Linear("\(name).\(projectionName)", inputs: C, outputs: C, bias: bias, arena: arena)
+    }
+
+    /// GPT-2's initialisation: N(0, 0.02²), the output projection scaled by `projectionScale`.
+    public func initialize(standardDeviation: Float, projectionScale: Float, using generator: inout SeededGenerator) {
+        qkv.initialize(standardDeviation: standardDeviation, using: &generator)
+        projection.initialize(standardDeviation: standardDeviation * projectionScale, using: &generator)
+        kernel.initialize(using: &generator)
+    }
+
+    /// x [B, T, C]; keyMask [B·T] marks real (true) and padding (false) positions.
+    public func forward(_ x: Tensor, batch B: Int, length T: Int, keyMask: [Bool]? = nil) -> Tensor {
+        let C = embedding
+        shape = (B, T)
+        let fused = qkv.forward(x.reshaped([B * T, C]))
+        qkvOutput = fused
+        let attended = Tensor(zeros: [B * T, C])
+        kernel.forward(q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
+                       k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
+                       v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
+                       output: StridedOperand(attended.data, rowStride: C),
+                       batch: B, queryLength: T, keyLength: T, causal: causal, keyMask: keyMask)
+        return projection.forward(attended).reshaped(x.shape)
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        guard let fused = qkvOutput else { preconditionFailure("SelfAttention.backward before forward") }
+        let C = embedding
+        let dAttended = projection.backward(outputGradient.reshaped([shape.B * shape.T, C]))
+        let dFused = Tensor(zeros: fused.shape)
+        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C),
+                        q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
+                        k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
+                        v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
+                        qGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: 0),
+                        kGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: C),
+                        vGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: 2 * C))
+        return qkv.backward(dFused).reshaped(outputGradient.shape)
+    }
+}
+
+/// Multi-head attention from queries of one sequence to keys and values of another (the
+/// decoder's cross-attention). query [B, Tq, C], memory [B, Tk, C] -> [B, Tq, C]
+public final class CrossAttention {
+    public let query: Linear        // C -> C
+    public let keyValue: Linear     // C -> 2C (rows: key, value)
+    public let projection: Linear   // C -> C
+    public let kernel: AttentionKernel
+    public let embedding: Int
+    var queries: Tensor?
+    var keysValues: Tensor?
+    var shape = (B: 0, Tq: 0, Tk: 0)
+
+    public init(_ name: String, embedding C: Int, heads: Int, bias: Bool, scorer: AttentionScorer = .dot,
+                arena: ParameterArena) {
+        precondition(C % heads == 0, "embedding \(C) is not divisible by \(heads) heads")
+        embedding = C
+        query = Linear("\(name).q", inputs: C, outputs: C, bias: bias, arena: arena)
+        keyValue = Linear("\(name).kv", inputs: C, outputs: 2 * C, bias: bias, arena: arena)
+        kernel = AttentionKernel(name, heads: heads, headSize: C / heads, scorer: scorer, arena: arena)
+        projection = Linear("\(name).out", inputs: C, outputs: C, bias: bias, arena: arena)
+    }
+
+    public func initialize(standardDeviation: Float, projectionScale: Float, using generator: inout SeededGenerator) {
+        query.initialize(standardDeviation: standardDeviation, using: &generator)
+        keyValue.initialize(standardDeviation: standardDeviation, using: &generator)
+        projection.initialize(standardDeviation: standardDeviation * projectionScale, using: &generator)
+        kernel.initialize(using: &generator)
+    }
+
+    /// memoryMask [B·Tk]: false marks padding keys of the memory.
+    public func forward(_ x: Tensor, memory: Tensor, batch B: Int, queryLength Tq: Int, keyLength Tk: Int,
+                        memoryMask: [Bool]?) -> Tensor {
+        let C = embedding
+        shape = (B, Tq, Tk)
+        let q = query.forward(x.reshaped([B * Tq, C]))
+        let kv = keyValue.forward(memory.reshaped([B * Tk, C]))
+        queries = q
+        keysValues = kv
+        let attended = Tensor(zeros: [B * Tq, C])
+        kernel.forward(q: StridedOperand(q.data, rowStride: C),
+                       k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),
+                       v: StridedOperand(kv.data, rowStride: 2 * C, offset: C),
+                       output: StridedOperand(attended.data, rowStride: C),
+                       batch: B, queryLength: Tq, keyLength: Tk, causal: false, keyMask: memoryMask)
+        return projection.forward(attended).reshaped(x.shape)
+    }
+
+    /// Returns the gradients of the query input and of the memory.
+    public func backward(_ outputGradient: Tensor) -> (query: Tensor, memory: Tensor) {
+        guard let q = queries, let kv = keysValues else { preconditionFailure("CrossAttention.backward before forward") }
+        let C = embedding
+        let dAttended = projection.backward(outputGradient.reshaped([shape.B * shape.Tq, C]))
+        let dq = Tensor(zeros: q.shape), dkv = Tensor(zeros: kv.shape)
+        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C),
+                        q: StridedOperand(q.data, rowStride: C),
+                        k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),
+                        v: StridedOperand(kv.data, rowStride: 2 * C, offset: C),
+                        qGradient: StridedOperand(dq.data, rowStride: C),
+                        kGradient: StridedOperand(dkv.data, rowStride: 2 * C, offset: 0),
+                        vGradient: StridedOperand(dkv.data, rowStride: 2 * C, offset: C))
+        let dx = query.backward(dq).reshaped(outputGradient.shape)
+        let dMemory = keyValue.backward(dkv).reshaped([shape.B, shape.Tk, C])
+        return (dx, dMemory)
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+import ReplicaCore
+
+// Optimisers update the whole flat arena in one pass per slot (llm.c's `gpt2_update`), 8 lanes
+// at a time; a slot's only role is whether weight decay applies to it (`ParameterSlot.decays`).
+// State buffers are flat [arena.count] in arena order, allocated on the first step or load.
+
+/// Updates every parameter of an arena from its gradient, in one pass over the flat buffers.
+public protocol Optimizer: AnyObject {
+    /// Applies one update with `learningRate` to `arena.values` from `arena.gradients`.
+    func step(arena: ParameterArena, learningRate: Float)
+    /// Updates applied so far (PyTorch's `state["step"]`).
+    var stepCount: Int { get }
+    /// Copies of the state for a checkpoint: flat buffers [arena.count] and "step" [1].
+    func state() -> [String: Tensor]
+    /// Restores what `state()` returned; throws `UserError` when a tensor is missing or mis-sized.
+    func load(state: [String: Tensor]) throws
+}
+
+extension Optimizer {
+    /// Like `load(state:)`, first checking that every buffer has one element per parameter of `arena`.
+    public func load(state: [String: Tensor], arena: ParameterArena) throws {
+        for (name, tensor) in state.sorted(by: { $0.key < $1.key }) where name != stepStateName {
+            guard tensor.count == arena.count else {
+                throw UserError("optimizer state \"\(name)\" has \(tensor.count) elements but the model has "
+                    + "\(arena.count) parameters; the checkpoint belongs to a different model configuration.")
+            }
+        }
+        try load(state: state)
+    }
+}
+
+// MARK: - SGD
+
+/// Stochastic gradient descent with optional momentum and Nesterov (torch.optim.SGD, dampening 0).
+///
+/// Per element: g += wd·θ (slots with `decays` only); buf = μ·buf + g; d = nesterov ? g + μ·buf : buf;
+/// θ -= lr·d. State: "momentum" [count] (only when μ ≠ 0), "step" [1].
+public final class SGD: Optimizer {
+    public let momentum: Float
+    public let nesterov: Bool
+    public let weightDecay: Float
+    public private(set) var stepCount = 0
+    var momentumBuffer: Tensor?   // [count]
+
+    public init(momentum: Float = 0, nesterov: Bool = false, weightDecay: Float = 0) {
+        precondition(momentum >= 0 && weightDecay >= 0, "SGD: momentum \(momentum) and weight decay \(weightDecay) must be non-negative")
+        precondition(!nesterov || momentum > 0, "SGD: Nesterov momentum requires momentum > 0")
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+    }
+
+    public func step(arena: ParameterArena, learningRate: Float) {
+        precondition(arena.isAllocated, "SGD.step before ParameterArena.allocate()")
+        if momentum != 0 && momentumBuffer == nil { momentumBuffer = Tensor(zeros: [arena.count]) }
+        if let momentumBuffer {
+            precondition(momentumBuffer.count == arena.count,
+                         "SGD state has \(momentumBuffer.count) elements, the arena \(arena.count)")
+        }
+        stepCount += 1
+        let values = arena.values.pointer, gradients = arena.gradients.pointer
+        let buffer = momentumBuffer?.data
+        let mu = SIMD8<Float>(repeating: momentum), lr = SIMD8<Float>(repeating: learningRate)
+        let nesterov = self.nesterov
+        for slot in arena.slots {
+            let decay = SIMD8<Float>(repeating: slot.decays ? weightDecay : 0)
+            let base = slot.range.lowerBound
+            forEachChunk(count: slot.range.count) { offset, lanes in
+                let i = base + offset
+                let theta = loadChunk(values + i, lanes)
+                var g = loadChunk(gradients + i, lanes) + decay * theta
+                if let buffer {
+                    let b = mu * loadChunk(buffer + i, lanes) + g
+                    storeChunk(b, buffer + i, lanes)
+                    g = nesterov ? g + mu * b : b
+                }
+                storeChunk(theta - lr * g, values + i, lanes)
+            }
+        }
+    }
+
+    public func state() -> [String: Tensor] {
+        var result = [stepStateName: stepTensor(stepCount)]
+        if let momentumBuffer { result["momentum"] = momentumBuffer.copy() }
+        return result
+    }
+
+    public func load(state: [String: Tensor]) throws {
+        let step = try decodeStep(state, optimizer: "SGD")
+        if momentum != 0 {
+            momentumBuffer = try step == 0 && state["momentum"] == nil ? nil
+                : restoredBuffer("momentum", from: state, optimizer: "SGD", replacing: momentumBuffer)
+        }
+        stepCount = step
+    }
+}
+
+// MARK: - Adam and AdamW
+
+/// Adam with L2 weight decay added to the gradient (torch.optim.Adam, bias correction included).
+///
+/// Per element: g += wd·θ (slots with `decays` only); m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+/// θ -= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε). State: "exp_avg", "exp_avg_sq" [count], "step" [1].
+public class Adam: Optimizer {
+    public let beta1: Float
+    public let beta2: Float
+    public let epsilon: Float
+    public let weightDecay: Float
+    /// AdamW: θ *= 1 − lr·wd before the update instead of adding wd·θ to the gradient.
+    public let decouplesWeightDecay: Bool
+    public private(set) var stepCount = 0
+    var firstMoment: Tensor?    // m [count], PyTorch's exp_avg
+    var secondMoment: Tensor?   // v [count], PyTorch's exp_avg_sq
+
+    public convenience init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0) {
+        self.init(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decouplesWeightDecay: false)
+    }
+
+    init(beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float, decouplesWeightDecay: Bool) {
+        precondition((0..<1).contains(beta1) && (0..<1).contains(beta2), "Adam: betas must lie in [0, 1), got \(beta1), \(beta2)")
+        precondition(epsilon >= 0 && weightDecay >= 0, "Adam: epsilon \(epsilon) and weight decay \(weightDecay) must be non-negative")
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.decouplesWeightDecay = decouplesWeightDecay
+    }
+
+    var name: String { decouplesWeightDecay ? "AdamW" : "Adam" }
+
+    public func step(arena: ParameterArena, learningRate: Float) {
+        precondition(arena.isAllocated, "\(name).step before ParameterArena.allocate()")
+        if firstMoment == nil { firstMoment = Tensor(zeros: [arena.count]) }
+        if secondMoment == nil { secondMoment = Tensor(zeros: [arena.count]) }
+        guard let firstMoment, let secondMoment else { return }
+        precondition(firstMoment.count == arena.count && secondMoment.count == arena.count,
+                     "\(name) state has \(firstMoment.count) elements, the arena \(arena.count)")
+        stepCount += 1
+        // Scalars in Double as PyTorch computes them in Python, then rounded to Float once.
+        let t = Double(stepCount)
+        let biasCorrection1 = 1 - pow(Double(beta1), t)
+        let biasCorrection2 = 1 - pow(Double(beta2), t)
+        let stepSize = SIMD8<Float>(repeating: Float(Double(learningRate) / biasCorrection1))
+        let correction2Root = SIMD8<Float>(repeating: Float(biasCorrection2.squareRoot()))
+        let b1 = SIMD8<Float>(repeating: 1 - beta1), b2 = SIMD8<Float>(repeating: beta2)
+        let oneMinusB2 = SIMD8<Float>(repeating: 1 - beta2), eps = SIMD8<Float>(repeating: epsilon)
+        let values = arena.values.pointer, gradients = arena.gradients.pointer
+        let m = firstMoment.data, v = secondMoment.data
+        for slot in arena.slots {
+            let decay = slot.decays ? weightDecay : 0
+            let l2 = SIMD8<Float>(repeating: decouplesWeightDecay ? 0 : decay)
+            let shrink = SIMD8<Float>(repeating: decouplesWeightDecay ? Float(1 - Double(learningRate) * Double(decay)) : 1)
+            let base = slot.range.lowerBound
+            forEachChunk(count: slot.range.count) { offset, lanes in
+                let i = base + offset
+                var theta = loadChunk(values + i, lanes)
+                let g = loadChunk(gradients + i, lanes) + l2 * theta
+                theta = theta * shrink
+                var mi = loadChunk(m + i, lanes)
+                mi = mi + b1 * (g - mi)                                  // lerp, as torch's exp_avg.lerp_
+                let vi = b2 * loadChunk(v + i, lanes) + oneMinusB2 * (g * g)
+                let denominator = vi.squareRoot() / correction2Root + eps
+                storeChunk(mi, m + i, lanes)
+                storeChunk(vi, v + i, lanes)
+                storeChunk(theta - stepSize * (mi / denominator), values + i, lanes)
+            }
+        }
+    }
+
+    public func state() -> [String: Tensor] {
+        var result = [stepStateName: stepTensor(stepCount)]
+        if let firstMoment { result["exp_avg"] = firstMoment.copy() }
+        if let secondMoment { result["exp_avg_sq"] = secondMoment.copy() }
+        return result
+    }
+
+    public func load(state: [String: Tensor]) throws {
+        let step = try decodeStep(state, optimizer: name)
+        if step == 0 && state["exp_avg"] == nil && state["exp_avg_sq"] == nil {
+            firstMoment = nil
+            secondMoment = nil
+            stepCount = 0
+            return
+        }
+        let m = try restoredBuffer("exp_avg", from: state, optimizer: name, replacing: firstMoment)
+        let v = try restoredBuffer("exp_avg_sq", from: state, optimizer: name, replacing: secondMoment)
+        guard m.count == v.count else {
+            throw UserError("\(name) state: exp_avg has \(m.count) elements but exp_avg_sq \(v.count); "
+                + "the optimizer checkpoint is corrupt.")
+        }
+        firstMoment = m
+        secondMoment = v
+        stepCount = step
+    }
+}
+
+/// AdamW: Adam with decoupled weight decay θ *= 1 − lr·wd on slots with `decays` (torch.optim.AdamW).
+public final class AdamW: Adam {
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+        super.init(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decouplesWeightDecay: true)
+    }
+}
+
+// MARK: - Gradient norm
+
+/// The global L2 norm of all gradients, accumulated in Double.
+public func gradientNorm(arena: ParameterArena) -> Float {
+    let gradients = arena.gradients.pointer
+    var sums = SIMD8<Double>()
+    forEachChunk(count: arena.count) { i, lanes in
+        let g = SIMD8<Double>(loadChunk(gradients + i, lanes))
+        sums += g * g
+    }
+    return Float(sums.sum().squareRoot())
+}
+
+/// Scales all gradients by maxNorm/(norm + 1e-6) when that is below 1; returns the norm before clipping.
+///
+/// As torch.nn.utils.clip_grad_norm_; a non-finite norm is returned and the gradients scaled by
+/// it, so the caller decides whether to skip the step.
+@discardableResult
+public func clipGradientNorm(arena: ParameterArena, maxNorm: Float) -> Float {
+    precondition(maxNorm > 0, "clipGradientNorm: maxNorm must be positive, got \(maxNorm)")
+    let norm = gradientNorm(arena: arena)
+    let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
+    guard !(coefficient >= 1) else { return norm }
+    let gradients = arena.gradients.pointer, scale = SIMD8<Float>(repeating: coefficient)
+    forEachChunk(count: arena.count) { i, lanes in
+        storeChunk(loadChunk(gradients + i, lanes) * scale, gradients + i, lanes)
+    }
+    return norm
+}
+
+// MARK: - Helpers
+
+/// The key under which `state()` stores the step count, as a [1] tensor.
+private let stepStateName = "step"
+
+/// The step count as a [1] tensor; exact below 2²⁴ steps, as PyTorch's float32 `state["step"]`.
+private func stepTensor(_ step: Int) -> Tensor { Tensor(shape: [1], values: [Float(step)]) }
+
+private func decodeStep(_ state: [String: Tensor], optimizer: String) throws -> Int {
+    guard let tensor = state[stepStateName] else {
+        throw UserError("\(optimizer) state has no \"step\" tensor; the optimizer checkpoint is incomplete.")
+    }
+    guard tensor.count == 1, tensor[0] >= 0, tensor[0] < 0x1p62, tensor[0].rounded() == tensor[0] else {
+        throw UserError("\(optimizer) state: \"step\" must be one non-negative integer, got \(tensor).")
+    }
+    return Int(tensor[0])
+}
+
+/// A copy of `state[name]`, checked against the buffer it replaces (when there is one).
+private func restoredBuffer(_ name: String, from state: [String: Tensor], optimizer: String, replacing current: Tensor?) throws -> Tensor {
+    guard let tensor = state[name] else {
+        let present = state.keys.sorted().joined(separator: ", ")
+        throw UserError("\(optimizer) state has no \"\(name)\" tensor (found: \(present)); "
+            + "was the checkpoint written with another optimizer?")
+    }
+    if let current, current.count != tensor.count {
+        throw UserError("\(optimizer) state \"\(name)\" has \(tensor.count) elements but the optimizer holds \(current.count).")
+    }
+    return tensor.copy().reshaped([tensor.count])
+}
+
+/// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count).
+@inline(__always)
+private func forEachChunk(count: Int, _ body: (Int, Int) -> Void) {
+    var offset = 0
+    while offset < count {
+        body(offset, min(8, count - offset))
+        offset += 8
+    }
+}
+
+/// `lanes` floats from `pointer`, zero-padded to 8.
+@inline(__always)
+private func loadChunk(_ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> {
+    if lanes == 8 { return UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self) }
+    var chunk = SIMD8<Float>()
+    for lane in 0..<lanes { chunk[lane] = pointer[lane] }
+    return chunk
+}
+
+/// Stores the first `lanes` floats of `chunk` at `pointer`.
+@inline(__always)
+private func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) {
+    if lanes == 8 { UnsafeMutableRawPointer(pointer).storeBytes(of: chunk, as: SIMD8<Float>.self); return }
+    for lane in 0..<lanes { pointer[lane] = chunk[lane] }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import ReplicaCore
+import ReplicaNN
+
+/// Checkpoint folders (CONTRACT): `step-NNNNNNNN/` with `model.safetensors`, `optimizer.safetensors`
+/// and `state.json`, written atomically, and a `latest` file naming the newest complete one.
+public enum Checkpoint {
+    public static let formatVersion = 1
+
+    /// What a checkpoint holds once read and checked.
+    public struct Contents {
+        public let folder: URL
+        public let model: [String: Tensor]
+        public let optimizer: [String: Tensor]
+        public let state: [String: Any]
+        public var step: Int { state["step"] as? Int ?? 0 }
+        public var task: String { state["task"] as? String ?? "" }
+    }
+
+    public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+
+    /// Fails before training if `directory` cannot be created or written (full, read-only).
+    public static func preflight(_ directory: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let probe = directory.appendingPathComponent(".write-test-\(getpid())")
+            try AtomicDirectory.writeFileAtomically(Data(repeating: 0, count: 4096), to: probe)
+            try FileManager.default.removeItem(at: probe)
+        } catch {
+            throw UserError("\(directory.path): the checkpoint directory is not writable (\(error)); choose another --checkpoint-dir")
+        }
+    }
+
+    /// Writes the checkpoint of `step` atomically and points `latest` at it. Returns its folder.
+    @discardableResult
+    public static func save(in directory: URL, step: Int, arena: ParameterArena, extraTensors: [(String, Tensor)] = [],
+                            optimizer: Optimizer, state: [String: Any], beforeRename: (() -> Void)? = nil) throws -> URL {
+        let name = folderName(step: step)
+        let folder = directory.appendingPathComponent(name)
+        try AtomicDirectory.write(to: folder) { temporary in
+            var modelTensors = arena.slots.map { ($0.name, arena.value($0)) }
+            modelTensors += arena.bufferSlots.map { ($0.name, arena.buffer($0)) }
+            modelTensors += extraTensors
+            try SafeTensors.write(modelTensors.map { (name: $0.0, tensor: $0.1) }, metadata: ["format": "pt"],
+                                  to: temporary.appendingPathComponent("model.safetensors"))
+            let optimizerTensors = optimizer.state().sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) }
+            try SafeTensors.write(optimizerTensors, to: temporary.appendingPathComponent("optimizer.safetensors"))
+            var fullState = state
+            fullState["step"] = step
+            fullState["format_version"] = formatVersion
+            let json = try JSONSerialization.data(withJSONObject: fullState, options: [.sortedKeys, .prettyPrinted])
+            try json.write(to: temporary.appendingPathComponent("state.json"))
+            beforeRename?()
+        }
+        try AtomicDirectory.writeFileAtomically(Data((name + "\n").utf8), to: directory.appendingPathComponent("latest"))
+        return folder
+    }
+
+    /// The newest complete checkpoint folder in `directory`: the one `latest` names, else the highest step folder.
+    public static func newest(in directory: URL) -> URL? {
+        let latest = directory.appendingPathComponent("latest")
+        if let text = try? String(contentsOf: latest, encoding: .utf8) {
+            let folder = directory.appendingPathComponent(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            if isComplete(folder) { return folder }
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.count == 13 }.sorted().reversed()
+            .map { directory.appendingPathComponent($0) }.first(where: isComplete)
+    }
+
+    static func isComplete(_ folder: URL) -> Bool {
+        ["model.safetensors", "optimizer.safetensors", "state.json"].allSatisfy {
+            FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
+        }
+    }
+
+    /// Reads and checks a checkpoint folder; anything missing or malformed is a UserError naming the file.
+    public static func load(_ folder: URL) throws -> Contents {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw UserError("\(folder.path): no checkpoint folder there")
+        }
+        let stateURL = folder.appendingPathComponent("state.json")
+        guard let stateData = FileManager.default.contents(atPath: stateURL.path) else {
+            throw UserError("\(stateURL.path): missing; not a complete checkpoint")
+        }
+        guard let state = (try? JSONSerialization.jsonObject(with: stateData)) as? [String: Any] else {
+            throw UserError("\(stateURL.path): not a JSON object; the checkpoint is damaged")
+        }
+        guard let version = state["format_version"] as? Int, version == formatVersion else {
+            throw UserError("\(stateURL.path): checkpoint format \(state["format_version"] ?? "none") is not \(formatVersion), the format this replica reads")
+        }
+        guard state["task"] is String, state["step"] is Int else {
+            throw UserError("\(stateURL.path): lacks \"task\" or \"step\"; the checkpoint is damaged")
+        }
+        let model = try SafeTensors.read(from: folder.appendingPathComponent("model.safetensors")).tensors
+        let optimizerURL = folder.appendingPathComponent("optimizer.safetensors")
+        let optimizer = FileManager.default.fileExists(atPath: optimizerURL.path) ? try SafeTensors.read(from: optimizerURL).tensors : [:]
+        return Contents(folder: folder, model: model, optimizer: optimizer, state: state)
+    }
+
+    /// Copies the checkpoint's parameters and buffers into `arena`; every name must be there with its shape.
+    public static func restore(_ contents: Contents, into arena: ParameterArena) throws {
+        let file = contents.folder.appendingPathComponent("model.safetensors").path
+        for (slot, isBuffer) in arena.slots.map({ ($0, false) }) + arena.bufferSlots.map({ ($0, true) }) {
+            guard let tensor = contents.model[slot.name] else {
+                throw UserError("\(file): has no tensor \(slot.name); the checkpoint is of another model or configuration")
+            }
+            guard tensor.shape == slot.shape else {
+                throw UserError("\(file): \(slot.name) has shape \(tensor.shape), the model needs \(slot.shape)")
+            }
+            (isBuffer ? arena.buffer(slot) : arena.value(slot)).assign(tensor)
+        }
+    }
+
+    /// The task the checkpoint was written by must be `task`.
+    public static func requireTask(_ contents: Contents, _ task: String) throws {
+        guard contents.task == task else {
+            throw UserError("\(contents.folder.path): is a checkpoint of task '\(contents.task)', not '\(task)'")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import ReplicaCore
+import ReplicaDistributed
+
+/// Sums the flat gradient buffer across ranks in buckets, overlapped with backward.
+///
+/// Buckets are contiguous ranges of `--bucket-mb`, last parameter first (PyTorch DDP's order).
+/// Backward reports how far down the arena its gradients are final (`gradientsReady(downTo:)`);
+/// every bucket wholly above that offset starts its non-blocking all-reduce at once, in the same
+/// order on every rank, and the outstanding ones are polled so MPI makes progress while backward
+/// computes (DESIGN-NOTES: Open MPI advances only inside MPI calls). `finish()` waits for all.
+/// Losses are normalised by the global count before backward, so a sum is the global mean.
+public final class GradientReducer {
+    public let communicator: Communicator
+    public let arena: ParameterArena
+    public let buckets: [Range<Int>]
+    public let overlap: Bool
+    private var pending: [PendingAllReduce] = []
+    private var startTimes: [Double] = []
+    private var completionTimes: [Double?] = []
+    private var nextBucket = 0
+
+    /// Totals since the last `takeStatistics()`.
+    private var communicationSeconds = 0.0
+    private var hiddenSeconds = 0.0
+
+    public init(communicator: Communicator, arena: ParameterArena, bucketBytes: Int, overlap: Bool) {
+        self.communicator = communicator
+        self.arena = arena
+        self.buckets = arena.buckets(maxBytes: max(bucketBytes, 4))
+        self.overlap = overlap
+    }
+
+    /// Call before the backward pass whose gradients are to be reduced.
+    public func beginBackward() {
+        pending = []
+        startTimes = []
+        completionTimes = []
+        nextBucket = 0
+    }
+
+    /// Backward has finished every gradient at offsets ≥ `offset`: start the buckets above it.
+    public func gradientsReady(downTo offset: Int) throws {
+        guard overlap, communicator.size > 1 else { return }
+        try poll()
+        while nextBucket < buckets.count && buckets[nextBucket].lowerBound >= offset {
+            try start(nextBucket)
+        }
+    }
+
+    /// Starts what is left, waits for every bucket, and records how much communication was hidden.
+    public func finish() throws {
+        guard communicator.size > 1 else { return }
+        let finishEntered = now()
+        while nextBucket < buckets.count { try start(nextBucket) }
+        for index in pending.indices {
+            if completionTimes[index] == nil {
+                try pending[index].wait()
+                completionTimes[index] = now()
+            }
+        }
+        for index in pending.indices {
+            let duration = completionTimes[index]! - startTimes[index]
+            communicationSeconds += duration
+            hiddenSeconds += max(0, min(completionTimes[index]!, finishEntered) - startTimes[index])
+        }
+        pending = []
+    }
+
+    /// Communication seconds and the fraction of it hidden behind backward since the last call.
+    public func takeStatistics() -> (seconds: Double, overlapFraction: Double) {
+        defer { communicationSeconds = 0; hiddenSeconds = 0 }
+        return (communicationSeconds, communicationSeconds > 0 ? hiddenSeconds / communicationSeconds : 0)
+    }
+
+    private func start(_ index: Int) throws {
+        let range = buckets[index]
+        let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
+        startTimes.append(now())
+        completionTimes.append(nil)
+        pending.append(try communicator.startAllReduce(buffer, .sum))
+        nextBucket += 1
+    }
+
+    private func poll() throws {
+        for index in pending.indices where completionTimes[index] == nil {
+            if try pending[index].test() { completionTimes[index] = now() }
+        }
+    }
+
+    private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+}

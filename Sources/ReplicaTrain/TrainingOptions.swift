@@ -1,0 +1,44 @@
+import Foundation
+import ReplicaCore
+import ReplicaNN
+
+/// Everything `replica train` was asked to do that the loop needs (CONTRACT: options every task takes).
+public struct TrainingOptions: Sendable {
+    public var seed: UInt64 = 1337
+    public var steps = 2000
+    public var batchSize = 12                 // per rank
+    public var gradientAccumulation = 1
+    public var learningRate: Float = 1e-3
+    public var minimumLearningRate: Float?    // cosine floor; default lr/10 (nanoGPT's min_lr)
+    public var warmupSteps = 100
+    public var schedule = LearningRateSchedule.cosine
+    public var weightDecay: Float = 0.1
+    public var beta2: Float = 0.99
+    public var clip: Float = 1.0              // 0 = off
+    public var scaleLearningRate = false
+    public var bucketBytes = 25 << 20
+    public var overlap = true
+    public var checkpointDirectory: String?
+    public var checkpointEvery = 0            // 0 = only at the end
+    public var resume = false
+    public var resumeFrom: String?
+    public var metricsPath: String?
+    public var quiet = false
+    public var json = false
+    public var evaluationInterval = 250
+    public var evaluationBatches = 40
+    /// Consecutive non-finite steps after which the job ends.
+    public var maximumSkippedSteps = 10
+
+    public init() {}
+
+    /// The settings that must match for a resumed run to continue the same run, as [name: value].
+    public func fingerprint(ranks: Int) -> [String: String] {
+        [
+            "seed": "\(seed)", "steps": "\(steps)", "batch_size": "\(batchSize)", "grad_accum": "\(gradientAccumulation)",
+            "lr": "\(learningRate)", "min_lr": "\(minimumLearningRate.map { "\($0)" } ?? "default")",
+            "warmup": "\(warmupSteps)", "schedule": schedule.rawValue, "weight_decay": "\(weightDecay)",
+            "clip": "\(clip)", "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)",
+        ]
+    }
+}

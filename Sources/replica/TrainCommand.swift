@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+import ReplicaTrain
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model, alone or data-parallel under mpirun.",
+        subcommands: [TrainCharLM.self]
+    )
+}
+
+/// The options every `train` task takes (CONTRACT).
+struct CommonTrainOptions: ParsableArguments {
+    @Option(help: "Data set; without it the embedded default.")
+    var data: String?
+    @Option(help: "Everything random derives from (seed, rank, epoch, step).")
+    var seed: UInt64 = 1337
+    @Option(help: "Optimizer steps.")
+    var steps: Int?
+    @Option(help: "Examples per rank per micro-step; the global batch is this × ranks × --grad-accum.")
+    var batchSize: Int?
+    @Option(help: "Peak learning rate.")
+    var lr: Float?
+    @Option(help: "Linear warmup steps.")
+    var warmup: Int?
+    @Option(help: "Learning-rate schedule: constant, cosine or inverse-sqrt.")
+    var schedule: String?
+    @Option(help: "AdamW's decoupled weight decay (not on biases and norms).")
+    var weightDecay: Float?
+    @Option(help: "Clip gradients to this global L2 norm (0: off).")
+    var clip: Float = 1.0
+    @Flag(help: "Linear scaling rule: lr × (global batch / per-rank batch), reached by warmup.")
+    var scaleLr = false
+    @Option(help: "Micro-steps per optimizer step; gradients are all-reduced only on the last.")
+    var gradAccum = 1
+    @Option(help: "All-reduce bucket size in MiB.")
+    var bucketMb: Double = 25
+    @Flag(help: "All-reduce after backward instead of during it.")
+    var noOverlap = false
+    @Option(help: "Folder for checkpoints (step-NNNNNNNN/ and latest).")
+    var checkpointDir: String?
+    @Option(help: "Write a checkpoint every N steps (and at the end).")
+    var checkpointEvery = 0
+    @Flag(help: "Continue from the newest complete checkpoint in --checkpoint-dir.")
+    var resume = false
+    @Option(help: "Continue from this checkpoint folder.")
+    var resumeFrom: String?
+    @Option(help: "Append one JSON object per step to this file.")
+    var metrics: String?
+    @Flag(help: "No progress bar.")
+    var quiet = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        if let steps, steps < 1 { throw ValidationError("--steps \(steps) must be at least 1.") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size \(batchSize) must be at least 1.") }
+        if let lr, !(lr > 0) { throw ValidationError("--lr \(lr) must be positive.") }
+        if let warmup, warmup < 0 { throw ValidationError("--warmup \(warmup) must not be negative.") }
+        if let schedule { _ = try LearningRateSchedule.parse(schedule) }
+        guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
+        guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
+        guard clip >= 0 else { throw ValidationError("--clip \(clip) must not be negative.") }
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must not be negative.") }
+        if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir DIR.") }
+        if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR (or use --resume-from PATH).") }
+    }
+
+    /// The loop's options, with this task's defaults where the user gave none.
+    func trainingOptions(defaults: TrainingOptions) throws -> TrainingOptions {
+        var options = defaults
+        options.seed = seed
+        options.steps = steps ?? defaults.steps
+        options.batchSize = batchSize ?? defaults.batchSize
+        options.learningRate = lr ?? defaults.learningRate
+        options.warmupSteps = warmup ?? defaults.warmupSteps
+        options.schedule = try schedule.map(LearningRateSchedule.parse) ?? defaults.schedule
+        options.weightDecay = weightDecay ?? defaults.weightDecay
+        options.clip = clip
+        options.scaleLearningRate = scaleLr
+        options.gradientAccumulation = gradAccum
+        options.bucketBytes = Int(bucketMb * 1024 * 1024)
+        options.overlap = !noOverlap
+        options.checkpointDirectory = checkpointDir
+        options.checkpointEvery = checkpointEvery
+        options.resume = resume
+        options.resumeFrom = resumeFrom
+        options.metricsPath = metrics
+        options.quiet = quiet
+        options.json = runtime.json
+        return options
+    }
+}
+
+struct TrainCharLM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "charlm",
+        abstract: "Character-level GPT on text (default: the embedded Tiny Shakespeare).",
+        discussion: """
+        Defaults are nanoGPT's CPU configuration: 4 layers, 4 heads, 128 embedding, block 64, batch 12,
+        dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine decay to 1e-4, 2000 steps.
+          replica train charlm --json
+          mpirun -np 2 replica train charlm --checkpoint-dir runs/charlm
+        """
+    )
+
+    @OptionGroup var common: CommonTrainOptions
+    @Option(help: "Transformer blocks.") var layers = 4
+    @Option(help: "Attention heads.") var heads = 4
+    @Option(help: "Embedding width.") var embedding = 128
+    @Option(help: "Context length.") var blockSize = 64
+    @Option(help: "Dropout probability.") var dropout: Float = 0
+    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
+    @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 250
+    @Option(help: "Validation batches per evaluation.") var evalBatches = 40
+
+    func validate() throws {
+        guard layers >= 1, heads >= 1, embedding >= 1, blockSize >= 1 else {
+            throw ValidationError("--layers, --heads, --embedding and --block-size must be at least 1.")
+        }
+        guard embedding % heads == 0 else {
+            throw ValidationError("--embedding \(embedding) is not divisible by --heads \(heads).")
+        }
+        guard (0..<1).contains(dropout) else { throw ValidationError("--dropout \(dropout) must be in [0, 1).") }
+        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
+        guard evalBatches >= 1, evalInterval >= 0 else { throw ValidationError("--eval-batches must be ≥ 1 and --eval-interval ≥ 0.") }
+    }
+
+    func run() throws {
+        var defaults = TrainingOptions()
+        defaults.evaluationInterval = evalInterval
+        defaults.evaluationBatches = evalBatches
+        let options = try common.trainingOptions(defaults: defaults)
+        var config = GPTConfig()
+        config.layerCount = layers
+        config.headCount = heads
+        config.embedding = embedding
+        config.blockSize = blockSize
+        config.dropout = dropout
+        config.norm = NormKind(rawValue: norm) ?? .layer
+        let text = try common.data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
+        let runtime = try Runtime(common.runtime)
+        let communicator = runtime.communicator
+        let task = try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
+                                  options: options, rank: communicator.rank, ranks: communicator.size)
+        let trainer = try Trainer(task: task, options: options, communicator: communicator)
+        try trainer.synchronizeInitialState()
+        try trainer.resumeIfAsked()
+        runtime.log("charlm: \(task.model.parameterCount) parameters, \(communicator.size) rank(s) × \(runtime.threads) thread(s), "
+            + "global batch \(options.batchSize * communicator.size * options.gradientAccumulation) × \(blockSize) tokens, \(options.steps) steps")
+        let outcome = try trainer.run()
+        let valLoss = outcome.evaluation["val_loss"] ?? .nan
+        runtime.log(String(format: "done: train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s", outcome.trainLoss, valLoss,
+                           outcome.unitsPerSecond, outcome.seconds))
+        runtime.emit(summary: [
+            "task": .string("charlm"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
+            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
+            "train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss),
+            "tokens_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps),
+            "threads": .integer(runtime.threads),
+        ])
+    }
+}
