@@ -87,7 +87,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReplicaIntegrationTests",
-            dependencies: ["replica", "_ReplicaTestSupport"]
+            dependencies: ["replica", "ReplicaCore", "_ReplicaTestSupport"]
         ),
     ],
     // Swift 5 mode: the engine shares raw buffers across threads on purpose (MPI progress, tests).

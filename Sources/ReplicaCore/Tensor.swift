@@ -3,12 +3,12 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    /// Allocates `count` zeroed floats.
-    public init(count: Int) {
+    /// Allocates `count` floats, zeroed unless `zeroed` is false (for buffers a kernel overwrites entirely).
+    public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "TensorStorage needs a non-negative count, got \(count)")
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
         self.count = count
     }
 
@@ -32,6 +32,12 @@ public struct Tensor: @unchecked Sendable {
         let count = Tensor.elementCount(shape)
         let storage = TensorStorage(count: count)
         self.init(shape: shape, storage: storage, offset: 0)
+    }
+
+    /// A new tensor whose elements are unspecified: only for outputs that are written in full
+    /// (a gemm with beta 0, an elementwise map), which saves zeroing them on the hot path.
+    public init(uninitialized shape: [Int]) {
+        self.init(shape: shape, storage: TensorStorage(count: Tensor.elementCount(shape), zeroed: false), offset: 0)
     }
 
     /// A new tensor holding `values` (row-major).

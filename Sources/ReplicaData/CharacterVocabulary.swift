@@ -1,18 +1,19 @@
 import ReplicaCore
 
-/// Characters in id order, as nanoGPT's shakespeare_char `prepare.py` builds them (sorted unique).
+/// Characters (Unicode code points, as Python's `str`) in id order, as nanoGPT's shakespeare_char
+/// `prepare.py` builds them (sorted unique). "\r\n" is two characters, as in Python.
 public struct CharacterVocabulary: Sendable, Equatable {
-    public let characters: [Character]
-    let ids: [Character: Int32]
+    public let characters: [Unicode.Scalar]
+    let ids: [Unicode.Scalar: Int32]
 
-    /// The sorted distinct characters of `text`.
+    /// The sorted distinct code points of `text`.
     public init(text: String) {
-        self.init(characters: Array(Set(text)).sorted())
+        self.init(characters: Array(Set(text.unicodeScalars)).sorted())
     }
 
-    public init(characters: [Character]) {
+    public init(characters: [Unicode.Scalar]) {
         self.characters = characters
-        var ids: [Character: Int32] = [:]
+        var ids: [Unicode.Scalar: Int32] = [:]
         for (index, character) in characters.enumerated() { ids[character] = Int32(index) }
         self.ids = ids
     }
@@ -21,7 +22,7 @@ public struct CharacterVocabulary: Sendable, Equatable {
 
     /// Ids of `text`; a character outside the vocabulary is a UserError naming it.
     public func encode(_ text: String) throws -> [Int32] {
-        try text.map { character in
+        try text.unicodeScalars.map { character in
             guard let id = ids[character] else {
                 throw UserError("the character \(String(reflecting: String(character))) is not in the model's vocabulary of \(count) characters")
             }
@@ -30,7 +31,9 @@ public struct CharacterVocabulary: Sendable, Equatable {
     }
 
     public func decode(_ tokens: [Int32]) -> String {
-        String(tokens.map { characters[Int($0)] })
+        var text = String.UnicodeScalarView()
+        text.append(contentsOf: tokens.map { characters[Int($0)] })
+        return String(text)
     }
 
     public static func == (a: CharacterVocabulary, b: CharacterVocabulary) -> Bool { a.characters == b.characters }

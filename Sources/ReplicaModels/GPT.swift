@@ -102,7 +102,7 @@ public final class GPT {
         for block in blocks { x = block.forward(x, batch: B, length: T) }
         let hidden = finalNorm.forward(x)
         finalHidden = hidden
-        let logits = Tensor(zeros: [B * T, config.vocabularySize])
+        let logits = Tensor(uninitialized: [B * T, config.vocabularySize])
         gemm(hidden, arena.value(tokenEmbedding.weight), transposingB: true, into: logits)
         return logits
     }
@@ -116,7 +116,7 @@ public final class GPT {
         let wte = tokenEmbedding.weight
         // Tied head: d wte += dlogitsᵀ · h ; dh = dlogits · wte
         gemm(logitsGradient, transposingA: true, hidden, into: arena.gradient(wte), beta: 1)
-        var dx = Tensor(zeros: hidden.shape)
+        var dx = Tensor(uninitialized: hidden.shape)
         gemm(logitsGradient, arena.value(wte), into: dx)
         dx = finalNorm.backward(dx)
         try gradientsReady(finalNormOffset)

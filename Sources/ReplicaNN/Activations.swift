@@ -12,7 +12,7 @@ public final class ReLU: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         self.input = input
-        let output = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data
         for i in 0..<input.count { y[i] = Swift.max(x[i], 0) }
         return output
@@ -20,7 +20,7 @@ public final class ReLU: Layer {
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = cachedInput(input, matching: outputGradient, layer: "ReLU")
-        let inputGradient = Tensor(zeros: input.shape)
+        let inputGradient = Tensor(uninitialized: input.shape)
         let x = input.data, dy = outputGradient.data, dx = inputGradient.data
         for i in 0..<input.count { dx[i] = x[i] > 0 ? dy[i] : 0 }
         return inputGradient
@@ -36,7 +36,7 @@ public final class LeakyReLU: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         self.input = input
-        let output = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data, slope = slope
         for i in 0..<input.count { let v = x[i]; y[i] = v > 0 ? v : slope * v }
         return output
@@ -44,7 +44,7 @@ public final class LeakyReLU: Layer {
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = cachedInput(input, matching: outputGradient, layer: "LeakyReLU")
-        let inputGradient = Tensor(zeros: input.shape)
+        let inputGradient = Tensor(uninitialized: input.shape)
         let x = input.data, dy = outputGradient.data, dx = inputGradient.data, slope = slope
         for i in 0..<input.count { let g = dy[i]; dx[i] = x[i] > 0 ? g : slope * g }
         return inputGradient
@@ -60,7 +60,7 @@ public final class ELU: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         self.input = input
-        let output = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data, alpha = alpha
         for i in 0..<input.count {
             let v = x[i]
@@ -72,7 +72,7 @@ public final class ELU: Layer {
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = cachedInput(input, matching: outputGradient, layer: "ELU")
-        let inputGradient = Tensor(zeros: input.shape)
+        let inputGradient = Tensor(uninitialized: input.shape)
         let x = input.data, dy = outputGradient.data, dx = inputGradient.data, alpha = alpha
         for i in 0..<input.count {
             let v = x[i], g = dy[i]
@@ -97,7 +97,7 @@ public final class GELU: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         self.input = input
-        let output = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data
         for i in 0..<input.count {
             let v = x[i]
@@ -108,7 +108,7 @@ public final class GELU: Layer {
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = cachedInput(input, matching: outputGradient, layer: "GELU")
-        let inputGradient = Tensor(zeros: input.shape)
+        let inputGradient = Tensor(uninitialized: input.shape)
         let x = input.data, dy = outputGradient.data, dx = inputGradient.data
         // d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π)
         for i in 0..<input.count {

@@ -68,7 +68,7 @@ public final class AttentionKernel {
         self.causal = causal
         self.keyMask = keyMask
         let NH = headCount, hs = headSize
-        let probabilities = Tensor(zeros: [B, NH, Tq, Tk])
+        let probabilities = Tensor(uninitialized: [B, NH, Tq, Tk])
         if scorer == .additive { tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs]) }
         let scale = 1 / Float(hs).squareRoot()
         for b in 0..<B {
@@ -103,7 +103,7 @@ public final class AttentionKernel {
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize
         let scale = 1 / Float(hs).squareRoot()
-        let dScores = Tensor(zeros: [Tq, Tk])
+        let dScores = Tensor(uninitialized: [Tq, Tk])
         for b in 0..<B {
             for h in 0..<NH {
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk

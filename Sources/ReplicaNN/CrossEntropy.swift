@@ -28,7 +28,7 @@ public final class CrossEntropy {
         precondition(targets.count == N, "CrossEntropy: \(targets.count) targets for \(N) rows")
         self.targets = targets
         self.normalizer = normalizer
-        let probabilities = Tensor(zeros: logits.shape)
+        let probabilities = Tensor(uninitialized: logits.shape)
         var total = 0.0
         let epsilon = labelSmoothing
         for row in 0..<N {

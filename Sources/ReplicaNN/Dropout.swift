@@ -8,7 +8,7 @@ import ReplicaCore
 /// (one hash per element, no sequential dependency), reproducible, and the same for every forward
 /// at the same context: advance `context.step` (for example per micro-batch) to draw a new mask.
 /// Give each Dropout in a model its own tag. In evaluation mode, or with p = 0, it is the
-/// identity (returning copies, never the argument itself).
+/// identity and returns its argument itself (no copy).
 public final class Dropout: Layer {
     public let probability: Float
     /// Distinguishes this layer's masks from those of the other dropout layers.
@@ -45,11 +45,11 @@ public final class Dropout: Layer {
         shape = input.shape
         guard isActive else {
             maskKey = nil
-            return input.copy()
+            return input   // the identity: no copy (callers must not mutate outputs they did not allocate)
         }
         let key = currentKey
         maskKey = key
-        let output = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
         applyMask(key: key, to: input.data, into: output.data, count: input.count)
         return output
     }
@@ -58,8 +58,8 @@ public final class Dropout: Layer {
         guard let shape else { preconditionFailure("Dropout.backward before forward") }
         precondition(outputGradient.shape == shape,
                      "Dropout.backward expects a gradient of \(shape), got \(outputGradient.shape)")
-        guard let maskKey else { return outputGradient.copy() }
-        let inputGradient = Tensor(zeros: shape)
+        guard let maskKey else { return outputGradient }
+        let inputGradient = Tensor(uninitialized: shape)
         applyMask(key: maskKey, to: outputGradient.data, into: inputGradient.data, count: outputGradient.count)
         return inputGradient
     }

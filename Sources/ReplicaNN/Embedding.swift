@@ -24,7 +24,7 @@ public final class Embedding {
     /// Rows of the table for `ids`, shaped `shape + [C]`.
     public func forward(_ ids: [Int32], shape: [Int]) -> Tensor {
         self.ids = ids
-        let output = Tensor(zeros: shape + [dimension])
+        let output = Tensor(uninitialized: shape + [dimension])
         precondition(output.rowCount == ids.count, "Embedding: \(ids.count) ids for shape \(shape)")
         let table = arena.value(weight).data
         for (row, id) in ids.enumerated() {

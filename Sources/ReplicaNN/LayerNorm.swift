@@ -29,8 +29,8 @@ public final class LayerNorm: Layer {
         let C = featureCount
         precondition(input.columnCount == C, "LayerNorm expects [..., \(C)], got \(input.shape)")
         let N = input.rowCount
-        let output = Tensor(zeros: input.shape)
-        let normalized = Tensor(zeros: input.shape)
+        let output = Tensor(uninitialized: input.shape)
+        let normalized = Tensor(uninitialized: input.shape)
         reciprocalStandardDeviation = [Float](repeating: 0, count: N)
         let gamma = arena.value(weight).data
         let beta = bias.map { arena.value($0).data }
@@ -57,7 +57,7 @@ public final class LayerNorm: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         guard let normalized else { preconditionFailure("LayerNorm.backward before forward") }
         let C = featureCount, N = normalized.rowCount
-        let inputGradient = Tensor(zeros: normalized.shape)
+        let inputGradient = Tensor(uninitialized: normalized.shape)
         let gamma = arena.value(weight).data
         let dGamma = arena.gradient(weight).data
         let dBeta = bias.map { arena.gradient($0).data }

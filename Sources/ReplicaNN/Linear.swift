@@ -33,7 +33,7 @@ public final class Linear: Layer {
     public func forward(_ input: Tensor) -> Tensor {
         precondition(input.columnCount == inputCount, "Linear expects [..., \(inputCount)], got \(input.shape)")
         self.input = input
-        let output = Tensor(zeros: Array(input.shape.dropLast()) + [outputCount])
+        let output = Tensor(uninitialized: Array(input.shape.dropLast()) + [outputCount])
         if let bias {
             let b = arena.value(bias)
             let rows = input.rowCount
@@ -50,7 +50,7 @@ public final class Linear: Layer {
         // dW += dyᵀ · x ; dx = dy · W ; db += Σ_rows dy
         gemm(outputGradient, transposingA: true, input, into: arena.gradient(weight), beta: 1)
         if let bias { addColumnSums(outputGradient, into: arena.gradient(bias)) }
-        let inputGradient = Tensor(zeros: input.shape)
+        let inputGradient = Tensor(uninitialized: input.shape)
         gemm(outputGradient, arena.value(weight), into: inputGradient)
         return inputGradient
     }

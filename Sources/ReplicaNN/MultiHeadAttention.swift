@@ -35,7 +35,7 @@ public final class SelfAttention {
         shape = (B, T)
         let fused = qkv.forward(x.reshaped([B * T, C]))
         qkvOutput = fused
-        let attended = Tensor(zeros: [B * T, C])
+        let attended = Tensor(uninitialized: [B * T, C])
         kernel.forward(q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
                        k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
                        v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
@@ -98,7 +98,7 @@ public final class CrossAttention {
         let kv = keyValue.forward(memory.reshaped([B * Tk, C]))
         queries = q
         keysValues = kv
-        let attended = Tensor(zeros: [B * Tq, C])
+        let attended = Tensor(uninitialized: [B * Tq, C])
         kernel.forward(q: StridedOperand(q.data, rowStride: C),
                        k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),
                        v: StridedOperand(kv.data, rowStride: 2 * C, offset: C),

@@ -51,6 +51,29 @@ public final class CharLMTask: DataParallelTask {
         model.initialize(seed: options.seed)
     }
 
+    /// With `--sync-bn`, every BatchNorm sums its statistics over all ranks (forward and backward).
+    public func synchronizeBatchNorm(over communicator: Communicator) {
+        for norm in model.batchNorms {
+            norm.statisticsReducer = { values in
+                do {
+                    try communicator.allReduce(&values, .sum)
+                } catch {
+                    communicator.abort("SyncBN all-reduce failed: \(error)", exitCode: 2)
+                }
+            }
+        }
+    }
+
+    /// Text augmentation `substitute=P`: each input character becomes a random one with probability P,
+    /// drawn from (seed, rank, step, micro-step), so every rank augments its own shard differently.
+    func augment(_ inputs: inout [Int32], step: Int, micro: Int) {
+        guard let probability = options.augmentation["substitute"], probability > 0 else { return }
+        var generator = SeededGenerator(seed: options.seed, 0x6175_6775, UInt64(rank), UInt64(step), UInt64(micro))
+        for i in inputs.indices where generator.nextUniform() < probability {
+            inputs[i] = Int32(generator.nextInt(below: vocabulary.count))
+        }
+    }
+
     public var configuration: [String: String] {
         let c = model.config
         return ["task": "charlm", "layers": "\(c.layerCount)", "heads": "\(c.headCount)", "embedding": "\(c.embedding)",
@@ -89,7 +112,8 @@ public final class CharLMTask: DataParallelTask {
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
-        let (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
+        var (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
+        augment(&inputs, step: step, micro: micro)
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step * 64 + micro)
         let B = options.batchSize, T = model.config.blockSize

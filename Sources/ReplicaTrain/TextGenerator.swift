@@ -14,14 +14,14 @@ public final class TextGenerator {
         let contents = try Checkpoint.load(folder)
         try Checkpoint.requireTask(contents, "charlm")
         let stateFile = folder.appendingPathComponent("state.json").path
-        guard let characters = contents.state["vocab"] as? [String], characters.allSatisfy({ $0.count == 1 }),
+        guard let characters = contents.state["vocab"] as? [String], characters.allSatisfy({ $0.unicodeScalars.count == 1 }),
               let saved = contents.state["config"] as? [String: Any],
               let layers = saved["layers"] as? Int, let heads = saved["heads"] as? Int,
               let embedding = saved["embedding"] as? Int, let blockSize = saved["block_size"] as? Int,
               layers > 0, heads > 0, embedding > 0, blockSize > 0, embedding % heads == 0 else {
             throw UserError("\(stateFile): lacks a valid \"vocab\" or \"config\" (layers, heads, embedding, block_size)")
         }
-        vocabulary = CharacterVocabulary(characters: characters.map { $0.first! })
+        vocabulary = CharacterVocabulary(characters: characters.map { $0.unicodeScalars.first! })
         var config = GPTConfig()
         config.layerCount = layers
         config.headCount = heads

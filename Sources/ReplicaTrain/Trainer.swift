@@ -58,10 +58,50 @@ public final class Trainer {
         metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume)
     }
 
-    /// Rank 0's parameters and buffers go to every rank, so all replicas start identical.
+    /// Rank 0's parameters and buffers go to every rank, so all replicas start identical; then
+    /// every rank checks that all agree on the configuration and the parameters.
     public func synchronizeInitialState() throws {
         try communicator.broadcast(task.arena.allValues, from: 0)
         if task.arena.bufferCount > 0 { try communicator.broadcast(task.arena.allBuffers, from: 0) }
+        try verifyRanksAgree(context: "at start-up")
+    }
+
+    /// All-gathers a hash of every configuration field and of the parameters and buffers; if any
+    /// rank differs from rank 0, every rank ends with an error naming the ranks and the fields.
+    public func verifyRanksAgree(context: String) throws {
+        let fields = runFingerprint()
+        let keys = fields.keys.sorted()
+        var hashes = [fnv1a(keys.joined(separator: ","))] + keys.map { fnv1a(fields[$0]!) }
+        hashes.append(parameterChecksum(task.arena))
+        let record = hashes.flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        let gathered = try communicator.allGather(record)
+        var problems: [String] = []
+        func words(_ bytes: [UInt8]) -> [UInt64] {
+            stride(from: 0, to: bytes.count, by: 8).map { offset in
+                (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+            }
+        }
+        let reference = words(gathered[0])
+        for (rank, other) in gathered.enumerated() where other != gathered[0] {
+            let words = words(other)
+            if words[0] != reference[0] {
+                problems.append("rank \(rank) has other configuration fields than rank 0")
+                continue
+            }
+            let differing = keys.enumerated().filter { words[$0.offset + 1] != reference[$0.offset + 1] }.map(\.element)
+            if !differing.isEmpty { problems.append("rank \(rank) differs from rank 0 in \(differing.joined(separator: ", "))") }
+            if words.last != reference.last { problems.append("rank \(rank)'s parameters differ from rank 0's") }
+        }
+        if !problems.isEmpty {
+            throw DistributedError("ranks disagree \(context): \(problems.joined(separator: "; ")) (mine: \(keys.map { "\($0)=\(fields[$0]!)" }.joined(separator: " ")))")
+        }
+    }
+
+    /// BatchNorm running statistics differ per rank (rank-local statistics); evaluation and
+    /// checkpoints use their average over ranks, taken here, so every rank holds the same.
+    public func averageBuffers() throws {
+        guard task.arena.bufferCount > 0, communicator.size > 1 else { return }
+        try communicator.allReduce(task.arena.allBuffers, .mean)
     }
 
     /// Loads the newest (or the given) checkpoint if resuming; returns its step.
@@ -129,6 +169,7 @@ public final class Trainer {
     /// One optimizer step: micro-steps of forward and backward with the bucketed all-reduce
     /// overlapped with the last backward, agreement on finiteness, clipping, AdamW.
     public func trainStep(_ step: Int) throws -> StepResult {
+        options.faults.beforeStep(step + 1, rank: communicator.rank)
         let stepStarted = DispatchTime.now().uptimeNanoseconds
         let accumulation = options.gradientAccumulation
         let learningRate = policy.rate(atStep: step)
@@ -147,6 +188,7 @@ public final class Trainer {
         }
         try reducer.finish()
         let communication = reducer.takeStatistics()
+        if options.faults.poisonsLoss(step: step + 1, rank: communicator.rank) { loss = .nan }
         // Agree on the loss and on whether any rank went non-finite.
         var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1]
         try communicator.allReduce(&agreed, .sum)
@@ -197,6 +239,7 @@ public final class Trainer {
             ]
             let isLast = step + 1 == options.steps
             if isLast || (options.evaluationInterval > 0 && (step + 1) % options.evaluationInterval == 0) {
+                try averageBuffers()
                 evaluation = try task.evaluate(communicator: communicator)
                 for (key, value) in evaluation { record[key] = value }
                 progress.message("step \(step + 1): " + evaluation.sorted { $0.key < $1.key }
@@ -208,7 +251,10 @@ public final class Trainer {
             }
         }
         progress.finish()
-        if evaluation.isEmpty { evaluation = try task.evaluate(communicator: communicator) }
+        if evaluation.isEmpty {
+            try averageBuffers()
+            evaluation = try task.evaluate(communicator: communicator)
+        }
         return Outcome(steps: options.steps, trainLoss: recentLosses.isEmpty ? .nan : recentLosses.reduce(0, +) / Double(recentLosses.count),
                        evaluation: evaluation, unitsPerSecond: trainingSeconds > 0 ? unitsProcessed / trainingSeconds : 0,
                        seconds: Date().timeIntervalSince(started), skippedSteps: skipped)
@@ -216,6 +262,8 @@ public final class Trainer {
 
     /// Rank 0 writes the checkpoint of `step`; every rank waits for it so none runs ahead.
     public func saveCheckpoint(step: Int) throws {
+        try averageBuffers()
+        try verifyRanksAgree(context: "at the checkpoint of step \(step)")
         if communicator.isRoot, let directory = options.checkpointDirectory {
             var state = task.checkpointState
             state["task"] = task.taskName
@@ -224,8 +272,13 @@ public final class Trainer {
             state["config_fields"] = runFingerprint()
             state["config_hash"] = configurationHash(runFingerprint())
             state["epoch"] = 0
+            let crash = options.faults.crashesDuringCheckpoint(step: step)
             try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
-                                extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state)
+                                extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,
+                                beforeRename: crash ? {
+                                    FileHandle.standardError.write(Data("[rank 0] REPLICA_FAULT: dying midway through the checkpoint of step \(step)\n".utf8))
+                                    kill(getpid(), SIGKILL)
+                                } : nil)
         }
         try communicator.barrier()
     }
@@ -233,12 +286,27 @@ public final class Trainer {
 
 /// A stable 64-bit FNV-1a hash of the sorted fields, as hex.
 public func configurationHash(_ fields: [String: String]) -> String {
+    String(fnv1a(fields.keys.sorted().map { "\($0)=\(fields[$0]!);" }.joined()), radix: 16)
+}
+
+/// FNV-1a of a string's UTF-8 bytes.
+func fnv1a(_ text: String) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for key in fields.keys.sorted() {
-        for byte in "\(key)=\(fields[key]!);".utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash &*= 0x0000_0100_0000_01b3
+    }
+    return hash
+}
+
+/// A 64-bit hash of every parameter and buffer bit, to check that replicas are identical.
+public func parameterChecksum(_ arena: ParameterArena) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for storage in [arena.values, arena.buffers] {
+        let words = UnsafeRawPointer(storage.pointer).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<storage.count {
+            hash = (hash ^ UInt64(words[i])) &* 0x0000_0100_0000_01b3
         }
     }
-    return String(hash, radix: 16)
+    return hash
 }

@@ -27,6 +27,12 @@ public struct TrainingOptions: Sendable {
     public var json = false
     public var evaluationInterval = 250
     public var evaluationBatches = 40
+    /// BatchNorm statistics across ranks (SyncBN) instead of rank-local.
+    public var syncBatchNorm = false
+    /// Task-specific augmentation, drawn per rank: name -> probability (`--augment substitute=0.1`).
+    public var augmentation: [String: Float] = [:]
+    /// Injected faults (REPLICA_FAULT).
+    public var faults = FaultPlan()
     /// Consecutive non-finite steps after which the job ends.
     public var maximumSkippedSteps = 10
 
@@ -38,7 +44,21 @@ public struct TrainingOptions: Sendable {
             "seed": "\(seed)", "steps": "\(steps)", "batch_size": "\(batchSize)", "grad_accum": "\(gradientAccumulation)",
             "lr": "\(learningRate)", "min_lr": "\(minimumLearningRate.map { "\($0)" } ?? "default")",
             "warmup": "\(warmupSteps)", "schedule": schedule.rawValue, "weight_decay": "\(weightDecay)",
-            "clip": "\(clip)", "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)",
+            "clip": "\(clip)", "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)", "sync_bn": "\(syncBatchNorm)",
+            "augment": augmentation.keys.sorted().map { "\($0)=\(augmentation[$0]!)" }.joined(separator: ","),
         ]
     }
+}
+
+/// Parses `--augment name=p,name=p` against the names a task knows.
+public func parseAugmentation(_ text: String, allowed: [String]) throws -> [String: Float] {
+    var result: [String: Float] = [:]
+    for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+        let parts = item.split(separator: "=", omittingEmptySubsequences: false)
+        guard parts.count == 2, let value = Float(parts[1]), (0...1).contains(value), allowed.contains(String(parts[0])) else {
+            throw UserError("--augment: '\(item)' is not NAME=P with NAME one of \(allowed.joined(separator: ", ")) and P in [0, 1]; for example --augment \(allowed[0])=0.1")
+        }
+        result[String(parts[0])] = value
+    }
+    return result
 }

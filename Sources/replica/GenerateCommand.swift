@@ -33,6 +33,7 @@ struct Generate: ParsableCommand {
             folder = newest
         }
         let generator = try TextGenerator(checkpoint: folder)
+        _ = try generator.vocabulary.encode(prompt)   // a character outside the vocabulary fails before any output
         print(prompt, terminator: "")
         _ = try generator.generate(prompt: prompt, count: tokens, temperature: temperature, topK: topK, seed: seed) {
             print($0, terminator: "")

@@ -38,6 +38,10 @@ struct CommonTrainOptions: ParsableArguments {
     var scaleLr = false
     @Option(help: "Micro-steps per optimizer step; gradients are all-reduced only on the last.")
     var gradAccum = 1
+    @Flag(help: "BatchNorm statistics across ranks instead of rank-local.")
+    var syncBn = false
+    @Option(help: "Augmentation drawn per rank; text: substitute=P (replace input characters at random).")
+    var augment: String?
     @Option(help: "All-reduce bucket size in MiB.")
     var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.")
@@ -71,7 +75,7 @@ struct CommonTrainOptions: ParsableArguments {
     }
 
     /// The loop's options, with this task's defaults where the user gave none.
-    func trainingOptions(defaults: TrainingOptions) throws -> TrainingOptions {
+    func trainingOptions(defaults: TrainingOptions, augmentationNames: [String]) throws -> TrainingOptions {
         var options = defaults
         options.seed = seed
         options.steps = steps ?? defaults.steps
@@ -92,6 +96,9 @@ struct CommonTrainOptions: ParsableArguments {
         options.metricsPath = metrics
         options.quiet = quiet
         options.json = runtime.json
+        options.syncBatchNorm = syncBn
+        options.faults = try FaultPlan.fromEnvironment()
+        if let augment { options.augmentation = try parseAugmentation(augment, allowed: augmentationNames) }
         return options
     }
 }
@@ -134,7 +141,7 @@ struct TrainCharLM: ParsableCommand {
         var defaults = TrainingOptions()
         defaults.evaluationInterval = evalInterval
         defaults.evaluationBatches = evalBatches
-        let options = try common.trainingOptions(defaults: defaults)
+        let options = try common.trainingOptions(defaults: defaults, augmentationNames: ["substitute"])
         var config = GPTConfig()
         config.layerCount = layers
         config.headCount = heads
@@ -147,6 +154,7 @@ struct TrainCharLM: ParsableCommand {
         let communicator = runtime.communicator
         let task = try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
                                   options: options, rank: communicator.rank, ranks: communicator.size)
+        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         try trainer.resumeIfAsked()

@@ -1,0 +1,148 @@
+import Foundation
+
+/// N ranks as threads of one process, for tests of the data-parallel engine without mpirun
+/// (STYLE: the equivalence tests run on an in-process communicator and again under mpirun).
+///
+/// Collectives meet at a barrier; rank 0's thread order is fixed, so every rank receives the
+/// same bits (sums are taken over ranks 0, 1, ..., N−1 in that order). Non-blocking all-reduces
+/// complete at start: ranks call them in the same order, so this cannot deadlock.
+public final class ThreadCommunicatorGroup: @unchecked Sendable {
+    public let size: Int
+    let condition = NSCondition()
+    var arrived = 0
+    var generation = 0
+    var slots: [UnsafeMutableRawPointer?]
+    var counts: [Int]
+    /// The records of the last all-gather, read by every rank after the exchange.
+    var lastGather: [[UInt8]] = []
+
+    public init(size: Int) {
+        precondition(size >= 1, "a group needs at least one rank")
+        self.size = size
+        slots = Array(repeating: nil, count: size)
+        counts = Array(repeating: 0, count: size)
+    }
+
+    /// The communicator of `rank`; give each to its own thread.
+    public func communicator(rank: Int) -> ThreadCommunicator { ThreadCommunicator(rank: rank, group: self) }
+
+    /// Runs `body(rank)` on `size` threads and waits for all; rethrows the first error.
+    public func run(_ body: @escaping @Sendable (Int) throws -> Void) throws {
+        let errors = ErrorBox()
+        let done = DispatchGroup()
+        for rank in 0..<size {
+            done.enter()
+            let thread = Thread {
+                defer { done.leave() }
+                do { try body(rank) } catch { errors.set(error) }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        done.wait()
+        if let error = errors.error { throw error }
+    }
+
+    /// Every rank deposits a pointer; `combine` runs once, on the last to arrive; then all leave.
+    func exchange(rank: Int, pointer: UnsafeMutableRawPointer?, count: Int, combine: ([UnsafeMutableRawPointer?], [Int]) -> Void) {
+        condition.lock()
+        let myGeneration = generation
+        slots[rank] = pointer
+        counts[rank] = count
+        arrived += 1
+        if arrived == size {
+            combine(slots, counts)
+            arrived = 0
+            generation += 1
+            condition.broadcast()
+        } else {
+            while generation == myGeneration { condition.wait() }
+        }
+        condition.unlock()
+    }
+}
+
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var error: Error?
+    func set(_ error: Error) { lock.lock(); if self.error == nil { self.error = error }; lock.unlock() }
+}
+
+/// One rank of a `ThreadCommunicatorGroup`.
+public final class ThreadCommunicator: Communicator, @unchecked Sendable {
+    public let rank: Int
+    public var size: Int { group.size }
+    let group: ThreadCommunicatorGroup
+
+    init(rank: Int, group: ThreadCommunicatorGroup) {
+        self.rank = rank
+        self.group = group
+    }
+
+    private func reduce<T: FloatingPoint>(_ buffer: UnsafeMutableBufferPointer<T>, _ combineValues: @escaping (T, T) -> T, scale: T?) {
+        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, counts in
+            precondition(Set(counts).count == 1, "ThreadCommunicator: all-reduce counts differ across ranks: \(counts)")
+            let buffers = slots.map { $0!.assumingMemoryBound(to: T.self) }
+            for i in 0..<counts[0] {
+                var total = buffers[0][i]
+                for r in 1..<buffers.count { total = combineValues(total, buffers[r][i]) }
+                if let scale { total *= scale }
+                for r in 0..<buffers.count { buffers[r][i] = total }
+            }
+        }
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws {
+        reduce(buffer, +, scale: operation == .mean ? 1 / Float(size) : nil)
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws {
+        reduce(buffer, +, scale: operation == .mean ? 1 / Double(size) : nil)
+    }
+
+    public func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        reduce(buffer, { Swift.max($0, $1) }, scale: nil)
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
+        try allReduce(buffer, operation)
+        return CompletedAllReduce()
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {
+        group.exchange(rank: rank, pointer: buffer.baseAddress, count: buffer.count) { slots, counts in
+            precondition(Set(counts).count == 1, "ThreadCommunicator: broadcast sizes differ across ranks: \(counts)")
+            for r in 0..<slots.count where r != root {
+                slots[r]!.copyMemory(from: slots[root]!, byteCount: counts[root])
+            }
+        }
+    }
+
+    public func barrier() throws {
+        group.exchange(rank: rank, pointer: nil, count: 0) { _, _ in }
+    }
+
+    public func allGather(_ record: [UInt8]) throws -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var mine = record
+        try mine.withUnsafeMutableBytes { bytes in
+            var gathered: [[UInt8]] = []
+            group.exchange(rank: rank, pointer: bytes.baseAddress, count: bytes.count) { slots, counts in
+                gathered = zip(slots, counts).map { pointer, count in
+                    Array(UnsafeRawBufferPointer(start: pointer, count: count))
+                }
+                self.group.lastGather = gathered
+            }
+            result = group.lastGather
+            guard Set(result.map(\.count)).count == 1 else {
+                throw DistributedError("\(messagePrefix)all-gather records differ in length across ranks: \(result.map(\.count))")
+            }
+        }
+        return result
+    }
+
+    public func abort(_ message: String, exitCode: Int32) -> Never {
+        fputs("\(messagePrefix)\(message)\n", stderr)
+        exit(exitCode)
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+import ReplicaTrain
+import _ReplicaTestSupport
+
+/// The data-parallel engine on in-process ranks (threads); the same checks run under mpirun in
+/// the integration tests.
+@Suite struct DataParallelEngineTests {
+    /// The first 30,000 characters of Tiny Shakespeare.
+    static let text: String = {
+        let full = try! String(contentsOf: sharedData.appendingPathComponent("tinyshakespeare/input.txt"), encoding: .utf8)
+        return String(full.prefix(30_000))
+    }()
+
+    static func config(norm: NormKind = .layer) -> GPTConfig {
+        var config = GPTConfig()
+        config.layerCount = 2
+        config.headCount = 2
+        config.embedding = 32
+        config.blockSize = 16
+        config.norm = norm
+        return config
+    }
+
+    static func options(batch: Int, accumulation: Int = 1, steps: Int = 20, bucketBytes: Int = 25 << 20,
+                        overlap: Bool = true) -> TrainingOptions {
+        var options = TrainingOptions()
+        options.steps = steps
+        options.batchSize = batch
+        options.gradientAccumulation = accumulation
+        options.warmupSteps = 5
+        options.learningRate = 3e-3
+        options.bucketBytes = bucketBytes
+        options.overlap = overlap
+        options.quiet = true
+        options.evaluationInterval = 0
+        options.evaluationBatches = 2
+        return options
+    }
+
+    /// Trains on `ranks` thread ranks and returns every rank's final parameters and tasks.
+    static func train(ranks: Int, options: TrainingOptions, config: GPTConfig = config(),
+                      prepare: @escaping @Sendable (CharLMTask, Communicator) -> Void = { _, _ in }) throws -> [CharLMTask] {
+        let group = ThreadCommunicatorGroup(size: ranks)
+        let tasks = Locked<[Int: CharLMTask]>([:])
+        try group.run { rank in
+            let communicator = group.communicator(rank: rank)
+            let task = try CharLMTask(text: text, dataDescription: "test", config: config, options: options,
+                                      rank: rank, ranks: ranks)
+            prepare(task, communicator)
+            let trainer = try Trainer(task: task, options: options, communicator: communicator)
+            try trainer.synchronizeInitialState()
+            _ = try trainer.run()
+            tasks.update { $0[rank] = task }
+        }
+        return (0..<ranks).map { tasks.value[$0]! }
+    }
+
+    /// ‖a − b‖ / ‖b‖ over all parameters (DESIGN-NOTES: compare the global relative L2 under Adam).
+    static func relativeDifference(_ a: CharLMTask, _ b: CharLMTask) -> Double {
+        let x = a.arena.allValues.scalars, y = b.arena.allValues.scalars
+        var difference = 0.0, norm = 0.0
+        for (p, q) in zip(x, y) {
+            difference += Double(p - q) * Double(p - q)
+            norm += Double(q) * Double(q)
+        }
+        return (difference / norm).squareRoot()
+    }
+
+    /// Float summation order is the only difference allowed.
+    static let equivalenceTolerance = 1e-5
+
+    @Test func twoRanksEqualOneRankWithTheGlobalBatch() throws {
+        let single = try Self.train(ranks: 1, options: Self.options(batch: 24))[0]
+        let pair = try Self.train(ranks: 2, options: Self.options(batch: 12))
+        #expect(Self.relativeDifference(pair[0], single) < Self.equivalenceTolerance)
+        // Every rank applied the same reduced gradient: the replicas are bit-identical.
+        #expect(pair[0].arena.allValues.scalars == pair[1].arena.allValues.scalars)
+    }
+
+    @Test func gradientAccumulationEqualsTheGlobalBatch() throws {
+        let single = try Self.train(ranks: 1, options: Self.options(batch: 24))[0]
+        let accumulated = try Self.train(ranks: 1, options: Self.options(batch: 12, accumulation: 2))[0]
+        #expect(Self.relativeDifference(accumulated, single) < Self.equivalenceTolerance)
+    }
+
+    @Test(arguments: [(4096, true), (25 << 20, false), (4096, false)])
+    func smallBucketsAndNoOverlapChangeNothing(bucketBytes: Int, overlap: Bool) throws {
+        let single = try Self.train(ranks: 1, options: Self.options(batch: 24))[0]
+        let pair = try Self.train(ranks: 2, options: Self.options(batch: 12, bucketBytes: bucketBytes, overlap: overlap))
+        #expect(Self.relativeDifference(pair[0], single) < Self.equivalenceTolerance)
+    }
+
+    @Test func rankLocalBatchNormSeesDifferentStatisticsAndSyncBNTheSame() throws {
+        let local = try Self.train(ranks: 2, options: Self.options(batch: 6, steps: 3), config: Self.config(norm: .batch))
+        let localMeans = local.map { $0.model.batchNorms[0].lastBatchMean }
+        #expect(localMeans[0] != localMeans[1])
+        var syncOptions = Self.options(batch: 6, steps: 3)
+        syncOptions.syncBatchNorm = true
+        let synced = try Self.train(ranks: 2, options: syncOptions, config: Self.config(norm: .batch)) { task, communicator in
+            task.synchronizeBatchNorm(over: communicator)
+        }
+        let syncedMeans = synced.map { $0.model.batchNorms[0].lastBatchMean }
+        #expect(syncedMeans[0] == syncedMeans[1])
+        // Running statistics are averaged over ranks before evaluation and saving: equal everywhere.
+        #expect(local[0].arena.allBuffers.scalars == local[1].arena.allBuffers.scalars)
+    }
+
+    @Test func batchNormTrainsWithRankLocalAndSyncedStatistics() throws {
+        for sync in [false, true] {
+            var options = Self.options(batch: 6, steps: 60)
+            options.syncBatchNorm = sync
+            let untrained = try CharLMTask(text: Self.text, dataDescription: "test", config: Self.config(norm: .batch),
+                                           options: options, rank: 0, ranks: 1)
+            let before = try untrained.evaluate(communicator: LocalCommunicator())["val_loss"]!
+            let tasks = try Self.train(ranks: 2, options: options, config: Self.config(norm: .batch)) { task, communicator in
+                if sync { task.synchronizeBatchNorm(over: communicator) }
+            }
+            let after = try tasks[0].evaluate(communicator: LocalCommunicator())["val_loss"]!
+            #expect(after < before - 0.3, "val loss \(before) -> \(after) with sync-bn \(sync)")
+        }
+    }
+
+    @Test func aNonFiniteLossOnOneRankSkipsTheStepOnEveryRank() throws {
+        var options = Self.options(batch: 12, steps: 6)
+        options.faults = try FaultPlan.parse("nan:rank=1:step=3")
+        let pair = try Self.train(ranks: 2, options: options)
+        #expect(pair[0].arena.allValues.scalars == pair[1].arena.allValues.scalars)
+        // 5 updates were applied, not 6: the optimizer's step count says so.
+        var reference = Self.options(batch: 12, steps: 6)
+        reference.faults = FaultPlan()
+        let clean = try Self.train(ranks: 2, options: reference)
+        #expect(pair[0].arena.allValues.scalars != clean[0].arena.allValues.scalars)
+    }
+
+    @Test func ranksThatDisagreeOnTheConfigurationStopWithTheirNames() throws {
+        let group = ThreadCommunicatorGroup(size: 2)
+        let messages = Locked<[String]>([])
+        try group.run { rank in
+            var options = Self.options(batch: 12, steps: 1)
+            if rank == 1 { options.learningRate = 1e-2 }
+            let communicator = group.communicator(rank: rank)
+            let task = try CharLMTask(text: Self.text, dataDescription: "test", config: Self.config(), options: options,
+                                      rank: rank, ranks: 2)
+            let trainer = try Trainer(task: task, options: options, communicator: communicator)
+            do {
+                try trainer.synchronizeInitialState()
+            } catch let error as DistributedError {
+                messages.update { $0.append(error.description) }
+            }
+        }
+        #expect(messages.value.count == 2, "every rank stops")
+        #expect(messages.value.allSatisfy { $0.contains("rank 1 differs from rank 0 in lr") })
+    }
+}
+
+/// A value shared between test threads.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value { lock.lock(); defer { lock.unlock() }; return stored }
+    func update(_ body: (inout Value) -> Void) { lock.lock(); body(&stored); lock.unlock() }
+}
