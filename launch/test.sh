@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 source launch/common.sh
 replica_install_dependencies
 
+# Test suites run in parallel threads of one process; OpenBLAS's thread pool entered by several
+# threads at once can deadlock, so each BLAS call runs on its caller's thread.
+export OPENBLAS_NUM_THREADS=1
+
 swift build --build-tests
 read -r -a flags <<<"$(replica_mpirun_flags)"
 for ranks in 2 3; do

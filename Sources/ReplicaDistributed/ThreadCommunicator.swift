@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaCore
 
 /// N ranks as threads of one process, for tests of the data-parallel engine without mpirun
 /// (STYLE: the equivalence tests run on an in-process communicator and again under mpirun).
@@ -27,7 +28,11 @@ public final class ThreadCommunicatorGroup: @unchecked Sendable {
     public func communicator(rank: Int) -> ThreadCommunicator { ThreadCommunicator(rank: rank, group: self) }
 
     /// Runs `body(rank)` on `size` threads and waits for all; rethrows the first error.
+    ///
+    /// BLAS runs on one thread per rank, as under mpirun: OpenBLAS's own thread pool, entered by
+    /// several threads at once, can deadlock (seen with OpenBLAS 0.3.21).
     public func run(_ body: @escaping @Sendable (Int) throws -> Void) throws {
+        BLAS.setThreadCount(1)
         let errors = ErrorBox()
         let done = DispatchGroup()
         for rank in 0..<size {
