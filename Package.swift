@@ -42,8 +42,8 @@ let package = Package(
         /// Data sets, tokenisers, the distributed sampler. Embeds Tiny Shakespeare.
         .target(
             name: "ReplicaData",
-            dependencies: ["ReplicaCore"],
-            resources: [.copy("Resources/tinyshakespeare.txt")]
+            dependencies: ["ReplicaCore", "CZlib"],
+            resources: [.copy("Resources/tinyshakespeare.txt"), .copy("Resources/cora")]
         ),
 
         /// Models built from ReplicaNN layers: GPT.
@@ -66,6 +66,13 @@ let package = Package(
 
         /// The only code that sees mpi.h: plain-C entry points for what Swift cannot import.
         .target(name: "MPIWrapper", dependencies: ["CMPI"]),
+
+        /// zlib for the gzip-compressed data sets (OGB raw layout, Multi30k).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
 
         /// OpenBLAS's CBLAS interface found through pkg-config.
         .systemLibrary(

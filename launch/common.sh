@@ -1,7 +1,7 @@
 # Shared by the launch/ scripts: dependency install and the mpirun flags this machine needs.
 # Source it; do not run it.
 
-REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config)
+REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev)
 
 # Installs the Debian packages Replica builds and runs with, if any is missing.
 replica_install_dependencies() {

@@ -26,6 +26,7 @@ public final class CharLMTask: DataParallelTask {
     public var taskName: String { "charlm" }
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "tokens" }
+    public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
     public var unitsPerMicroStep: Int { options.batchSize * model.config.blockSize }
 
     /// Builds the model and data; `text` is the whole corpus.

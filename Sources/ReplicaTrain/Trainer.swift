@@ -21,6 +21,8 @@ public protocol DataParallelTask: AnyObject {
     func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double
     /// Evaluation metrics ("val_loss", ...), the same on every rank.
     func evaluate(communicator: Communicator) throws -> [String: Double]
+    /// Optimizer steps in one pass over the training examples (for the epoch in checkpoints).
+    var stepsPerEpoch: Int { get }
     /// The unit of throughput ("tokens") and how many this rank processes per micro-step.
     var throughputUnit: String { get }
     var unitsPerMicroStep: Int { get }
@@ -271,7 +273,7 @@ public final class Trainer {
             state["seed"] = Int(options.seed)
             state["config_fields"] = runFingerprint()
             state["config_hash"] = configurationHash(runFingerprint())
-            state["epoch"] = 0
+            state["epoch"] = step / max(task.stepsPerEpoch, 1)
             let crash = options.faults.crashesDuringCheckpoint(step: step)
             try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
                                 extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,
