@@ -29,3 +29,53 @@ public struct CSRMatrix: Sendable, Equatable {
 /// A directed graph over nodes 0..<nodeCount as CSR: row v lists the sources of v's incoming
 /// edges (the neighbours v attends to / aggregates from). [nodes, nodes]
 public typealias CSRGraph = CSRMatrix
+
+extension CSRMatrix {
+    /// The rows `rows`, in that order, as a new matrix. [rows.count, columns]
+    public func gatheringRows(_ rows: [Int32]) -> CSRMatrix {
+        var offsets = [0]
+        offsets.reserveCapacity(rows.count + 1)
+        var indices: [Int32] = []
+        var gathered: [Float] = []
+        for row in rows {
+            let range = self.range(ofRow: Int(row))
+            indices.append(contentsOf: columnIndices[range])
+            if !values.isEmpty { gathered.append(contentsOf: values[range]) }
+            offsets.append(indices.count)
+        }
+        return CSRMatrix(rowCount: rows.count, columnCount: columnCount, rowOffsets: offsets,
+                         columnIndices: indices, values: gathered)
+    }
+
+    /// The same matrix without the entries in columns where `keepColumn` is false (feature masking).
+    public func maskingColumns(_ keepColumn: [Bool]) -> CSRMatrix {
+        precondition(keepColumn.count == columnCount, "column mask of \(keepColumn.count) for \(columnCount) columns")
+        var offsets = [0]
+        offsets.reserveCapacity(rowCount + 1)
+        var indices: [Int32] = []
+        var kept: [Float] = []
+        for row in 0..<rowCount {
+            for entry in range(ofRow: row) where keepColumn[Int(columnIndices[entry])] {
+                indices.append(columnIndices[entry])
+                if !values.isEmpty { kept.append(values[entry]) }
+            }
+            offsets.append(indices.count)
+        }
+        return CSRMatrix(rowCount: rowCount, columnCount: columnCount, rowOffsets: offsets, columnIndices: indices, values: kept)
+    }
+}
+
+extension CSRMatrix {
+    /// Every row divided by its sum (rows summing to 0 stay as they are): the feature normalisation of
+    /// the GAT paper's code and PyG's `NormalizeFeatures`.
+    public func rowNormalized() -> CSRMatrix {
+        var result = self
+        if result.values.isEmpty { result.values = [Float](repeating: 1, count: nonzeroCount) }
+        for row in 0..<rowCount {
+            let range = self.range(ofRow: row)
+            let sum = range.reduce(Float(0)) { $0 + result.values[$1] }
+            if sum != 0 { for entry in range { result.values[entry] /= sum } }
+        }
+        return result
+    }
+}

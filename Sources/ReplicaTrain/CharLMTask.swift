@@ -52,18 +52,7 @@ public final class CharLMTask: DataParallelTask {
         model.initialize(seed: options.seed)
     }
 
-    /// With `--sync-bn`, every BatchNorm sums its statistics over all ranks (forward and backward).
-    public func synchronizeBatchNorm(over communicator: Communicator) {
-        for norm in model.batchNorms {
-            norm.statisticsReducer = { values in
-                do {
-                    try communicator.allReduce(&values, .sum)
-                } catch {
-                    communicator.abort("SyncBN all-reduce failed: \(error)", exitCode: 2)
-                }
-            }
-        }
-    }
+    public var batchNorms: [BatchNorm] { model.batchNorms }
 
     /// Text augmentation `substitute=P`: each input character becomes a random one with probability P,
     /// drawn from (seed, rank, step, micro-step), so every rank augments its own shard differently.

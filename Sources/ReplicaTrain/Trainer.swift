@@ -26,6 +26,28 @@ public protocol DataParallelTask: AnyObject {
     /// The unit of throughput ("tokens") and how many this rank processes per micro-step.
     var throughputUnit: String { get }
     var unitsPerMicroStep: Int { get }
+    /// After an evaluation: whether to stop early (the same decision on every rank, as the
+    /// evaluation is). Tasks without early stopping keep the default, false.
+    func shouldStop(after evaluation: [String: Double], step: Int) -> Bool
+    /// The model's BatchNorm layers (none without `--norm batch`).
+    var batchNorms: [BatchNorm] { get }
+}
+
+extension DataParallelTask {
+    public func shouldStop(after evaluation: [String: Double], step: Int) -> Bool { false }
+
+    /// With `--sync-bn`, every BatchNorm sums its statistics over all ranks (forward and backward).
+    public func synchronizeBatchNorm(over communicator: Communicator) {
+        for norm in batchNorms {
+            norm.statisticsReducer = { values in
+                do {
+                    try communicator.allReduce(&values, .sum)
+                } catch {
+                    communicator.abort("SyncBN all-reduce failed: \(error)", exitCode: 2)
+                }
+            }
+        }
+    }
 }
 
 /// The data-parallel training loop: every rank a replica, gradients summed across ranks.
@@ -44,7 +66,10 @@ public final class Trainer {
         self.task = task
         self.options = options
         self.communicator = communicator
-        optimizer = AdamW(beta1: 0.9, beta2: options.beta2, epsilon: 1e-8, weightDecay: options.weightDecay)
+        switch options.optimizer {
+        case .adamW: optimizer = AdamW(beta1: 0.9, beta2: options.beta2, epsilon: 1e-8, weightDecay: options.weightDecay)
+        case .adam: optimizer = Adam(beta1: 0.9, beta2: options.beta2, epsilon: 1e-8, weightDecay: options.weightDecay)
+        }
         // Linear scaling rule (Goyal et al.): lr × global/per-rank batch, reached by warmup.
         let scale = options.scaleLearningRate ? Float(communicator.size * options.gradientAccumulation) : 1
         policy = LearningRatePolicy(baseRate: options.learningRate * scale, warmupSteps: options.warmupSteps,
@@ -152,6 +177,8 @@ public final class Trainer {
         public var unitsPerSecond: Double
         public var seconds: Double
         public var skippedSteps: Int
+        /// Seconds per applied step, averaged (a GAT epoch).
+        public var secondsPerStep: Double
     }
 
     /// What one optimizer step did.
@@ -214,6 +241,8 @@ public final class Trainer {
         var recentLosses: [Double] = []
         var skipped = 0, skippedInARow = 0
         var evaluation: [String: Double] = [:]
+        var appliedSteps = 0
+        var lastStep = startStep
         let unitsPerStep = Double(task.unitsPerMicroStep * options.gradientAccumulation * communicator.size)
         for step in startStep..<options.steps {
             let result = try trainStep(step)
@@ -227,6 +256,8 @@ public final class Trainer {
                 continue
             }
             skippedInARow = 0
+            appliedSteps += 1
+            lastStep = step + 1
             trainingSeconds += result.seconds
             unitsProcessed += unitsPerStep
             recentLosses.append(result.loss)
@@ -239,27 +270,35 @@ public final class Trainer {
                 "compute_ms": result.computeSeconds * 1e3, "comm_ms": result.communicationSeconds * 1e3,
                 "overlap_fraction": result.overlapFraction,
             ]
-            let isLast = step + 1 == options.steps
+            var isLast = step + 1 == options.steps
             if isLast || (options.evaluationInterval > 0 && (step + 1) % options.evaluationInterval == 0) {
                 try averageBuffers()
                 evaluation = try task.evaluate(communicator: communicator)
                 for (key, value) in evaluation { record[key] = value }
-                progress.message("step \(step + 1): " + evaluation.sorted { $0.key < $1.key }
-                    .map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", "))
+                if options.evaluationInterval >= 10 || isLast {
+                    progress.message("step \(step + 1): " + evaluation.sorted { $0.key < $1.key }
+                        .map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", "))
+                }
+                if task.shouldStop(after: evaluation, step: step + 1) {
+                    progress.message("step \(step + 1): early stop")
+                    isLast = true
+                }
             }
             metrics.write(record)
             if options.checkpointDirectory != nil && (isLast || (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery == 0)) {
                 try saveCheckpoint(step: step + 1)
             }
+            if isLast { break }
         }
         progress.finish()
         if evaluation.isEmpty {
             try averageBuffers()
             evaluation = try task.evaluate(communicator: communicator)
         }
-        return Outcome(steps: options.steps, trainLoss: recentLosses.isEmpty ? .nan : recentLosses.reduce(0, +) / Double(recentLosses.count),
+        return Outcome(steps: lastStep, trainLoss: recentLosses.isEmpty ? .nan : recentLosses.reduce(0, +) / Double(recentLosses.count),
                        evaluation: evaluation, unitsPerSecond: trainingSeconds > 0 ? unitsProcessed / trainingSeconds : 0,
-                       seconds: Date().timeIntervalSince(started), skippedSteps: skipped)
+                       seconds: Date().timeIntervalSince(started), skippedSteps: skipped,
+                       secondsPerStep: appliedSteps > 0 ? trainingSeconds / Double(appliedSteps) : 0)
     }
 
     /// Rank 0 writes the checkpoint of `step`; every rank waits for it so none runs ahead.

@@ -14,6 +14,8 @@ public struct TrainingOptions: Sendable {
     public var schedule = LearningRateSchedule.cosine
     public var weightDecay: Float = 0.1
     public var beta2: Float = 0.99
+    /// AdamW (decoupled decay, nanoGPT) or Adam (L2 decay in the gradient, the GAT paper).
+    public var optimizer = OptimizerKind.adamW
     public var clip: Float = 1.0              // 0 = off
     public var scaleLearningRate = false
     public var bucketBytes = 25 << 20
@@ -44,11 +46,14 @@ public struct TrainingOptions: Sendable {
             "seed": "\(seed)", "steps": "\(steps)", "batch_size": "\(batchSize)", "grad_accum": "\(gradientAccumulation)",
             "lr": "\(learningRate)", "min_lr": "\(minimumLearningRate.map { "\($0)" } ?? "default")",
             "warmup": "\(warmupSteps)", "schedule": schedule.rawValue, "weight_decay": "\(weightDecay)",
-            "clip": "\(clip)", "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)", "sync_bn": "\(syncBatchNorm)",
+            "clip": "\(clip)", "optimizer": optimizer.rawValue, "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)", "sync_bn": "\(syncBatchNorm)",
             "augment": augmentation.keys.sorted().map { "\($0)=\(augmentation[$0]!)" }.joined(separator: ","),
         ]
     }
 }
+
+/// Which optimiser the loop uses.
+public enum OptimizerKind: String, Sendable { case adamW = "adamw", adam }
 
 /// Parses `--augment name=p,name=p` against the names a task knows.
 public func parseAugmentation(_ text: String, allowed: [String]) throws -> [String: Float] {

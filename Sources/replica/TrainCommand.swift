@@ -10,7 +10,7 @@ import ReplicaTrain
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model, alone or data-parallel under mpirun.",
-        subcommands: [TrainCharLM.self]
+        subcommands: [TrainCharLM.self, TrainGAT.self]
     )
 }
 
@@ -22,6 +22,8 @@ struct CommonTrainOptions: ParsableArguments {
     var seed: UInt64 = 1337
     @Option(help: "Optimizer steps.")
     var steps: Int?
+    @Option(help: "Passes over the training data (instead of --steps).")
+    var epochs: Int?
     @Option(help: "Examples per rank per micro-step; the global batch is this × ranks × --grad-accum.")
     var batchSize: Int?
     @Option(help: "Peak learning rate.")
@@ -32,8 +34,8 @@ struct CommonTrainOptions: ParsableArguments {
     var schedule: String?
     @Option(help: "AdamW's decoupled weight decay (not on biases and norms).")
     var weightDecay: Float?
-    @Option(help: "Clip gradients to this global L2 norm (0: off).")
-    var clip: Float = 1.0
+    @Option(help: "Clip gradients to this global L2 norm (0: off; default 1 for Transformers, off for GAT).")
+    var clip: Float?
     @Flag(help: "Linear scaling rule: lr × (global batch / per-rank batch), reached by warmup.")
     var scaleLr = false
     @Option(help: "Micro-steps per optimizer step; gradients are all-reduced only on the last.")
@@ -68,7 +70,9 @@ struct CommonTrainOptions: ParsableArguments {
         if let schedule { _ = try LearningRateSchedule.parse(schedule) }
         guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
-        guard clip >= 0 else { throw ValidationError("--clip \(clip) must not be negative.") }
+        if let clip, clip < 0 { throw ValidationError("--clip \(clip) must not be negative.") }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs \(epochs) must be at least 1.") }
+        if epochs != nil && steps != nil { throw ValidationError("give --steps or --epochs, not both.") }
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must not be negative.") }
         if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir DIR.") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR (or use --resume-from PATH).") }
@@ -84,7 +88,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.warmupSteps = warmup ?? defaults.warmupSteps
         options.schedule = try schedule.map(LearningRateSchedule.parse) ?? defaults.schedule
         options.weightDecay = weightDecay ?? defaults.weightDecay
-        options.clip = clip
+        options.clip = clip ?? defaults.clip
         options.scaleLearningRate = scaleLr
         options.gradientAccumulation = gradAccum
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
@@ -141,7 +145,7 @@ struct TrainCharLM: ParsableCommand {
         var defaults = TrainingOptions()
         defaults.evaluationInterval = evalInterval
         defaults.evaluationBatches = evalBatches
-        let options = try common.trainingOptions(defaults: defaults, augmentationNames: ["substitute"])
+        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["substitute"])
         var config = GPTConfig()
         config.layerCount = layers
         config.headCount = heads
@@ -155,6 +159,7 @@ struct TrainCharLM: ParsableCommand {
         let task = try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
                                   options: options, rank: communicator.rank, ranks: communicator.size)
         if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
+        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         try trainer.resumeIfAsked()

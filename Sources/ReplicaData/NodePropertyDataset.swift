@@ -1,0 +1,474 @@
+import Foundation
+import ReplicaCore
+
+/// A node-property-prediction graph in the OGB raw layout: Cora, ogbn-arxiv and the like.
+///
+/// N nodes, F features, E edges as listed in edge.csv (Cora lists each undirected edge once; add
+/// the reverse edges and self-loops where the model wants them). The layout, under `directory`:
+///
+/// ```
+/// raw/edge.csv.gz           "src,dst" a line, 0-based node ids              [E]
+/// raw/node-feat.csv.gz      a node's features a line, comma separated       [N, F]
+/// raw/node-label.csv.gz     a node's class id a line (-1 = unlabelled)      [N]
+/// raw/num-node-list.csv.gz  one line: N
+/// raw/num-edge-list.csv.gz  one line: E
+/// split/public/{train,valid,test}.csv.gz   a node id a line (or the single folder in split/, such as OGB's split/time/)
+/// ```
+///
+/// Each file may also be plain text, named with or without `.gz`.
+public struct NodePropertyDataset: Sendable, Equatable {
+    public var name: String
+    public var nodeCount: Int                  // N
+    public var featureCount: Int               // F
+    /// Node features with the zeros left out; `values` is always filled (Cora's are all 1). [N, F]
+    public var features: CSRMatrix
+    public var labels: [Int32]                 // [N], class ids 0..<classCount, or -1 = unlabelled
+    public var classCount: Int                 // the largest label + 1
+    public var edgeSources: [Int32]            // [E]
+    public var edgeTargets: [Int32]            // [E]
+    public var train: [Int32]                  // node ids, in file order
+    public var validation: [Int32]             // node ids, from valid.csv.gz
+    public var test: [Int32]                   // node ids
+
+    public var edgeCount: Int { edgeSources.count }
+
+    public init(name: String, nodeCount: Int, featureCount: Int, features: CSRMatrix, labels: [Int32],
+                classCount: Int, edgeSources: [Int32], edgeTargets: [Int32],
+                train: [Int32], validation: [Int32], test: [Int32]) {
+        precondition(features.rowCount == nodeCount && features.columnCount == featureCount,
+                     "NodePropertyDataset: features are [\(features.rowCount), \(features.columnCount)], expected [\(nodeCount), \(featureCount)]")
+        precondition(labels.count == nodeCount, "NodePropertyDataset: \(labels.count) labels for \(nodeCount) nodes")
+        precondition(edgeSources.count == edgeTargets.count, "NodePropertyDataset: \(edgeSources.count) edge sources, \(edgeTargets.count) targets")
+        self.name = name
+        self.nodeCount = nodeCount
+        self.featureCount = featureCount
+        self.features = features
+        self.labels = labels
+        self.classCount = classCount
+        self.edgeSources = edgeSources
+        self.edgeTargets = edgeTargets
+        self.train = train
+        self.validation = validation
+        self.test = test
+    }
+
+    /// The embedded Cora (Planetoid public split): 2,708 nodes, 1,433 binary features, 7 classes,
+    /// 5,278 edges, 140 / 500 / 1,000 train / validation / test nodes.
+    public static func cora() throws -> NodePropertyDataset {
+        guard let directory = Bundle.module.url(forResource: "cora", withExtension: nil) else {
+            throw UserError("the embedded Cora is missing from the package resources; rebuild replica")
+        }
+        return try load(directory: directory, name: "cora")
+    }
+
+    /// Reads the OGB raw layout under `directory` (see the type's documentation).
+    ///
+    /// Malformed data is a UserError naming the file and the 1-based line: a bad number, a node id
+    /// out of range, a ragged feature row, line counts that disagree with num-node-list or
+    /// num-edge-list, a label below -1, an empty split, a node in two splits; a missing file is
+    /// named with its full path.
+    public static func load(directory: URL, name: String) throws -> NodePropertyDataset {
+        let files = try Files(directory: directory, name: name)
+
+        let nodeCount = try readCount(files.nodeCountList, of: "nodes")
+        let listedEdgeCount = try readCount(files.edgeCountList, of: "edges")
+        let features = try readFeatures(files.features, nodeCount: nodeCount, nodeCountFile: files.nodeCountList)
+        let (labels, classCount) = try readLabels(files.labels, nodeCount: nodeCount, nodeCountFile: files.nodeCountList)
+        let (sources, targets) = try readEdges(files.edges, nodeCount: nodeCount, listedEdgeCount: listedEdgeCount,
+                                               edgeCountFile: files.edgeCountList, nodeCountFile: files.nodeCountList)
+        var membership = SplitMembership(nodeCount: nodeCount)
+        let train = try membership.read(files.train, nodeCountFile: files.nodeCountList)
+        let validation = try membership.read(files.validation, nodeCountFile: files.nodeCountList)
+        let test = try membership.read(files.test, nodeCountFile: files.nodeCountList)
+
+        return NodePropertyDataset(
+            name: name, nodeCount: nodeCount, featureCount: features.columnCount, features: features,
+            labels: labels, classCount: classCount, edgeSources: sources, edgeTargets: targets,
+            train: train, validation: validation, test: test)
+    }
+}
+
+// MARK: - Files
+
+extension NodePropertyDataset {
+    /// The files of the layout, found on disk (`x.csv.gz`, else `x.csv`).
+    struct Files {
+        var edges, features, labels, nodeCountList, edgeCountList: URL
+        var train, validation, test: URL
+
+        static let layout = "the OGB raw layout: raw/{edge,node-feat,node-label,num-node-list,num-edge-list}.csv.gz and split/public/{train,valid,test}.csv.gz"
+
+        init(directory: URL, name: String) throws {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw UserError("\(directory.path): no such directory; the \(name) data set is read from a directory in \(Files.layout)")
+            }
+            let raw = directory.appendingPathComponent("raw")
+            func find(_ folder: URL, _ stem: String, _ what: String) throws -> URL {
+                let compressed = folder.appendingPathComponent("\(stem).csv.gz")
+                if FileManager.default.fileExists(atPath: compressed.path) { return compressed }
+                let plain = folder.appendingPathComponent("\(stem).csv")
+                if FileManager.default.fileExists(atPath: plain.path) { return plain }
+                throw UserError("\(compressed.path): no such file (\(what) of the \(name) data set in \(directory.path)); expected \(Files.layout)")
+            }
+            edges = try find(raw, "edge", "the edge list")
+            features = try find(raw, "node-feat", "the node features")
+            labels = try find(raw, "node-label", "the node labels")
+            nodeCountList = try find(raw, "num-node-list", "the node count")
+            edgeCountList = try find(raw, "num-edge-list", "the edge count")
+            let splits = try Files.splitFolder(directory: directory, name: name)
+            train = try find(splits, "train", "the training split")
+            validation = try find(splits, "valid", "the validation split")
+            test = try find(splits, "test", "the test split")
+        }
+
+        /// split/public, else the only folder in split/ (OGB names it after the split: split/time, split/sales_ranking).
+        static func splitFolder(directory: URL, name: String) throws -> URL {
+            let split = directory.appendingPathComponent("split")
+            let manager = FileManager.default
+            let publicSplit = split.appendingPathComponent("public")
+            var isDirectory: ObjCBool = false
+            if manager.fileExists(atPath: publicSplit.path, isDirectory: &isDirectory), isDirectory.boolValue { return publicSplit }
+            guard let entries = try? manager.contentsOfDirectory(atPath: split.path) else {
+                throw UserError("\(split.path): no such folder; the \(name) data set needs split/public/{train,valid,test}.csv.gz")
+            }
+            let folders = entries.filter { entry in
+                var isFolder: ObjCBool = false
+                return manager.fileExists(atPath: split.appendingPathComponent(entry).path, isDirectory: &isFolder) && isFolder.boolValue
+            }.sorted()
+            guard folders.count == 1 else {
+                let found = folders.isEmpty ? "none" : folders.joined(separator: ", ")
+                throw UserError("\(publicSplit.path): no such folder, and \(split.path) holds \(folders.count) split folders (\(found)) rather than exactly one; the \(name) data set needs split/public/{train,valid,test}.csv.gz")
+            }
+            return split.appendingPathComponent(folders[0])
+        }
+    }
+}
+
+// MARK: - Readers
+
+extension NodePropertyDataset {
+    /// num-node-list / num-edge-list: one line holding one count (one graph).
+    static func readCount(_ url: URL, of what: String) throws -> Int {
+        var count: Int?
+        let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
+            guard lineNumber == 1 else {
+                throw UserError("\(url.path), line \(lineNumber): expected a single line, the number of \(what) of the one graph")
+            }
+            count = try parseWholeInteger(line, url: url, lineNumber: lineNumber, what: "a count of \(what)")
+            guard count! >= 0 else { throw UserError("\(url.path), line 1: the number of \(what) is negative (\(count!))") }
+        }
+        guard lines > 0, let count else {
+            throw UserError("\(url.path), line 1: the file is empty; expected the number of \(what)")
+        }
+        return count
+    }
+
+    /// node-feat: N rows of F numbers each; zeros are left out. [N, F]
+    static func readFeatures(_ url: URL, nodeCount: Int, nodeCountFile: URL) throws -> CSRMatrix {
+        var rowOffsets: [Int] = [0]
+        rowOffsets.reserveCapacity(min(nodeCount, 1 << 26) + 1)
+        var columnIndices: [Int32] = []
+        var values: [Float] = []
+        var columnCount = -1
+        let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
+            guard lineNumber <= nodeCount else {
+                throw UserError("\(url.path), line \(lineNumber): more rows than the \(nodeCount) nodes in \(nodeCountFile.lastPathComponent); expected one row per node")
+            }
+            let count = line.count
+            var position = 0
+            var column: Int32 = 0
+            while true {
+                let fieldStart = position
+                guard let value = ASCIINumber.parseFloat(line, at: &position), ASCIINumber.endsField(line, at: &position) else {
+                    throw badNumber(url, lineNumber, line, fieldStart: fieldStart, what: "a feature value (column \(column + 1))")
+                }
+                if value != 0 {
+                    columnIndices.append(column)
+                    values.append(value)
+                }
+                column += 1
+                if position == count { break }
+                position += 1   // the comma
+            }
+            if columnCount < 0 {
+                columnCount = Int(column)
+            } else if Int(column) != columnCount {
+                throw UserError("\(url.path), line \(lineNumber): \(column) columns, but line 1 has \(columnCount); every node needs the same number of features")
+            }
+            rowOffsets.append(columnIndices.count)
+        }
+        guard lines == nodeCount else {
+            throw UserError("\(url.path), line \(max(lines, 1)): the file ends after \(lines) rows, but \(nodeCountFile.lastPathComponent) says \(nodeCount) nodes; expected one row per node")
+        }
+        return CSRMatrix(rowCount: nodeCount, columnCount: max(columnCount, 0), rowOffsets: rowOffsets,
+                         columnIndices: columnIndices, values: values)
+    }
+
+    /// node-label: N class ids, -1 for an unlabelled node. Returns the labels [N] and the largest + 1.
+    static func readLabels(_ url: URL, nodeCount: Int, nodeCountFile: URL) throws -> (labels: [Int32], classCount: Int) {
+        var labels: [Int32] = []
+        labels.reserveCapacity(min(nodeCount, 1 << 26))
+        var largest: Int32 = -1
+        let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
+            guard lineNumber <= nodeCount else {
+                throw UserError("\(url.path), line \(lineNumber): more labels than the \(nodeCount) nodes in \(nodeCountFile.lastPathComponent); expected one label per node")
+            }
+            let label = try parseWholeInteger(line, url: url, lineNumber: lineNumber, what: "a class id")
+            guard label >= -1 else {
+                throw UserError("\(url.path), line \(lineNumber): label \(label); a label is a class id from 0, or -1 for an unlabelled node")
+            }
+            guard label <= Int(Int32.max) else {
+                throw UserError("\(url.path), line \(lineNumber): label \(label) is too large for a class id")
+            }
+            labels.append(Int32(label))
+            largest = max(largest, Int32(label))
+        }
+        guard lines == nodeCount else {
+            throw UserError("\(url.path), line \(max(lines, 1)): the file ends after \(lines) labels, but \(nodeCountFile.lastPathComponent) says \(nodeCount) nodes; expected one label per node")
+        }
+        return (labels, Int(largest) + 1)
+    }
+
+    /// edge: E lines "src,dst" of node ids in 0..<N. Returns sources and targets, [E] each.
+    static func readEdges(_ url: URL, nodeCount: Int, listedEdgeCount: Int, edgeCountFile: URL,
+                          nodeCountFile: URL) throws -> (sources: [Int32], targets: [Int32]) {
+        var sources: [Int32] = []
+        var targets: [Int32] = []
+        sources.reserveCapacity(min(listedEdgeCount, 1 << 26))
+        targets.reserveCapacity(min(listedEdgeCount, 1 << 26))
+        let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
+            guard lineNumber <= listedEdgeCount else {
+                throw UserError("\(url.path), line \(lineNumber): more edges than the \(listedEdgeCount) in \(edgeCountFile.lastPathComponent)")
+            }
+            var position = 0
+            guard let source = ASCIINumber.parseInteger(line, at: &position), ASCIINumber.endsField(line, at: &position),
+                  position < line.count else {
+                throw badNumber(url, lineNumber, line, fieldStart: 0, what: "a source node id (a line is \"source,target\")")
+            }
+            position += 1   // the comma
+            let targetStart = position
+            guard let target = ASCIINumber.parseInteger(line, at: &position), ASCIINumber.endsField(line, at: &position) else {
+                throw badNumber(url, lineNumber, line, fieldStart: targetStart, what: "a target node id (a line is \"source,target\")")
+            }
+            guard position == line.count else {
+                throw UserError("\(url.path), line \(lineNumber): more than two columns; a line is \"source,target\"")
+            }
+            guard source >= 0 && source < nodeCount else {
+                throw outOfRange(url, lineNumber, id: source, nodeCount: nodeCount, nodeCountFile: nodeCountFile)
+            }
+            guard target >= 0 && target < nodeCount else {
+                throw outOfRange(url, lineNumber, id: target, nodeCount: nodeCount, nodeCountFile: nodeCountFile)
+            }
+            sources.append(Int32(source))
+            targets.append(Int32(target))
+        }
+        guard lines == listedEdgeCount else {
+            throw UserError("\(url.path), line \(max(lines, 1)): the file ends after \(lines) edges, but \(edgeCountFile.lastPathComponent) says \(listedEdgeCount)")
+        }
+        return (sources, targets)
+    }
+
+    /// Which split each node is in, so that a node in two splits is caught. [N]
+    struct SplitMembership {
+        var file: [UInt8]       // [N] 0 = in no split yet, else the 1-based index into `names`
+        var line: [Int32]       // [N] where the node was listed
+        var names: [String] = []
+
+        init(nodeCount: Int) {
+            file = Array(repeating: 0, count: nodeCount)
+            line = Array(repeating: 0, count: nodeCount)
+        }
+
+        /// A split file: node ids, one a line, at least one, none already listed.
+        mutating func read(_ url: URL, nodeCountFile: URL) throws -> [Int32] {
+            names.append(url.lastPathComponent)
+            let index = UInt8(names.count)
+            let nodeCount = file.count
+            var ids: [Int32] = []
+            let lines = try GzipLineReader(url: url).forEachLine { lineNumber, text in
+                let id = try parseWholeInteger(text, url: url, lineNumber: lineNumber, what: "a node id")
+                guard id >= 0 && id < nodeCount else {
+                    throw outOfRange(url, lineNumber, id: id, nodeCount: nodeCount, nodeCountFile: nodeCountFile)
+                }
+                if file[id] != 0 {
+                    let other = file[id] == index ? "earlier in this file" : "in \(names[Int(file[id]) - 1])"
+                    throw UserError("\(url.path), line \(lineNumber): node \(id) is already listed \(other) (line \(line[id])); a node belongs to at most one split")
+                }
+                file[id] = index
+                line[id] = Int32(truncatingIfNeeded: lineNumber)
+                ids.append(Int32(id))
+            }
+            guard lines > 0 else {
+                throw UserError("\(url.path), line 1: the split is empty; a split lists at least one node id, one a line")
+            }
+            return ids
+        }
+    }
+
+    /// A line that is one integer.
+    static func parseWholeInteger(_ line: UnsafeBufferPointer<UInt8>, url: URL, lineNumber: Int, what: String) throws -> Int {
+        var position = 0
+        guard let value = ASCIINumber.parseInteger(line, at: &position), ASCIINumber.endsField(line, at: &position),
+              position == line.count else {
+            throw badNumber(url, lineNumber, line, fieldStart: 0, what: what, wholeLine: true)
+        }
+        return value
+    }
+
+    static func badNumber(_ url: URL, _ lineNumber: Int, _ line: UnsafeBufferPointer<UInt8>, fieldStart: Int,
+                          what: String, wholeLine: Bool = false) -> UserError {
+        var end = fieldStart
+        if wholeLine { end = line.count } else { while end < line.count && line[end] != UInt8(ascii: ",") { end += 1 } }
+        let field = String(decoding: UnsafeBufferPointer(rebasing: line[fieldStart..<min(end, fieldStart + 40)]), as: UTF8.self)
+        let shown = end - fieldStart > 40 ? field + "…" : field
+        return UserError("\(url.path), line \(lineNumber): \"\(shown)\" is not \(what)")
+    }
+
+    static func outOfRange(_ url: URL, _ lineNumber: Int, id: Int, nodeCount: Int, nodeCountFile: URL) -> UserError {
+        UserError("\(url.path), line \(lineNumber): node id \(id) is out of range; \(nodeCountFile.lastPathComponent) says \(nodeCount) nodes, ids 0...\(nodeCount - 1)")
+    }
+}
+
+// MARK: - Numbers
+
+/// Integers and floats from ASCII bytes, without Foundation: a field is optional spaces, the
+/// number, optional spaces, then "," or the end of the line.
+enum ASCIINumber {
+    /// An optionally signed decimal integer of at most 18 digits at `position`, which moves past it.
+    @inline(__always)
+    static func parseInteger(_ bytes: UnsafeBufferPointer<UInt8>, at position: inout Int) -> Int? {
+        var i = position
+        let count = bytes.count
+        while i < count && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
+        var negative = false
+        if i < count && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        let digitsStart = i
+        var value = 0
+        while i < count {
+            let digit = bytes[i] &- 0x30
+            guard digit < 10 else { break }
+            value = value &* 10 &+ Int(digit)
+            i += 1
+        }
+        guard i > digitsStart && i - digitsStart <= 18 else { return nil }
+        position = i
+        return negative ? -value : value
+    }
+
+    /// The powers of ten that Float and Double hold exactly.
+    private static let floatPowers: [Float] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10]
+    private static let doublePowers: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ]
+
+    /// A decimal float ("1", "-0.25", "1.5e-3", ".5", "3.") at `position`, which moves past it;
+    /// rounded correctly to the nearest Float.
+    ///
+    /// Up to 19 significant digits are exact in a UInt64; then one exact multiply or divide by a
+    /// power of ten in Float or Double rounds once (Clinger's fast path). Other numbers (longer,
+    /// or with larger exponents) go to strtof.
+    @inline(__always)
+    static func parseFloat(_ bytes: UnsafeBufferPointer<UInt8>, at position: inout Int) -> Float? {
+        var i = position
+        let count = bytes.count
+        while i < count && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
+        let start = i
+        var negative = false
+        if i < count && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        var mantissa: UInt64 = 0
+        var exponent = 0
+        var sawDigit = false
+        var inexact = false   // digits beyond the 19th were not zero
+        while i < count {
+            let digit = bytes[i] &- 0x30
+            guard digit < 10 else { break }
+            sawDigit = true
+            if mantissa < 1_000_000_000_000_000_000 {
+                mantissa = mantissa &* 10 &+ UInt64(digit)
+            } else {
+                exponent += 1
+                if digit != 0 { inexact = true }
+            }
+            i += 1
+        }
+        if i < count && bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < count {
+                let digit = bytes[i] &- 0x30
+                guard digit < 10 else { break }
+                sawDigit = true
+                if mantissa < 1_000_000_000_000_000_000 {
+                    mantissa = mantissa &* 10 &+ UInt64(digit)
+                    exponent -= 1
+                } else if digit != 0 {
+                    inexact = true
+                }
+                i += 1
+            }
+        }
+        guard sawDigit else { return nil }
+        if i < count && (bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E")) {
+            i += 1
+            var exponentNegative = false
+            if i < count && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) {
+                exponentNegative = bytes[i] == UInt8(ascii: "-")
+                i += 1
+            }
+            let digitsStart = i
+            var written = 0
+            while i < count {
+                let digit = bytes[i] &- 0x30
+                guard digit < 10 else { break }
+                if written < 100_000 { written = written * 10 + Int(digit) }
+                i += 1
+            }
+            guard i > digitsStart else { return nil }
+            exponent += exponentNegative ? -written : written
+        }
+        position = i
+        if mantissa == 0 { return negative ? -0.0 : 0.0 }
+        if !inexact {
+            if mantissa <= 1 << 24 && exponent >= -10 && exponent <= 10 {
+                let value = exponent >= 0 ? Float(mantissa) * floatPowers[exponent] : Float(mantissa) / floatPowers[-exponent]
+                return negative ? -value : value
+            }
+            if mantissa <= 1 << 53 && exponent >= -22 && exponent <= 22 {
+                let double = exponent >= 0 ? Double(mantissa) * doublePowers[exponent] : Double(mantissa) / doublePowers[-exponent]
+                // Rounding the correctly rounded Double to Float is exact unless it lies halfway
+                // between two Floats (the low 29 of its 52 fraction bits are 1 followed by zeros).
+                if double.bitPattern & 0x1FFF_FFFF != 0x1000_0000 {
+                    let value = Float(double)
+                    return negative ? -value : value
+                }
+            }
+        }
+        return slowFloat(bytes, from: start, to: i)
+    }
+
+    /// strtof on a copy of the bytes (it needs a terminating zero).
+    private static func slowFloat(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Float? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: end - start + 1) { text in
+            for k in start..<end { text[k - start] = CChar(bitPattern: bytes[k]) }
+            text[end - start] = 0
+            var stop: UnsafeMutablePointer<CChar>?
+            let value = strtof(text.baseAddress!, &stop)
+            return stop == text.baseAddress! + (end - start) ? value : nil
+        }
+    }
+
+    /// Skips spaces after a number; true if a "," or the end of the line follows (`position` is there).
+    @inline(__always)
+    static func endsField(_ bytes: UnsafeBufferPointer<UInt8>, at position: inout Int) -> Bool {
+        let count = bytes.count
+        while position < count && (bytes[position] == 0x20 || bytes[position] == 0x09) { position += 1 }
+        return position == count || bytes[position] == UInt8(ascii: ",")
+    }
+}

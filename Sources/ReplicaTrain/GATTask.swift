@@ -1,0 +1,176 @@
+import Foundation
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+
+/// Node classification with a GAT (`replica train gat`), one optimizer step per epoch.
+///
+/// Data parallelism: each epoch the training nodes are permuted from (seed, epoch) and split into
+/// contiguous, nearly equal slices, one per rank (sizes differ by at most one; nothing is dropped).
+/// A rank computes the loss of its nodes on their k-hop in-neighbourhood (k = layers; all
+/// neighbours, or `--fanout` samples), with its own dropout, augmentation and BatchNorm batch.
+/// The loss is divided by the global number of training nodes, so summed gradients are the
+/// full-batch gradient. One rank without fanout trains on the whole graph: full-batch training.
+///
+/// Early stopping as the GAT paper's code: an epoch whose validation accuracy is at least the best
+/// so far, or whose validation loss is at most the lowest, resets the patience counter; one that
+/// is both selects the model, whose test accuracy is reported.
+public final class GATTask: DataParallelTask {
+    public let dataset: NodePropertyDataset
+    public let graph: CSRGraph
+    public let model: GAT
+    let loss = CrossEntropy(ignoreIndex: -100)
+    let options: TrainingOptions
+    let rank: Int
+    let ranks: Int
+    let fanout: [Int]?
+    let patience: Int
+    private var bestAccuracy = -Double.infinity
+    private var lowestLoss = Double.infinity
+    private var epochsWithoutImprovement = 0
+    /// The evaluation of the selected (best-validation) epoch.
+    public private(set) var selected: [String: Double] = [:]
+    public private(set) var selectedEpoch = 0
+
+    public var taskName: String { "gat" }
+    public var arena: ParameterArena { model.arena }
+    public var throughputUnit: String { "nodes" }
+    public var stepsPerEpoch: Int { 1 }
+    public var unitsPerMicroStep: Int { dataset.train.count / ranks }
+
+    /// `normalizeFeatures` divides each node's features by their sum (GAT's and PyG's preprocessing).
+    public init(dataset original: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,
+                patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
+        var dataset = original
+        if normalizeFeatures { dataset.features = dataset.features.rowNormalized() }
+        guard dataset.train.count >= ranks else {
+            throw UserError("\(dataset.name): \(dataset.train.count) training nodes cannot be split over \(ranks) ranks")
+        }
+        if let fanout, fanout.count != baseConfig.layerCount {
+            throw UserError("--fanout gives \(fanout.count) hop(s) for a \(baseConfig.layerCount)-layer GAT; give one per layer, such as 10,10")
+        }
+        self.dataset = dataset
+        self.options = options
+        self.rank = rank
+        self.ranks = ranks
+        self.fanout = fanout
+        self.patience = patience
+        var config = baseConfig
+        config.featureCount = dataset.featureCount
+        config.classCount = dataset.classCount
+        graph = CSRMatrix.graph(nodeCount: dataset.nodeCount, sources: dataset.edgeSources, targets: dataset.edgeTargets,
+                                symmetric: true, selfLoops: true)
+        model = GAT(config)
+        model.initialize(seed: options.seed)
+    }
+
+    public var configuration: [String: String] {
+        let c = model.config
+        return ["task": "gat", "data": dataset.name, "nodes": "\(dataset.nodeCount)", "features": "\(c.featureCount)",
+                "classes": "\(c.classCount)", "hidden": "\(c.hidden)", "heads": "\(c.heads)", "output_heads": "\(c.outputHeads)",
+                "layers": "\(c.layerCount)", "dropout": "\(c.inputDropout)", "attention_dropout": "\(c.attentionDropout)",
+                "value_dropout": "\(c.valueDropout)", "norm": c.norm.rawValue, "fanout": fanout.map { $0.map(String.init).joined(separator: ",") } ?? "full",
+                "patience": "\(patience)"]
+    }
+
+    public var checkpointState: [String: Any] {
+        let c = model.config
+        return ["config": ["features": c.featureCount, "classes": c.classCount, "hidden": c.hidden, "heads": c.heads,
+                           "output_heads": c.outputHeads, "layers": c.layerCount, "norm": c.norm.rawValue] as [String: Any],
+                "selected_epoch": selectedEpoch]
+    }
+
+    public var extraCheckpointTensors: [(String, Tensor)] { [] }
+    public var batchNorms: [BatchNorm] { model.batchNorms }
+
+    /// This rank's training nodes in epoch `step`: a contiguous slice of the epoch's permutation.
+    func trainingNodes(step: Int) -> [Int32] {
+        var generator = SeededGenerator(seed: options.seed, 0x6761_7470, UInt64(step))
+        var order = dataset.train
+        order.shuffle(using: &generator)
+        let base = order.count / ranks, extra = order.count % ranks
+        let start = rank * base + min(rank, extra)
+        return Array(order[start..<(start + base + (rank < extra ? 1 : 0))])
+    }
+
+    public func targetCount(step: Int, micro: Int) -> Int { trainingNodes(step: step).count }
+
+    /// The graph, node ids and features this rank trains on in epoch `step`, augmented.
+    func trainingInput(seeds: [Int32], step: Int) -> (graph: CSRGraph, nodes: [Int32]?, features: CSRMatrix) {
+        var generator = SeededGenerator(seed: options.seed, 0x6175_6767, UInt64(rank), UInt64(step))
+        var local: CSRGraph
+        var nodes: [Int32]? = nil
+        var features: CSRMatrix
+        if ranks == 1 && fanout == nil {
+            local = graph
+            features = dataset.features
+        } else {
+            let sub = graph.subgraph(rows: seeds, hops: model.config.layerCount, fanout: fanout, generator: &generator)
+            local = sub.graph
+            nodes = sub.nodes
+            features = dataset.features.gatheringRows(sub.nodes)
+        }
+        if let q = options.augmentation["drop-edge"], q > 0 {
+            local = local.dropEdges(probability: q, generator: &generator)
+        }
+        if let p = options.augmentation["feature-mask"], p > 0 {
+            features = features.maskingColumns((0..<features.columnCount).map { _ in generator.nextUniform() >= p })
+        }
+        return (local, nodes, features)
+    }
+
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+        let seeds = trainingNodes(step: step)
+        let input = trainingInput(seeds: seeds, step: step)
+        model.mode = .training
+        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step)
+        let logits = model.forward(features: input.features, graph: input.graph)
+        var targets = [Int32](repeating: -100, count: logits.rowCount)
+        for (index, node) in seeds.enumerated() {
+            targets[input.nodes == nil ? Int(node) : index] = dataset.labels[Int(node)]
+        }
+        let value = loss.forward(logits: logits, targets: targets, normalizer: normalizer)
+        model.backward(loss.backward())
+        return value
+    }
+
+    /// Loss and accuracy of every split on the whole graph in evaluation mode (the same on every rank).
+    public func evaluate(communicator: Communicator) throws -> [String: Double] {
+        model.mode = .evaluation
+        defer { model.mode = .training }
+        let logits = model.forward(features: dataset.features, graph: graph)
+        var result: [String: Double] = [:]
+        for (name, nodes) in [("train", dataset.train), ("val", dataset.validation), ("test", dataset.test)] {
+            var targets = [Int32](repeating: -100, count: logits.rowCount)
+            for node in nodes { targets[Int(node)] = dataset.labels[Int(node)] }
+            result["\(name)_loss"] = loss.forward(logits: logits, targets: targets, normalizer: Float(max(nodes.count, 1)))
+            let K = logits.columnCount
+            var correct = 0
+            for node in nodes {
+                let row = logits.data + Int(node) * K
+                let predicted = (0..<K).max { row[$0] < row[$1] }!
+                if predicted == Int(dataset.labels[Int(node)]) { correct += 1 }
+            }
+            result["\(name)_accuracy"] = Double(correct) / Double(max(nodes.count, 1))
+        }
+        return result
+    }
+
+    public func shouldStop(after evaluation: [String: Double], step: Int) -> Bool {
+        let accuracy = evaluation["val_accuracy"] ?? 0, validationLoss = evaluation["val_loss"] ?? .infinity
+        if accuracy >= bestAccuracy || validationLoss <= lowestLoss {
+            if accuracy >= bestAccuracy && validationLoss <= lowestLoss {
+                selected = evaluation
+                selectedEpoch = step
+            }
+            bestAccuracy = max(bestAccuracy, accuracy)
+            lowestLoss = min(lowestLoss, validationLoss)
+            epochsWithoutImprovement = 0
+            return false
+        }
+        epochsWithoutImprovement += 1
+        return patience > 0 && epochsWithoutImprovement >= patience
+    }
+}

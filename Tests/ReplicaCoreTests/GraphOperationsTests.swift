@@ -1,0 +1,158 @@
+import Testing
+import ReplicaCore
+
+/// Kept fraction of ~20 000 edges: its standard deviation is √(p(1 − p)/n) ≈ 0.0035 at p = 0.5.
+private let keptEdgeFractionTolerance = 0.02
+
+/// The entries of `row` as global ids of a subgraph's nodes.
+private func globalSources(_ graph: CSRGraph, row: Int, nodes: [Int32]) -> [Int32] {
+    graph.range(ofRow: row).map { nodes[Int(graph.columnIndices[$0])] }
+}
+
+/// Sources of `row` in `graph` (ids as stored).
+private func sources(_ graph: CSRGraph, row: Int) -> [Int32] {
+    graph.range(ofRow: row).map { graph.columnIndices[$0] }
+}
+
+/// Breadth-first distance from the seeds over incoming edges; nil when farther than `hops`.
+private func distances(_ graph: CSRGraph, seeds: [Int32], hops: Int) -> [Int: Int] {
+    var distance: [Int: Int] = [:]
+    var frontier = seeds.map { Int($0) }
+    for seed in frontier { distance[seed] = 0 }
+    for hop in stride(from: 1, through: hops, by: 1) {
+        var next: [Int] = []
+        for v in frontier {
+            for s in sources(graph, row: v) where distance[Int(s)] == nil {
+                distance[Int(s)] = hop
+                next.append(Int(s))
+            }
+        }
+        frontier = next
+    }
+    return distance
+}
+
+/// A random directed graph with self-loops: node v gets about `degree` random in-edges.
+private func randomGraph(nodes: Int, degree: Int, seed: UInt64) -> CSRGraph {
+    var generator = SeededGenerator(seed: seed)
+    var sourceList: [Int32] = [], targetList: [Int32] = []
+    for v in 0..<nodes {
+        for _ in 0..<generator.nextInt(below: 2 * degree + 1) {
+            sourceList.append(Int32(generator.nextInt(below: nodes)))
+            targetList.append(Int32(v))
+        }
+    }
+    return CSRMatrix.graph(nodeCount: nodes, sources: sourceList, targets: targetList, symmetric: true, selfLoops: true)
+}
+
+@Suite struct GraphOperationsTests {
+    @Test func graphSortsRowsDropsDuplicatesAndAddsOneSelfLoopPerNode() {
+        // 0 -> 1 twice, 1 -> 0 (the reverse of 0 -> 1), 2 -> 1, 3 -> 3 (an existing self-loop).
+        let graph = CSRMatrix.graph(nodeCount: 4, sources: [0, 0, 1, 2, 3], targets: [1, 1, 0, 1, 3],
+                                    symmetric: true, selfLoops: true)
+        #expect(graph.rowCount == 4 && graph.columnCount == 4 && graph.values.isEmpty)
+        #expect(sources(graph, row: 0) == [0, 1])
+        #expect(sources(graph, row: 1) == [0, 1, 2])
+        #expect(sources(graph, row: 2) == [1, 2])
+        #expect(sources(graph, row: 3) == [3])
+    }
+
+    @Test func directedGraphWithoutSelfLoopsKeepsEdgesAsGiven() {
+        let graph = CSRMatrix.graph(nodeCount: 3, sources: [2, 0, 1, 2, 2], targets: [0, 0, 1, 0, 1],
+                                    symmetric: false, selfLoops: false)
+        #expect(sources(graph, row: 0) == [0, 2])
+        #expect(sources(graph, row: 1) == [1, 2])
+        #expect(sources(graph, row: 2) == [])
+        #expect(graph.rowOffsets == [0, 2, 4, 4])
+    }
+
+    @Test func symmetricGraphHasEveryReverseEdge() {
+        let graph = randomGraph(nodes: 50, degree: 3, seed: 1)
+        for v in 0..<50 {
+            let row = sources(graph, row: v)
+            #expect(row == row.sorted() && Set(row).count == row.count)
+            #expect(row.filter { Int($0) == v }.count == 1, "one self-loop at \(v)")
+            for s in row { #expect(sources(graph, row: Int(s)).contains(Int32(v)), "\(s) -> \(v) without \(v) -> \(s)") }
+        }
+    }
+
+    @Test(arguments: [0, 1, 2, 3])
+    func fullSubgraphHoldsEveryEdgeIntoNodesWithinHopsMinusOne(hops: Int) {
+        let graph = randomGraph(nodes: 60, degree: 2, seed: 2)
+        let seeds: [Int32] = [17, 3, 42]
+        var generator = SeededGenerator(seed: 3)
+        let (local, nodes) = graph.subgraph(rows: seeds, hops: hops, fanout: nil, generator: &generator)
+        #expect(Array(nodes.prefix(seeds.count)) == seeds)
+        #expect(local.rowCount == nodes.count && local.columnCount == nodes.count)
+        let distance = distances(graph, seeds: seeds, hops: hops)
+        #expect(Set(nodes.map { Int($0) }) == Set(distance.keys), "exactly the nodes within \(hops) hops")
+        #expect(Set(nodes).count == nodes.count)
+        for v in 0..<nodes.count {
+            let row = sources(local, row: v)
+            #expect(row == row.sorted())
+            let global = Int(nodes[v])
+            if distance[global]! < hops {
+                let expected = sources(graph, row: global)
+                #expect(row.count == expected.count && Set(globalSources(local, row: v, nodes: nodes)) == Set(expected))
+            } else {
+                #expect(globalSources(local, row: v, nodes: nodes) == [nodes[v]], "an input-only node keeps its self-loop")
+            }
+        }
+    }
+
+    @Test func sampledSubgraphKeepsAtMostTheFanoutAndTheSelfLoop() {
+        let graph = randomGraph(nodes: 200, degree: 6, seed: 4)
+        let seeds: [Int32] = [5, 99, 150, 7]
+        let fanout = [3, 2]
+        var generator = SeededGenerator(seed: 5)
+        let (local, nodes) = graph.subgraph(rows: seeds, hops: 2, fanout: fanout, generator: &generator)
+        #expect(Array(nodes.prefix(seeds.count)) == seeds)
+        let hop = distances(local, seeds: (0..<Int32(seeds.count)).map { $0 }, hops: 2)
+        for v in 0..<nodes.count {
+            let global = Int(nodes[v])
+            let row = globalSources(local, row: v, nodes: nodes)
+            #expect(Set(row).count == row.count, "sampled without replacement")
+            #expect(row.contains(nodes[v]), "the self-loop stays")
+            #expect(Set(row).isSubset(of: Set(sources(graph, row: global))))
+            let neighbours = row.filter { Int($0) != global }.count
+            let available = sources(graph, row: global).count - 1
+            if let d = hop[v], d < 2 {
+                #expect(neighbours == min(fanout[d], available), "node \(global) at hop \(d)")
+            } else {
+                #expect(neighbours == 0)
+            }
+        }
+        var again = SeededGenerator(seed: 5)
+        let repeated = graph.subgraph(rows: seeds, hops: 2, fanout: fanout, generator: &again)
+        #expect(repeated.graph == local && repeated.nodes == nodes, "same generator, same sample")
+    }
+
+    @Test func fanoutAboveEveryDegreeGivesTheFullSubgraph() {
+        let graph = randomGraph(nodes: 40, degree: 2, seed: 6)
+        var a = SeededGenerator(seed: 7), b = SeededGenerator(seed: 7)
+        let full = graph.subgraph(rows: [1, 2], hops: 2, fanout: nil, generator: &a)
+        let sampled = graph.subgraph(rows: [1, 2], hops: 2, fanout: [1000, 1000], generator: &b)
+        #expect(full.graph == sampled.graph && full.nodes == sampled.nodes)
+    }
+
+    @Test func dropEdgesKeepsSelfLoopsAndAboutOneMinusPOfTheRest() {
+        let graph = randomGraph(nodes: 2000, degree: 5, seed: 8)
+        var generator = SeededGenerator(seed: 9)
+        let dropped = graph.dropEdges(probability: 0.5, generator: &generator)
+        var others = 0, keptOthers = 0
+        for v in 0..<2000 {
+            let before = sources(graph, row: v), after = sources(dropped, row: v)
+            #expect(after.contains(Int32(v)))
+            #expect(Set(after).isSubset(of: Set(before)) && after == after.sorted())
+            others += before.count - 1
+            keptOthers += after.count - 1
+        }
+        let fraction = Double(keptOthers) / Double(others)
+        #expect(abs(fraction - 0.5) < keptEdgeFractionTolerance, "kept \(fraction)")
+
+        var g0 = SeededGenerator(seed: 1), g1 = SeededGenerator(seed: 1)
+        #expect(graph.dropEdges(probability: 0, generator: &g0) == graph)
+        let onlyLoops = graph.dropEdges(probability: 1, generator: &g1)
+        #expect(onlyLoops.nonzeroCount == 2000 && (0..<2000).allSatisfy { sources(onlyLoops, row: $0) == [Int32($0)] })
+    }
+}

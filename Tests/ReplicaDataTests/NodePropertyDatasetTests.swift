@@ -1,0 +1,391 @@
+import CZlib
+import Foundation
+import Testing
+import ReplicaCore
+import ReplicaData
+import _ReplicaTestSupport
+
+@Suite struct GzipLineReaderTests {
+    /// CRLF, empty lines, a last line without "\n", non-ASCII bytes.
+    static let text = "first,line\r\n\nthird 3\r\n  \ncafé,ünïcode\nlast line without newline"
+    static let expectedLines = ["first,line", "", "third 3", "  ", "café,ünïcode", "last line without newline"]
+
+    @Test(arguments: [1, 2, 7, 64, 1 << 20])
+    func aPlainFileAndAGzipFileGiveTheSameLines(bufferSize: Int) throws {
+        try withTemporaryDirectory { directory in
+            let plain = directory.appendingPathComponent("lines.txt")
+            let compressed = directory.appendingPathComponent("lines.txt.gz")
+            try Data(Self.text.utf8).write(to: plain)
+            writeGzip(Self.text, to: compressed)
+            let fromPlain = try readLines(plain, bufferSize: bufferSize)
+            let fromGzip = try readLines(compressed, bufferSize: bufferSize)
+            #expect(fromPlain == Self.expectedLines)
+            #expect(fromGzip == Self.expectedLines)
+        }
+    }
+
+    @Test func severalGzipMembersReadAsOneText() throws {
+        try withTemporaryDirectory { directory in
+            let url = directory.appendingPathComponent("members.csv.gz")
+            writeGzip("a\nb\nc", to: url)              // the first member ends mid-line
+            writeGzip("d\ne\n", to: url, appending: true)
+            writeGzip("", to: url, appending: true)   // an empty member
+            writeGzip("f\n", to: url, appending: true)
+            let lines = try readLines(url, bufferSize: 1 << 20)
+            let linesThroughASmallBuffer = try readLines(url, bufferSize: 3)
+            #expect(lines == ["a", "b", "cd", "e", "f"])
+            #expect(linesThroughASmallBuffer == ["a", "b", "cd", "e", "f"])
+        }
+    }
+
+    @Test func aLineLongerThanTheBufferIsReadWhole() throws {
+        try withTemporaryDirectory { directory in
+            let url = directory.appendingPathComponent("long.gz")
+            let long = String(repeating: "0123456789", count: 50_000)
+            writeGzip("short\n\(long)\nend\n", to: url)
+            let lines = try readLines(url, bufferSize: 4096)
+            #expect(lines == ["short", long, "end"])
+        }
+    }
+
+    @Test func emptyFilesHaveNoLines() throws {
+        try withTemporaryDirectory { directory in
+            let plain = directory.appendingPathComponent("empty.csv")
+            let compressed = directory.appendingPathComponent("empty.csv.gz")
+            try Data().write(to: plain)
+            writeGzip("", to: compressed)
+            #expect(try readLines(plain, bufferSize: 16).isEmpty)
+            #expect(try readLines(compressed, bufferSize: 16).isEmpty)
+        }
+    }
+
+    @Test func truncatedGzipDataIsAUserErrorNamingTheFile() throws {
+        try withTemporaryDirectory { directory in
+            let url = directory.appendingPathComponent("cut.csv.gz")
+            writeGzip((0..<5000).map { "\($0),\($0 * 7 % 13)" }.joined(separator: "\n"), to: url)
+            let whole = try Data(contentsOf: url)
+            for keep in [whole.count - 4, whole.count / 2, 12] {
+                try whole.prefix(keep).write(to: url)
+                let error = #expect(throws: UserError.self) { try readLines(url, bufferSize: 256) }
+                let message = error?.description ?? ""
+                #expect(message.contains("cut.csv.gz") && message.contains("truncated gzip data"), "\(message)")
+            }
+        }
+    }
+
+    @Test func corruptGzipDataIsAUserErrorNamingTheFile() throws {
+        try withTemporaryDirectory { directory in
+            let url = directory.appendingPathComponent("bad.csv.gz")
+            writeGzip((0..<5000).map { "line \($0)" }.joined(separator: "\n"), to: url)
+            var bytes = [UInt8](try Data(contentsOf: url))
+            for k in 20..<60 { bytes[k] ^= 0x5A }   // inside the deflate data
+            try Data(bytes).write(to: url)
+            let error = #expect(throws: UserError.self) { try readLines(url, bufferSize: 256) }
+            let message = error?.description ?? ""
+            #expect(message.contains("bad.csv.gz") && message.contains("corrupt gzip data"), "\(message)")
+
+            // A damaged checksum at the end: every byte inflates, then zlib rejects the trailer.
+            writeGzip("a\nb\n", to: url)
+            var trailer = [UInt8](try Data(contentsOf: url))
+            trailer[trailer.count - 8] ^= 0xFF
+            try Data(trailer).write(to: url)
+            let checksumError = #expect(throws: UserError.self) { try readLines(url, bufferSize: 256) }
+            #expect(checksumError?.description.contains("bad.csv.gz") == true, "\(checksumError?.description ?? "")")
+        }
+    }
+
+    @Test func aMissingFileIsAUserErrorNamingIt() {
+        let url = URL(fileURLWithPath: "/nonexistent/replica/edge.csv.gz")
+        let error = #expect(throws: UserError.self) { try readLines(url, bufferSize: 16) }
+        #expect(error?.description.contains("/nonexistent/replica/edge.csv.gz") == true)
+    }
+
+    func readLines(_ url: URL, bufferSize: Int) throws -> [String] {
+        var lines: [String] = []
+        let count = try GzipLineReader(url: url, bufferSize: bufferSize).forEachLine { lineNumber, line in
+            #expect(lineNumber == lines.count + 1)
+            lines.append(String(decoding: line, as: UTF8.self))
+        }
+        #expect(count == lines.count)
+        return lines
+    }
+}
+
+@Suite struct NodePropertyDatasetTests {
+    // MARK: Cora
+
+    @Test func theEmbeddedCoraHasThePublishedShape() throws {
+        let cora = try NodePropertyDataset.cora()
+        #expect(cora.name == "cora")
+        #expect(cora.nodeCount == 2708)
+        #expect(cora.featureCount == 1433)
+        #expect(cora.features.rowCount == 2708 && cora.features.columnCount == 1433)
+        #expect(cora.classCount == 7)
+        #expect(cora.labels.count == 2708)
+        #expect(cora.labels.allSatisfy { $0 >= 0 && $0 < 7 }, "every Cora node is labelled")
+        #expect(cora.edgeCount == 5278 && cora.edgeTargets.count == 5278)
+        #expect(cora.edgeSources.allSatisfy { $0 >= 0 && $0 < 2708 } && cora.edgeTargets.allSatisfy { $0 >= 0 && $0 < 2708 })
+        #expect(cora.train.count == 140 && cora.validation.count == 500 && cora.test.count == 1000)
+        #expect(Set(cora.train + cora.validation + cora.test).count == 1640, "the splits are disjoint")
+        #expect(cora.train == (0..<140).map { Int32($0) }, "Planetoid's public split trains on the first 140 nodes")
+    }
+
+    @Test func coraFeaturesAreBinary() throws {
+        let features = try NodePropertyDataset.cora().features
+        #expect(features.values.count == features.nonzeroCount)
+        #expect(features.values.allSatisfy { $0 == 1 })
+        // Cora is 98.7% zeros: about 18 words of 1,433 per paper.
+        let density = Double(features.nonzeroCount) / Double(2708 * 1433)
+        #expect(density > 0.01 && density < 0.02, "density \(density)")
+        for row in 0..<features.rowCount {
+            let columns = features.columnIndices[features.range(ofRow: row)]
+            #expect(zip(columns, columns.dropFirst()).allSatisfy { $0 < $1 }, "row \(row) is sorted")
+        }
+    }
+
+    @Test func theEmbeddedCoraEqualsTheSharedDataCopy() throws {
+        let shared = try NodePropertyDataset.load(directory: sharedData.appendingPathComponent("cora"), name: "cora")
+        #expect(try NodePropertyDataset.cora() == shared)
+    }
+
+    // MARK: A small data set
+
+    @Test func aSmallDataSetLoadsExactly() throws {
+        try withTemporaryDirectory { directory in
+            try TinyDataSet().write(to: directory)
+            let dataset = try NodePropertyDataset.load(directory: directory, name: "tiny")
+            #expect(dataset.name == "tiny")
+            #expect(dataset.nodeCount == 6 && dataset.featureCount == 3)
+            #expect(dataset.features.rowOffsets == [0, 1, 3, 6, 6, 8, 9])
+            #expect(dataset.features.columnIndices == [1, 0, 2, 0, 1, 2, 0, 2, 1])
+            #expect(dataset.features.values == [1, 0.5, -1.5e-3, 1, 1, 1, 2.25, 1e5, 3])
+            #expect(dataset.labels == [0, 1, 2, -1, 1, 0])
+            #expect(dataset.classCount == 3)
+            #expect(dataset.edgeSources == [0, 1, 2, 3, 4])
+            #expect(dataset.edgeTargets == [1, 2, 3, 4, 5])
+            #expect(dataset.train == [0, 1] && dataset.validation == [2, 3] && dataset.test == [5, 4])
+        }
+    }
+
+    @Test func plainCSVFilesLoadLikeGzipFiles() throws {
+        try withTemporaryDirectory { directory in
+            try TinyDataSet().write(to: directory.appendingPathComponent("gzip"))
+            try TinyDataSet().write(to: directory.appendingPathComponent("plain"), compressed: false)
+            let compressed = try NodePropertyDataset.load(directory: directory.appendingPathComponent("gzip"), name: "tiny")
+            let plain = try NodePropertyDataset.load(directory: directory.appendingPathComponent("plain"), name: "tiny")
+            #expect(compressed == plain)
+        }
+    }
+
+    @Test func theSingleSplitFolderIsUsedWhenThereIsNoPublicSplit() throws {
+        try withTemporaryDirectory { directory in
+            var tiny = TinyDataSet()
+            for split in ["train", "valid", "test"] {
+                tiny.files["split/time/\(split).csv"] = tiny.files.removeValue(forKey: "split/public/\(split).csv")
+            }
+            try tiny.write(to: directory)
+            let dataset = try NodePropertyDataset.load(directory: directory, name: "tiny")
+            #expect(dataset.train == [0, 1] && dataset.validation == [2, 3] && dataset.test == [5, 4])
+        }
+    }
+
+    @Test func floatsParseAsSwiftParsesThem() throws {
+        let texts = ["0.123", "-1.5e-3", "1", "+2", ".5", "3.", "1E3", "-0", "0.000001", "123456789", "16777217",
+                     "0.1", "3.4028235e38", "1e-40", "1.17549435e-38", "0.30000000000000004", "2.5e+10",
+                     "123456789012345678901234567890", "0.000000000000000000000000000001", "7.038531e-26",
+                     "1.00000005960464477539062500001", "1.000000059604644775390625", "9007199254740993",
+                     "-0.057943", "0.1234567", "33554431", "8.589973e9"]
+        try withTemporaryDirectory { directory in
+            var tiny = TinyDataSet()
+            tiny.files["raw/num-node-list.csv"] = "\(texts.count)\n"
+            tiny.files["raw/node-feat.csv"] = texts.map { "\($0),1" }.joined(separator: "\n") + "\n"
+            tiny.files["raw/node-label.csv"] = String(repeating: "0\n", count: texts.count)
+            try tiny.write(to: directory)
+            let features = try NodePropertyDataset.load(directory: directory, name: "tiny").features
+            for (row, text) in texts.enumerated() {
+                let expected = Float(text)!
+                let stored = features.range(ofRow: row).first.map { features.columnIndices[$0] == 0 ? features.values[$0] : 0 } ?? 0
+                #expect(stored.bitPattern == (expected == 0 ? 0 : expected.bitPattern), "\(text): \(stored) vs \(expected)")
+            }
+        }
+    }
+
+    // MARK: Malformed data: one UserError naming the file and the line
+
+    @Test func aBadNumberIsReportedWithItsFileAndLine() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/node-feat.csv"] = "0,1,0\n0.5,x,1\n1,1,1\n0,0,0\n2.25,0,1\n0,3,0\n"
+        try expectUserError(tiny, file: "raw/node-feat.csv.gz", line: 2, mentioning: "\"x\"")
+
+        tiny = TinyDataSet()
+        tiny.files["raw/edge.csv"] = "0,1\n1,2\n2,three\n3,4\n4,5\n"
+        try expectUserError(tiny, file: "raw/edge.csv.gz", line: 3, mentioning: "\"three\"")
+
+        tiny = TinyDataSet()
+        tiny.files["raw/node-label.csv"] = "0\n1\n2\n-1\n1.5\n0\n"
+        try expectUserError(tiny, file: "raw/node-label.csv.gz", line: 5, mentioning: "\"1.5\"")
+
+        tiny = TinyDataSet()
+        tiny.files["split/public/train.csv"] = "0\n\n"
+        try expectUserError(tiny, file: "split/public/train.csv.gz", line: 2, mentioning: "is not a node id")
+
+        tiny = TinyDataSet()
+        tiny.files["raw/num-node-list.csv"] = "six\n"
+        try expectUserError(tiny, file: "raw/num-node-list.csv.gz", line: 1, mentioning: "\"six\"")
+    }
+
+    @Test func anEdgeNodeIdOutOfRangeIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/edge.csv"] = "0,1\n1,2\n2,3\n3,6\n4,5\n"
+        try expectUserError(tiny, file: "raw/edge.csv.gz", line: 4, mentioning: "node id 6 is out of range")
+        tiny.files["raw/edge.csv"] = "0,1\n-1,2\n2,3\n3,4\n4,5\n"
+        try expectUserError(tiny, file: "raw/edge.csv.gz", line: 2, mentioning: "node id -1 is out of range")
+    }
+
+    @Test func aSplitNodeIdOutOfRangeIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["split/public/test.csv"] = "5\n6\n"
+        try expectUserError(tiny, file: "split/public/test.csv.gz", line: 2, mentioning: "node id 6 is out of range")
+    }
+
+    @Test func aRaggedFeatureRowIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/node-feat.csv"] = "0,1,0\n0.5,0,-1.5e-3\n1,1\n0,0,0\n2.25,0,1\n0,3,0\n"
+        try expectUserError(tiny, file: "raw/node-feat.csv.gz", line: 3, mentioning: "2 columns, but line 1 has 3")
+        tiny.files["raw/node-feat.csv"] = "0,1,0\n0.5,0,-1.5e-3\n1,1,1\n0,0,0,0\n2.25,0,1\n0,3,0\n"
+        try expectUserError(tiny, file: "raw/node-feat.csv.gz", line: 4, mentioning: "4 columns, but line 1 has 3")
+    }
+
+    @Test func aFeatureFileWithTheWrongNumberOfRowsIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/node-feat.csv"] = "0,1,0\n0.5,0,-1.5e-3\n1,1,1\n0,0,0\n2.25,0,1\n"
+        try expectUserError(tiny, file: "raw/node-feat.csv.gz", line: 5, mentioning: "num-node-list.csv.gz says 6 nodes")
+        tiny.files["raw/node-feat.csv"] = "0,1,0\n0.5,0,-1.5e-3\n1,1,1\n0,0,0\n2.25,0,1\n0,3,0\n1,1,1\n"
+        try expectUserError(tiny, file: "raw/node-feat.csv.gz", line: 7, mentioning: "more rows than the 6 nodes")
+    }
+
+    @Test func aLabelFileWithTheWrongNumberOfLinesIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/node-label.csv"] = "0\n1\n2\n-1\n1\n0\n2\n"
+        try expectUserError(tiny, file: "raw/node-label.csv.gz", line: 7, mentioning: "more labels than the 6 nodes")
+        tiny.files["raw/node-label.csv"] = "0\n1\n2\n"
+        try expectUserError(tiny, file: "raw/node-label.csv.gz", line: 3, mentioning: "num-node-list.csv.gz says 6 nodes")
+    }
+
+    @Test func anEdgeCountThatDiffersFromNumEdgeListIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/num-edge-list.csv"] = "4\n"
+        try expectUserError(tiny, file: "raw/edge.csv.gz", line: 5, mentioning: "more edges than the 4 in num-edge-list.csv.gz")
+        tiny.files["raw/num-edge-list.csv"] = "7\n"
+        try expectUserError(tiny, file: "raw/edge.csv.gz", line: 5, mentioning: "num-edge-list.csv.gz says 7")
+    }
+
+    @Test func aLabelBelowMinusOneIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["raw/node-label.csv"] = "0\n1\n2\n-2\n1\n0\n"
+        try expectUserError(tiny, file: "raw/node-label.csv.gz", line: 4, mentioning: "label -2")
+    }
+
+    @Test(arguments: ["raw/edge.csv", "raw/node-feat.csv", "raw/node-label.csv", "raw/num-node-list.csv",
+                      "raw/num-edge-list.csv", "split/public/train.csv", "split/public/valid.csv", "split/public/test.csv"])
+    func aMissingFileIsNamedWithItsPath(file: String) throws {
+        var tiny = TinyDataSet()
+        tiny.files.removeValue(forKey: file)
+        try withTemporaryDirectory { directory in
+            try tiny.write(to: directory)
+            let error = #expect(throws: UserError.self) { try NodePropertyDataset.load(directory: directory, name: "tiny") }
+            let message = error?.description ?? ""
+            #expect(message.contains(directory.appendingPathComponent(file + ".gz").path) && message.contains("no such file"), "\(message)")
+        }
+    }
+
+    @Test func aMissingDirectoryOrSplitFolderIsReported() throws {
+        try withTemporaryDirectory { directory in
+            let absent = directory.appendingPathComponent("absent")
+            let error = #expect(throws: UserError.self) { try NodePropertyDataset.load(directory: absent, name: "tiny") }
+            #expect(error?.description.contains(absent.path) == true, "\(error?.description ?? "")")
+
+            var tiny = TinyDataSet()
+            for split in ["train", "valid", "test"] {
+                tiny.files["split/a/\(split).csv"] = tiny.files["split/public/\(split).csv"]
+                tiny.files["split/b/\(split).csv"] = tiny.files.removeValue(forKey: "split/public/\(split).csv")
+            }
+            try tiny.write(to: directory)
+            let splitError = #expect(throws: UserError.self) { try NodePropertyDataset.load(directory: directory, name: "tiny") }
+            #expect(splitError?.description.contains("split/public") == true && splitError?.description.contains("a, b") == true,
+                    "\(splitError?.description ?? "")")
+        }
+    }
+
+    @Test func anEmptySplitIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["split/public/valid.csv"] = ""
+        try expectUserError(tiny, file: "split/public/valid.csv.gz", line: 1, mentioning: "the split is empty")
+    }
+
+    @Test func aNodeInTwoSplitsIsReported() throws {
+        var tiny = TinyDataSet()
+        tiny.files["split/public/test.csv"] = "5\n2\n"
+        try expectUserError(tiny, file: "split/public/test.csv.gz", line: 2, mentioning: "node 2 is already listed in valid.csv.gz (line 1)")
+        tiny = TinyDataSet()
+        tiny.files["split/public/train.csv"] = "0\n1\n0\n"
+        try expectUserError(tiny, file: "split/public/train.csv.gz", line: 3, mentioning: "node 0 is already listed earlier in this file (line 1)")
+    }
+
+    /// Loads `tiny` (gzip-compressed) and expects one UserError naming `file`, `line N` and `detail`.
+    func expectUserError(_ tiny: TinyDataSet, file: String, line: Int, mentioning detail: String,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try withTemporaryDirectory { directory in
+            try tiny.write(to: directory)
+            let error = #expect(throws: UserError.self, sourceLocation: sourceLocation) {
+                try NodePropertyDataset.load(directory: directory, name: "tiny")
+            }
+            let message = error?.description ?? ""
+            let path = directory.appendingPathComponent(file).path
+            #expect(message.contains("\(path), line \(line):"), "\(message)", sourceLocation: sourceLocation)
+            #expect(message.contains(detail), "\(message)", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// Six nodes, three features, five edges, in the OGB raw layout; paths without ".gz".
+struct TinyDataSet {
+    var files: [String: String] = [
+        "raw/node-feat.csv": "0,1,0\n0.5,0,-1.5e-3\n1,1,1\n0,0,0\n2.25,0,1e5\n0,3,0\n",
+        "raw/node-label.csv": "0\n1\n2\n-1\n1\n0\n",
+        "raw/edge.csv": "0,1\n1,2\n2,3\n3,4\n4,5\n",
+        "raw/num-node-list.csv": "6\n",
+        "raw/num-edge-list.csv": "5\n",
+        "split/public/train.csv": "0\n1\n",
+        "split/public/valid.csv": "2\n3\n",
+        "split/public/test.csv": "5\n4\n",
+    ]
+
+    /// Writes every file under `directory`, as `<path>.gz` or, if not `compressed`, as `<path>`.
+    func write(to directory: URL, compressed: Bool = true) throws {
+        for (path, text) in files {
+            let url = directory.appendingPathComponent(compressed ? path + ".gz" : path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if compressed { writeGzip(text, to: url) } else { try Data(text.utf8).write(to: url) }
+        }
+    }
+}
+
+/// Writes `text` gzip-compressed to `url`; `appending` adds another gzip member to the file.
+func writeGzip(_ text: String, to url: URL, appending: Bool = false) {
+    guard let file = gzopen(url.path, appending ? "ab" : "wb") else { fatalError("gzopen \(url.path) failed") }
+    var bytes = Array(text.utf8)
+    if !bytes.isEmpty {
+        let written = gzwrite(file, &bytes, UInt32(bytes.count))
+        precondition(written == Int32(bytes.count), "gzwrite \(url.path) failed")
+    }
+    precondition(gzclose(file) == Z_OK, "gzclose \(url.path) failed")
+}
+
+/// Runs `body` with a new empty directory that is removed afterwards.
+func withTemporaryDirectory(_ body: (URL) throws -> Void) throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("replica-ogb-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try body(directory)
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+import ReplicaTrain
+import _ReplicaTestSupport
+
+@Suite struct GATTaskTests {
+    static let cora = try! NodePropertyDataset.cora()
+
+    static func options(epochs: Int) -> TrainingOptions {
+        var options = TrainingOptions()
+        options.steps = epochs
+        options.learningRate = 0.005
+        options.weightDecay = 5e-4
+        options.optimizer = .adam
+        options.beta2 = 0.999
+        options.warmupSteps = 0
+        options.schedule = .constant
+        options.clip = 0
+        options.quiet = true
+        options.evaluationInterval = 1
+        return options
+    }
+
+    static func train(ranks: Int, config: GATConfig, epochs: Int, fanout: [Int]? = nil) throws -> [GATTask] {
+        let group = ThreadCommunicatorGroup(size: ranks)
+        let tasks = Locked<[Int: GATTask]>([:])
+        try group.run { rank in
+            let task = try GATTask(dataset: cora, config: config, options: options(epochs: epochs), fanout: fanout,
+                                   patience: 0, rank: rank, ranks: ranks)
+            let trainer = try Trainer(task: task, options: options(epochs: epochs), communicator: group.communicator(rank: rank))
+            try trainer.synchronizeInitialState()
+            _ = try trainer.run()
+            tasks.update { $0[rank] = task }
+        }
+        return (0..<ranks).map { tasks.value[$0]! }
+    }
+
+    /// Without dropout, ranks that each compute their nodes' loss on the nodes' 2-hop neighbourhood
+    /// sum to exactly the full-batch gradient: the same parameters as one rank on the whole graph.
+    @Test func ranksOnNeighbourhoodSubgraphsEqualFullBatchTraining() throws {
+        var config = GATConfig()
+        config.inputDropout = 0
+        config.attentionDropout = 0
+        config.valueDropout = 0
+        let full = try Self.train(ranks: 1, config: config, epochs: 3)[0]
+        let split = try Self.train(ranks: 2, config: config, epochs: 3)
+        let a = split[0].arena.allValues.scalars, b = full.arena.allValues.scalars
+        var difference = 0.0, norm = 0.0
+        for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
+        #expect((difference / norm).squareRoot() < 1e-5)
+        #expect(split[0].arena.allValues.scalars == split[1].arena.allValues.scalars)
+    }
+
+    @Test func theGATLearnsCora() throws {
+        let task = try Self.train(ranks: 1, config: GATConfig(), epochs: 15)[0]
+        let evaluation = try task.evaluate(communicator: LocalCommunicator())
+        #expect(evaluation["val_accuracy"]! > 0.6, "\(evaluation)")
+    }
+
+    @Test func earlyStoppingSelectsTheEpochWithBothBestAccuracyAndLowestLoss() throws {
+        let task = try GATTask(dataset: Self.cora, config: GATConfig(), options: Self.options(epochs: 1), fanout: nil,
+                               patience: 2, rank: 0, ranks: 1)
+        #expect(!task.shouldStop(after: ["val_accuracy": 0.5, "val_loss": 1.0, "test_accuracy": 0.4], step: 1))
+        #expect(!task.shouldStop(after: ["val_accuracy": 0.6, "val_loss": 1.2, "test_accuracy": 0.7], step: 2))
+        #expect(!task.shouldStop(after: ["val_accuracy": 0.6, "val_loss": 0.9, "test_accuracy": 0.8], step: 3))
+        #expect(!task.shouldStop(after: ["val_accuracy": 0.5, "val_loss": 1.5, "test_accuracy": 0.9], step: 4))
+        #expect(task.shouldStop(after: ["val_accuracy": 0.5, "val_loss": 1.5, "test_accuracy": 0.9], step: 5))
+        #expect(task.selectedEpoch == 3)
+        #expect(task.selected["test_accuracy"] == 0.8)
+    }
+
+    @Test func aFanoutNeedsOneCountPerLayer() {
+        #expect(throws: UserError.self) {
+            try GATTask(dataset: Self.cora, config: GATConfig(), options: Self.options(epochs: 1), fanout: [10],
+                        patience: 0, rank: 0, ranks: 1)
+        }
+    }
+}
