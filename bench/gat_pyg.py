@@ -49,6 +49,7 @@ def main():
     torch.manual_seed(args.seed)
     raw, split = os.path.join(args.data, "raw"), os.path.join(args.data, "split/public")
     x = torch.tensor(read(os.path.join(raw, "node-feat.csv.gz"), np.float32))
+    x = x / x.sum(dim=1, keepdim=True).clamp(min=1)   # T.NormalizeFeatures(), as PyG's gat.py
     y = torch.tensor(read(os.path.join(raw, "node-label.csv.gz"), np.int64))
     edges = torch.tensor(read(os.path.join(raw, "edge.csv.gz"), np.int64)).t()
     edge_index = torch.cat([edges, edges.flip(0)], dim=1)

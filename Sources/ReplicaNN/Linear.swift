@@ -23,6 +23,12 @@ public final class Linear: Layer {
         if let bias { arena.value(bias).zero() }
     }
 
+    /// Xavier (Glorot) uniform weights U(−√(6/(in+out)), √(6/(in+out))), zero bias: the Transformer's.
+    public func initializeXavier(using generator: inout SeededGenerator) {
+        arena.value(weight).fillUniform(bound: (6 / Float(inputCount + outputCount)).squareRoot(), using: &generator)
+        if let bias { arena.value(bias).zero() }
+    }
+
     /// PyTorch's default: U(−1/√inputs, 1/√inputs) for weight and bias.
     public func initializeUniform(using generator: inout SeededGenerator) {
         let bound = 1 / Float(inputCount).squareRoot()

@@ -1,0 +1,185 @@
+import Foundation
+import ReplicaCore
+import ReplicaNN
+
+/// An encoder–decoder Transformer's shape. Defaults: a small model for Multi30k.
+public struct TransformerConfig: Sendable, Equatable {
+    public var vocabularySize = 8000     // joint German+English subwords; WMT: 37000
+    public var embedding = 256           // Vaswani base: 512
+    public var heads = 4                 // base: 8
+    public var encoderLayers = 3         // base: 6
+    public var decoderLayers = 3         // base: 6
+    public var feedForward = 1024        // base: 2048
+    public var dropout: Float = 0.1
+    public var maximumLength = 256
+    public var norm = NormKind.layer
+    public var scorer = AttentionScorer.dot
+    public init() {}
+}
+
+/// A pre-norm encoder–decoder Transformer (Vaswani et al. 2017, with normalisation before each
+/// sub-layer as most current implementations) with sinusoidal positions and one embedding
+/// matrix shared by the source, the target and the output projection (a joint subword
+/// vocabulary, as the paper's three-way weight tying).
+///
+/// B batch, S source length, T target length, C embedding, V vocabulary.
+/// Names: `embedding.weight` [V, C], `encoder.layers.{i}.self_attn.qkv.weight`, `.self_attn.out`,
+/// `.norm1`, `.ff1`, `.ff2`, `.norm2`; `decoder.layers.{i}.self_attn.*`, `.cross_attn.{q,kv,out}`,
+/// `.norm1..3`, `.ff1`, `.ff2`; `encoder.norm`, `decoder.norm`.
+public final class Seq2SeqTransformer {
+    public let config: TransformerConfig
+    public let arena: ParameterArena
+    let embedding: Embedding
+    let encoderLayers: [EncoderLayer]
+    let decoderLayers: [DecoderLayer]
+    let encoderNorm: FeatureNormalization
+    let decoderNorm: FeatureNormalization
+    let sourceDropout: Dropout
+    let targetDropout: Dropout
+    var decoderHidden: Tensor?          // [B·T, C], input of the output projection
+    var shape = (B: 0, S: 0, T: 0)
+
+    public init(_ config: TransformerConfig, arena: ParameterArena = ParameterArena()) {
+        self.config = config
+        self.arena = arena
+        let C = config.embedding
+        embedding = Embedding("embedding", count: config.vocabularySize, dimension: C, arena: arena)
+        sourceDropout = Dropout(probability: config.dropout, tag: 1)
+        targetDropout = Dropout(probability: config.dropout, tag: 2)
+        encoderLayers = (0..<config.encoderLayers).map { EncoderLayer("encoder.layers.\($0)", index: $0, config: config, arena: arena) }
+        encoderNorm = makeNormalization(config.norm, "encoder.norm", features: C, arena: arena)
+        decoderLayers = (0..<config.decoderLayers).map { DecoderLayer("decoder.layers.\($0)", index: $0, config: config, arena: arena) }
+        decoderNorm = makeNormalization(config.norm, "decoder.norm", features: C, arena: arena)
+        arena.allocate()
+    }
+
+    public var parameterCount: Int { arena.count }
+
+    /// Embedding N(0, C^−½) (scaled by √C in forward, as the paper), Xavier-uniform projections, norms 1.
+    public func initialize(seed: UInt64) {
+        var generator = SeededGenerator(seed: seed, 0x7472_616e)
+        embedding.initialize(standardDeviation: 1 / Float(config.embedding).squareRoot(), using: &generator)
+        for layer in encoderLayers { layer.initialize(using: &generator) }
+        for layer in decoderLayers { layer.initialize(using: &generator) }
+        encoderNorm.initialize()
+        decoderNorm.initialize()
+    }
+
+    public var mode: Mode = .training {
+        didSet {
+            for layer in encoderLayers { layer.setMode(mode) }
+            for layer in decoderLayers { layer.setMode(mode) }
+            for part in [encoderNorm, decoderNorm] { part.mode = mode }
+            sourceDropout.mode = mode
+            targetDropout.mode = mode
+        }
+    }
+
+    public var randomContext = RandomContext(seed: 0) {
+        didSet {
+            sourceDropout.context = randomContext
+            targetDropout.context = randomContext
+            for layer in encoderLayers { layer.setContext(randomContext) }
+            for layer in decoderLayers { layer.setContext(randomContext) }
+        }
+    }
+
+    /// The encoder's output [B·S, C] for source ids [B·S] with mask (true = real token).
+    public func encode(_ source: [Int32], mask: [Bool], batch B: Int, length S: Int) -> Tensor {
+        shape.B = B
+        shape.S = S
+        sourceIds = source
+        var x = embed(source, length: S)
+        x = sourceDropout.forward(x)
+        for layer in encoderLayers { x = layer.forward(x, batch: B, length: S, mask: mask) }
+        setRowMask(encoderNorm, mask)
+        return encoderNorm.forward(x)
+    }
+
+    /// Logits [B·T, V] for target inputs [B·T] (`<s>` y₁ … padded) given the encoder's memory.
+    public func decode(_ targetInput: [Int32], targetMask: [Bool], memory: Tensor, memoryMask: [Bool],
+                       batch B: Int, length T: Int) -> Tensor {
+        shape.T = T
+        targetIds = targetInput
+        var x = embed(targetInput, length: T)
+        x = targetDropout.forward(x)
+        for layer in decoderLayers {
+            x = layer.forward(x, memory: memory, batch: B, length: T, sourceLength: shape.S, targetMask: targetMask,
+                              memoryMask: memoryMask)
+        }
+        setRowMask(decoderNorm, targetMask)
+        let hidden = decoderNorm.forward(x)
+        decoderHidden = hidden
+        let logits = Tensor(uninitialized: [B * T, config.vocabularySize])
+        gemm(hidden, arena.value(embedding.weight), transposingB: true, into: logits)
+        return logits
+    }
+
+    /// Adds every parameter's gradient from the logits' gradient [B·T, V] (after `encode` and `decode`).
+    public func backward(_ logitsGradient: Tensor) {
+        guard let hidden = decoderHidden else { preconditionFailure("Seq2SeqTransformer.backward before decode") }
+        let weight = embedding.weight
+        gemm(logitsGradient, transposingA: true, hidden, into: arena.gradient(weight), beta: 1)
+        var dx = Tensor(uninitialized: hidden.shape)
+        gemm(logitsGradient, arena.value(weight), into: dx)
+        dx = decoderNorm.backward(dx)
+        var dMemory = Tensor(zeros: [shape.B * shape.S, config.embedding])
+        for layer in decoderLayers.reversed() {
+            let (dInput, dLayerMemory) = layer.backward(dx)
+            add(dLayerMemory, into: dMemory)
+            dx = dInput
+        }
+        dx = targetDropout.backward(dx)
+        embedBackward(dx, ids: targetIds)
+        dMemory = encoderNorm.backward(dMemory)
+        for layer in encoderLayers.reversed() { dMemory = layer.backward(dMemory) }
+        dMemory = sourceDropout.backward(dMemory)
+        embedBackward(dMemory, ids: sourceIds)
+    }
+
+    // MARK: - Embedding with sinusoidal positions
+
+    var sourceIds: [Int32] = []
+    var targetIds: [Int32] = []
+
+    /// √C · E[id] + PE(position). ids [B·L] -> [B·L, C]
+    func embed(_ ids: [Int32], length L: Int) -> Tensor {
+        let C = config.embedding
+        let x = Tensor(uninitialized: [ids.count, C])
+        let table = arena.value(embedding.weight).data
+        let scale = Float(C).squareRoot()
+        for (row, id) in ids.enumerated() {
+            precondition(id >= 0 && Int(id) < config.vocabularySize, "token id \(id) outside the vocabulary")
+            let position = row % L
+            let source = table + Int(id) * C, target = x.data + row * C
+            for j in 0..<C { target[j] = scale * source[j] + Seq2SeqTransformer.positionalEncoding(position, j, C) }
+        }
+        return x
+    }
+
+    func embedBackward(_ gradient: Tensor, ids: [Int32]) {
+        let C = config.embedding
+        let table = arena.gradient(embedding.weight).data
+        let scale = Float(C).squareRoot()
+        for (row, id) in ids.enumerated() {
+            let target = table + Int(id) * C, source = gradient.data + row * C
+            for j in 0..<C { target[j] += scale * source[j] }
+        }
+    }
+
+    /// PE(p, 2i) = sin(p / 10000^{2i/C}), PE(p, 2i+1) = cos(p / 10000^{2i/C}).
+    static func positionalEncoding(_ position: Int, _ j: Int, _ C: Int) -> Float {
+        let angle = Double(position) / pow(10000, Double(2 * (j / 2)) / Double(C))
+        return Float(j % 2 == 0 ? sin(angle) : cos(angle))
+    }
+
+    func setRowMask(_ norm: FeatureNormalization, _ mask: [Bool]) {
+        (norm as? BatchNorm)?.rowMask = mask
+    }
+
+    /// BatchNorm layers (none with layer norm).
+    public var batchNorms: [BatchNorm] {
+        ([encoderNorm, decoderNorm] + encoderLayers.flatMap { [$0.norm1, $0.norm2] }
+            + decoderLayers.flatMap { [$0.norm1, $0.norm2, $0.norm3] }).compactMap { $0 as? BatchNorm }
+    }
+}
