@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "ReplicaData",
             dependencies: ["ReplicaCore", "CZlib"],
-            resources: [.copy("Resources/tinyshakespeare.txt"), .copy("Resources/cora")]
+            resources: [.copy("Resources/tinyshakespeare.txt"), .copy("Resources/cora"), .copy("Resources/multi30k")]
         ),
 
         /// Models built from ReplicaNN layers: GPT.

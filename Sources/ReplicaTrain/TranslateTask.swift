@@ -1,0 +1,178 @@
+import Foundation
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+
+/// German→English translation with an encoder–decoder Transformer (`replica train translate`).
+///
+/// A joint BPE vocabulary is learned from the training text of both languages (the same on every
+/// rank: it is deterministic) and saved in the checkpoint. Each epoch the training pairs are put
+/// in length-bucketed global batches of `--batch-size` padded tokens × ranks × micro-steps, the
+/// same list on every rank; rank r, micro-step m takes slice m·ranks + r of each global batch (a
+/// nearly equal share of its sentences). The loss is summed over target tokens and divided by the
+/// global count of non-padding target tokens.
+public final class TranslateTask: DataParallelTask {
+    public let data: TranslationData
+    public let tokenizer: BPETokenizer
+    public let model: Seq2SeqTransformer
+    let examples: [TranslationExample]
+    let loss: CrossEntropy
+    let options: TrainingOptions
+    let rank: Int
+    let ranks: Int
+    let tokensPerRank: Int
+    private var epochBatches: (epoch: Int, batches: [[Int]])?
+    /// Test-set BLEU of the last `evaluate(withBLEU:)`.
+    public private(set) var lastBLEU: BLEUScore?
+
+    public var taskName: String { "translate" }
+    public var arena: ParameterArena { model.arena }
+    public var throughputUnit: String { "tokens" }
+    public var unitsPerMicroStep: Int { tokensPerRank }
+    public var stepsPerEpoch: Int { batches(epoch: 0).count }
+
+    public init(data: TranslationData, vocabularySize: Int, config baseConfig: TransformerConfig, options: TrainingOptions,
+                tokensPerRank: Int, labelSmoothing: Float, rank: Int, ranks: Int, tokenizer existing: BPETokenizer? = nil) {
+        self.data = data
+        self.options = options
+        self.rank = rank
+        self.ranks = ranks
+        self.tokensPerRank = tokensPerRank
+        tokenizer = existing ?? BPETokenizer.learn(from: data.train.source + data.train.target, vocabularySize: vocabularySize)
+        var config = baseConfig
+        config.vocabularySize = tokenizer.count
+        examples = data.train.examples(tokenizer: tokenizer, maximumLength: config.maximumLength)
+        loss = CrossEntropy(labelSmoothing: labelSmoothing, ignoreIndex: PaddedBatch.ignoredTarget)
+        model = Seq2SeqTransformer(config)
+        model.initialize(seed: options.seed)
+    }
+
+    public var configuration: [String: String] {
+        let c = model.config
+        return ["task": "translate", "vocabulary": "\(c.vocabularySize)", "embedding": "\(c.embedding)", "heads": "\(c.heads)",
+                "encoder_layers": "\(c.encoderLayers)", "decoder_layers": "\(c.decoderLayers)", "feed_forward": "\(c.feedForward)",
+                "dropout": "\(c.dropout)", "norm": c.norm.rawValue, "attention": c.scorer.rawValue,
+                "tokens_per_rank": "\(tokensPerRank)", "train_pairs": "\(data.train.count)"]
+    }
+
+    public var checkpointState: [String: Any] {
+        let c = model.config
+        return ["tokenizer": tokenizer.serialized,
+                "config": ["vocab_size": c.vocabularySize, "embedding": c.embedding, "heads": c.heads,
+                           "encoder_layers": c.encoderLayers, "decoder_layers": c.decoderLayers, "feed_forward": c.feedForward,
+                           "dropout": Double(c.dropout), "norm": c.norm.rawValue, "attention": c.scorer.rawValue,
+                           "max_length": c.maximumLength, "shared_embeddings": true] as [String: Any]]
+    }
+
+    public var extraCheckpointTensors: [(String, Tensor)] { [] }
+    public var batchNorms: [BatchNorm] { model.batchNorms }
+
+    /// The epoch's global batches (every rank computes the same list).
+    func batches(epoch: Int) -> [[Int]] {
+        if let cached = epochBatches, cached.epoch == epoch { return cached.batches }
+        let global = makeBatches(examples: examples, tokensPerBatch: tokensPerRank * ranks * options.gradientAccumulation,
+                                 seed: options.seed, epoch: epoch)
+        epochBatches = (epoch, global)
+        return global
+    }
+
+    /// This rank's sentences of micro-step `micro` of global step `step` (possibly none).
+    func slice(step: Int, micro: Int) -> [Int] {
+        let all = batches(epoch: 0).count
+        let global = batches(epoch: step / all)[step % all]
+        let parts = ranks * options.gradientAccumulation, part = micro * ranks + rank
+        let base = global.count / parts, extra = global.count % parts
+        let start = part * base + min(part, extra)
+        return Array(global[start..<(start + base + (part < extra ? 1 : 0))])
+    }
+
+    public func targetCount(step: Int, micro: Int) -> Int {
+        slice(step: step, micro: micro).reduce(0) { $0 + examples[$1].target.count - 1 }
+    }
+
+    /// Input augmentation `mask=P` (source tokens → <mask>) and `substitute=P` (→ a random token),
+    /// drawn per rank from (seed, rank, step, micro-step).
+    func augment(_ batch: inout PaddedBatch, step: Int, micro: Int) {
+        let maskRate = options.augmentation["mask"] ?? 0, substituteRate = options.augmentation["substitute"] ?? 0
+        guard maskRate > 0 || substituteRate > 0 else { return }
+        var generator = SeededGenerator(seed: options.seed, 0x7472_6175, UInt64(rank), UInt64(step), UInt64(micro))
+        for i in batch.sourceIds.indices where batch.sourceMask[i] && batch.sourceIds[i] > BPETokenizer.mask {
+            let draw = generator.nextUniform()
+            if draw < maskRate {
+                batch.sourceIds[i] = BPETokenizer.mask
+            } else if draw < maskRate + substituteRate {
+                batch.sourceIds[i] = Int32(5 + generator.nextInt(below: tokenizer.count - 5))
+            }
+        }
+    }
+
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+        let indices = slice(step: step, micro: micro)
+        guard !indices.isEmpty else { return 0 }   // a short last batch: this rank adds nothing
+        var batch = PaddedBatch.make(examples: examples, indices: indices)
+        augment(&batch, step: step, micro: micro)
+        model.mode = .training
+        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step * 64 + micro)
+        let B = batch.batchSize
+        let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: B, length: batch.sourceLength)
+        let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
+                                  memory: memory, memoryMask: batch.sourceMask, batch: B, length: batch.targetLength)
+        let value = loss.forward(logits: logits, targets: batch.targetOutput, normalizer: normalizer)
+        model.backward(loss.backward())
+        return value
+    }
+
+    /// Validation loss (teacher forcing, no label smoothing), split across ranks.
+    public func evaluate(communicator: Communicator) throws -> [String: Double] {
+        model.mode = .evaluation
+        defer { model.mode = .training }
+        let validation = data.validation.examples(tokenizer: tokenizer, maximumLength: model.config.maximumLength)
+        let plain = CrossEntropy(ignoreIndex: PaddedBatch.ignoredTarget)
+        var sums = [0.0, 0.0]
+        let batches = makeBatches(examples: validation, tokensPerBatch: 4000, seed: 0, epoch: 0)
+        for (index, indices) in batches.enumerated() where index % ranks == rank {
+            let batch = PaddedBatch.make(examples: validation, indices: indices)
+            let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: batch.batchSize, length: batch.sourceLength)
+            let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
+                                      memory: memory, memoryMask: batch.sourceMask, batch: batch.batchSize,
+                                      length: batch.targetLength)
+            sums[0] += plain.forward(logits: logits, targets: batch.targetOutput, normalizer: 1)
+            sums[1] += Double(batch.targetTokenCount)
+        }
+        try communicator.allReduce(&sums, .sum)
+        return ["val_loss": sums[0] / max(sums[1], 1)]
+    }
+
+    /// Translates the test set (ranks share the sentences, rank 0 gathers by rank order) and scores it.
+    public func testBLEU(beam: Int, lengthPenalty: Float, communicator: Communicator) throws -> (BLEUScore, [String]) {
+        let translator = Translator(model: model, tokenizer: tokenizer)
+        let sources = data.test.source
+        let share = (sources.count + ranks - 1) / ranks
+        let mine = Array(sources[min(rank * share, sources.count)..<min((rank + 1) * share, sources.count)])
+        let translated = translator.translate(mine, beam: beam, lengthPenalty: lengthPenalty)
+        let hypotheses = try gatherLines(translated, communicator: communicator)
+        let score = BLEU.corpus(hypotheses: hypotheses, references: data.test.target)
+        lastBLEU = score
+        return (score, hypotheses)
+    }
+
+    /// Every rank's lines in rank order, on every rank (each rank broadcasts its UTF-8 block).
+    func gatherLines(_ lines: [String], communicator: Communicator) throws -> [String] {
+        guard communicator.size > 1 else { return lines }
+        var all: [String] = []
+        for root in 0..<communicator.size {
+            let isRoot = root == communicator.rank
+            var bytes = isRoot ? Array(lines.joined(separator: "\n").utf8) : []
+            var sizes = isRoot ? [Double(lines.count), Double(bytes.count)] : [0, 0]
+            try communicator.allReduce(&sizes, .sum)   // only the root contributes
+            if !isRoot { bytes = [UInt8](repeating: 0, count: Int(sizes[1])) }
+            try communicator.broadcast(&bytes, from: root)
+            if sizes[0] > 0 {
+                all += String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            }
+        }
+        return all
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaData
+import ReplicaDistributed
+import ReplicaModels
+import ReplicaNN
+import ReplicaTrain
+
+struct TrainTranslate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "translate",
+        abstract: "Encoder–decoder Transformer, German → English (default: the embedded Multi30k).",
+        discussion: """
+        A joint BPE vocabulary of both languages, shared embeddings and output projection, label
+        smoothing 0.1, inverse-square-root schedule with warmup. At the end the test set is
+        translated (beam search) and scored with sacreBLEU-compatible corpus BLEU.
+          replica train translate --epochs 10 --checkpoint-dir runs/de-en
+          mpirun -np 2 replica train translate --batch-size 2000
+        --batch-size is padded tokens per rank per micro-step.
+        """
+    )
+
+    @OptionGroup var common: CommonTrainOptions
+    @Option(help: "Test files' prefix inside --data.") var testPrefix = TranslationData.defaultTestPrefix
+    @Option(help: "Joint subword vocabulary size.") var vocabulary = 8000
+    @Option(help: "Model width.") var embedding = 256
+    @Option(help: "Attention heads.") var heads = 4
+    @Option(help: "Encoder and decoder layers (each).") var layers = 3
+    @Option(help: "Feed-forward width.") var feedForward = 1024
+    @Option(help: "Dropout.") var dropout: Float = 0.1
+    @Option(help: "Label smoothing.") var labelSmoothing: Float = 0.1
+    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
+    @Option(help: "Attention scorer: dot or additive.") var attention = "dot"
+    @Option(help: "Beam size for the test BLEU.") var beam = 4
+    @Option(help: "GNMT length penalty exponent for beam search.") var lengthPenalty: Float = 0.6
+    @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 0
+
+    func validate() throws {
+        guard vocabulary >= 100, embedding >= 1, heads >= 1, layers >= 1, feedForward >= 1, beam >= 1 else {
+            throw ValidationError("--vocabulary ≥ 100; --embedding, --heads, --layers, --feed-forward, --beam ≥ 1.")
+        }
+        guard embedding % heads == 0 else { throw ValidationError("--embedding \(embedding) is not divisible by --heads \(heads).") }
+        guard (0..<1).contains(dropout), (0..<1).contains(labelSmoothing) else {
+            throw ValidationError("--dropout and --label-smoothing must be in [0, 1).")
+        }
+        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
+        guard AttentionScorer(rawValue: attention) != nil else { throw ValidationError("--attention \(attention): use dot or additive.") }
+    }
+
+    func run() throws {
+        var defaults = TrainingOptions()
+        defaults.steps = 2500
+        defaults.batchSize = 2000
+        defaults.learningRate = 1e-3
+        defaults.warmupSteps = 500
+        defaults.schedule = .inverseSquareRoot
+        defaults.weightDecay = 0
+        defaults.beta2 = 0.98
+        defaults.evaluationInterval = evalInterval
+        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["mask", "substitute"])
+        var config = TransformerConfig()
+        config.embedding = embedding
+        config.heads = heads
+        config.encoderLayers = layers
+        config.decoderLayers = layers
+        config.feedForward = feedForward
+        config.dropout = dropout
+        config.norm = NormKind(rawValue: norm) ?? .layer
+        config.scorer = AttentionScorer(rawValue: attention) ?? .dot
+        let data = try common.data.map { try TranslationData.load(directory: URL(fileURLWithPath: $0), testPrefix: testPrefix) }
+            ?? TranslationData.multi30k()
+        let runtime = try Runtime(common.runtime)
+        let communicator = runtime.communicator
+        let task = TranslateTask(data: data, vocabularySize: vocabulary, config: config, options: options,
+                                 tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
+                                 rank: communicator.rank, ranks: communicator.size)
+        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
+        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
+        let trainer = try Trainer(task: task, options: options, communicator: communicator)
+        try trainer.synchronizeInitialState()
+        try trainer.resumeIfAsked()
+        runtime.log("translate: \(task.model.parameterCount) parameters, vocabulary \(task.tokenizer.count), "
+            + "\(data.train.count) training pairs, \(task.stepsPerEpoch) steps an epoch, \(communicator.size) rank(s) × "
+            + "\(runtime.threads) thread(s), \(options.steps) steps")
+        let outcome = try trainer.run()
+        let (score, _) = try task.testBLEU(beam: beam, lengthPenalty: lengthPenalty, communicator: communicator)
+        let valLoss = outcome.evaluation["val_loss"] ?? .nan
+        runtime.log(String(format: "done: val loss %.4f, test %@, %.0f tokens/s, %.1f s", valLoss, score.line,
+                           outcome.unitsPerSecond, outcome.seconds))
+        runtime.emit(summary: [
+            "task": .string("translate"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
+            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
+            "val_loss": .number(valLoss), "bleu": .number(score.score), "tokens_per_s": .number(outcome.unitsPerSecond),
+            "threads": .integer(runtime.threads),
+        ])
+    }
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate German lines on stdin to English lines on stdout with a translate checkpoint.",
+        discussion: "Example: echo 'Ein Hund läuft im Park.' | replica translate --checkpoint runs/de-en --beam 4"
+    )
+
+    @Option(help: "A checkpoint folder (step-NNNNNNNN) or a --checkpoint-dir (its newest checkpoint).") var checkpoint: String
+    @Option(help: "Beam size (1: greedy).") var beam = 4
+    @Option(help: "GNMT length penalty exponent.") var lengthPenalty: Float = 0.6
+    @Option(help: "Sentences decoded together.") var batchSize = 64
+    @Option(help: "Compute threads.") var threads: Int?
+
+    func validate() throws {
+        guard beam >= 1, batchSize >= 1 else { throw ValidationError("--beam and --batch-size must be at least 1.") }
+        if let threads, threads < 1 { throw ValidationError("--threads \(threads) must be at least 1.") }
+    }
+
+    func run() throws {
+        BLAS.setThreadCount(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        var folder = URL(fileURLWithPath: checkpoint)
+        if !FileManager.default.fileExists(atPath: folder.appendingPathComponent("state.json").path),
+           let newest = Checkpoint.newest(in: folder) {
+            folder = newest
+        }
+        let translator = try loadTranslator(folder)
+        var lines: [String] = []
+        while let line = readLine(strippingNewline: true) { lines.append(line) }
+        for output in translator.translate(lines, beam: beam, lengthPenalty: lengthPenalty, batchSize: batchSize) {
+            print(output)
+        }
+    }
+
+    /// Rebuilds the model and tokenizer from a translate checkpoint.
+    func loadTranslator(_ folder: URL) throws -> Translator {
+        let contents = try Checkpoint.load(folder)
+        try Checkpoint.requireTask(contents, "translate")
+        let stateFile = folder.appendingPathComponent("state.json").path
+        guard let serialized = contents.state["tokenizer"] as? [String: Any], let saved = contents.state["config"] as? [String: Any],
+              let vocabulary = saved["vocab_size"] as? Int, let embedding = saved["embedding"] as? Int,
+              let heads = saved["heads"] as? Int, let encoderLayers = saved["encoder_layers"] as? Int,
+              let decoderLayers = saved["decoder_layers"] as? Int, let feedForward = saved["feed_forward"] as? Int else {
+            throw UserError("\(stateFile): lacks the \"tokenizer\" or a complete \"config\"; not a translate checkpoint")
+        }
+        let tokenizer: BPETokenizer
+        do { tokenizer = try BPETokenizer(serialized: serialized) } catch {
+            throw UserError("\(stateFile): the saved tokenizer is damaged (\(error))")
+        }
+        var config = TransformerConfig()
+        config.vocabularySize = vocabulary
+        config.embedding = embedding
+        config.heads = heads
+        config.encoderLayers = encoderLayers
+        config.decoderLayers = decoderLayers
+        config.feedForward = feedForward
+        config.maximumLength = saved["max_length"] as? Int ?? config.maximumLength
+        config.norm = (saved["norm"] as? String).flatMap(NormKind.init(rawValue:)) ?? .layer
+        config.scorer = (saved["attention"] as? String).flatMap(AttentionScorer.init(rawValue:)) ?? .dot
+        guard embedding % max(heads, 1) == 0, tokenizer.count == vocabulary else {
+            throw UserError("\(stateFile): the config and the tokenizer disagree (vocabulary \(vocabulary) vs \(tokenizer.count))")
+        }
+        let model = Seq2SeqTransformer(config)
+        try Checkpoint.restore(contents, into: model.arena)
+        return Translator(model: model, tokenizer: tokenizer)
+    }
+}
