@@ -165,8 +165,8 @@ private func integers(_ values: [Any]) -> [Int]? {
 
 private let integerTypeCodes: Set<String> = ["s", "i", "l", "q", "S", "I", "L", "Q"]
 
-/// `text` as a JSON string literal.
-private func jsonString(_ text: String) -> String {
+/// `text` as a JSON string literal (quotes, backslashes and control characters escaped).
+public func jsonString(_ text: String) -> String {
     var result = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

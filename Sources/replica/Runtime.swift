@@ -72,28 +72,13 @@ enum JSONValue {
             if value == value.rounded() && abs(value) < 1e15 { return String(format: "%.1f", value) }
             return "\(value)"
         case .integer(let value): return "\(value)"
-        case .string(let value): return JSONValue.quote(value)
+        case .string(let value): return jsonString(value)
         case .bool(let value): return value ? "true" : "false"
         case .array(let values): return "[" + values.map { $0.serialized() }.joined(separator: ",") + "]"
         case .object(let fields):
-            return "{" + fields.keys.sorted().map { JSONValue.quote($0) + ":" + fields[$0]!.serialized() }.joined(separator: ",") + "}"
+            return "{" + fields.keys.sorted().map { jsonString($0) + ":" + fields[$0]!.serialized() }.joined(separator: ",") + "}"
         case .null: return "null"
         }
     }
 
-    static func quote(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 { result += String(format: "\\u%04x", scalar.value) } else { result.unicodeScalars.append(scalar) }
-            }
-        }
-        return result + "\""
-    }
 }
