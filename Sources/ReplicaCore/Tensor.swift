@@ -103,6 +103,18 @@ public struct Tensor: @unchecked Sendable {
     }
 }
 
+extension Tensor {
+    /// The rows `rows` of this matrix, in that order. [N, W] -> [rows.count, W]
+    public func gatheringRows(_ rows: [Int32]) -> Tensor {
+        let W = columnCount
+        let result = Tensor(uninitialized: [rows.count, W])
+        for (index, row) in rows.enumerated() {
+            (result.data + index * W).update(from: data + Int(row) * W, count: W)
+        }
+        return result
+    }
+}
+
 extension Tensor: CustomStringConvertible {
     public var description: String {
         let preview = (0..<min(count, 8)).map { "\(data[$0])" }.joined(separator: ", ")

@@ -352,7 +352,7 @@ public final class GraphMAE {
         // Re-mask: the mask rows of h are zero, so only the kept rows pass encoder_to_decoder and
         // the decoder's projection; the projected mask rows stay zero.
         let kept = mask.keptNodes
-        var h = encoderToDecoder.forward(gatheringRows(x, kept))
+        var h = encoderToDecoder.forward(x.gatheringRows(kept))
         h = decoderDropout.forward(h)
         let projectedKept = Tensor(uninitialized: [kept.count, F])
         gemm(h, arena.value(decoderWeight), into: projectedKept)
@@ -392,7 +392,7 @@ public final class GraphMAE {
         guard let cache else { preconditionFailure("GraphMAE.backward before reconstruct") }
         let N = cache.nodeCount, D = config.hidden
         let dProjected = decoderLayer.backward(reconstructionGradient)                     // [N, F]
-        let dProjectedKept = gatheringRows(dProjected, cache.keptNodes)                    // [K, F]
+        let dProjectedKept = dProjected.gatheringRows(cache.keptNodes)                    // [K, F]
         // dW_dec += hᵀ·dP ; dh = dP·W_decᵀ
         gemm(cache.decoderInput, transposingA: true, dProjectedKept, into: arena.gradient(decoderWeight), beta: 1)
         var dh = Tensor(uninitialized: [cache.keptNodes.count, D])
@@ -427,15 +427,6 @@ public final class GraphMAE {
     }
 }
 
-/// The rows `rows` of `matrix`, in that order. [N, W] -> [rows.count, W]
-func gatheringRows(_ matrix: Tensor, _ rows: [Int32]) -> Tensor {
-    let W = matrix.columnCount
-    let result = Tensor(uninitialized: [rows.count, W])
-    for (index, row) in rows.enumerated() {
-        (result.data + index * W).update(from: matrix.data + Int(row) * W, count: W)
-    }
-    return result
-}
 
 /// Writes row k of `source` into row rows[k] of `target`. [rows.count, W] into [N, W]
 func scatterRows(_ source: Tensor, _ rows: [Int32], into target: Tensor) {

@@ -165,9 +165,9 @@ public struct LinearProbe {
         linear.initializeUniform(using: &generator)
         let optimizer = Adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: options.weightDecay)
         let loss = CrossEntropy()
-        let trainInputs = gatheringRows(embeddings, train), trainTargets = train.map { labels[Int($0)] }
+        let trainInputs = embeddings.gatheringRows(train), trainTargets = train.map { labels[Int($0)] }
         let evaluated = validation + test
-        let evaluationInputs = gatheringRows(embeddings, evaluated)
+        let evaluationInputs = embeddings.gatheringRows(evaluated)
         var result = LinearProbeResult(testAccuracy: 0, validationAccuracy: 0, finalTestAccuracy: 0, bestEpoch: 0)
         var bestValidation = -1.0
         for epoch in 1...max(options.epochs, 1) {
@@ -206,12 +206,3 @@ func argmaxRows(_ logits: Tensor) -> [Int32] {
     }
 }
 
-/// The rows `rows` of `matrix`, in that order. [N, W] -> [rows.count, W]
-func gatheringRows(_ matrix: Tensor, _ rows: [Int32]) -> Tensor {
-    let W = matrix.columnCount
-    let result = Tensor(uninitialized: [rows.count, W])
-    for (index, row) in rows.enumerated() {
-        (result.data + index * W).update(from: matrix.data + Int(row) * W, count: W)
-    }
-    return result
-}
