@@ -85,6 +85,11 @@ public final class Trainer {
         metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume)
     }
 
+    /// A warning from this rank, whichever it is, on stderr with its number.
+    public func warn(_ message: String) {
+        FileHandle.standardError.write(Data("\(communicator.messagePrefix)warning: \(message)\n".utf8))
+    }
+
     /// Rank 0's parameters and buffers go to every rank, so all replicas start identical; then
     /// every rank checks that all agree on the configuration and the parameters.
     public func synchronizeInitialState() throws {
@@ -218,6 +223,7 @@ public final class Trainer {
         try reducer.finish()
         let communication = reducer.takeStatistics()
         if options.faults.poisonsLoss(step: step + 1, rank: communicator.rank) { loss = .nan }
+        if !loss.isFinite { warn("non-finite loss \(loss) at step \(step + 1); every rank skips this step") }
         // Agree on the loss and on whether any rank went non-finite.
         var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1]
         try communicator.allReduce(&agreed, .sum)

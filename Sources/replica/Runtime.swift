@@ -31,9 +31,13 @@ struct Runtime {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         threads = options.threads ?? (MPIEnvironment.isLaunchedByMPI ? 1 : cores)
         BLAS.setThreadCount(threads)
-        let localRanks = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
-        if communicator.isRoot && localRanks * threads > cores {
-            log("warning: \(localRanks) ranks × \(threads) threads on \(cores) cores oversubscribes this node; use --threads \(max(1, cores / localRanks))")
+        let environment = ProcessInfo.processInfo.environment
+        let localRanks = Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
+        let localRank = Int(environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? "") ?? 0
+        if localRank == 0 && localRanks * threads > cores {
+            // One warning per node, from that node's first rank.
+            FileHandle.standardError.write(Data(("\(communicator.messagePrefix)warning: \(localRanks) ranks × \(threads) threads on "
+                + "\(cores) cores oversubscribes this node; use --threads \(max(1, cores / localRanks))\n").utf8))
         }
     }
 
