@@ -5,7 +5,7 @@ import ReplicaDistributed
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Micro-benchmarks: sgemm throughput and all-reduce bus bandwidth.",
+        abstract: "Benchmarks: sgemm GFLOP/s, all-reduce bus bandwidth, and the training step.",
         subcommands: [BenchGEMM.self, BenchAllReduce.self, BenchStep.self]
     )
 }
