@@ -472,3 +472,10 @@ enum ASCIINumber {
         return position == count || bytes[position] == UInt8(ascii: ",")
     }
 }
+
+extension NodePropertyDataset {
+    /// The edges made symmetric, with one self-loop per node: the graph GAT and GraphMAE attend over.
+    public var symmetricGraphWithSelfLoops: CSRGraph {
+        CSRMatrix.graph(nodeCount: nodeCount, sources: edgeSources, targets: edgeTargets, symmetric: true, selfLoops: true)
+    }
+}

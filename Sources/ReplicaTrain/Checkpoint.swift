@@ -56,6 +56,14 @@ public enum Checkpoint {
         return folder
     }
 
+    /// `path` itself when it is a checkpoint folder, else the newest complete checkpoint inside it
+    /// (so commands take a step folder or a --checkpoint-dir alike).
+    public static func folder(forPath path: String) -> URL {
+        let url = URL(fileURLWithPath: path)
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("state.json").path) { return url }
+        return newest(in: url) ?? url
+    }
+
     /// The newest complete checkpoint folder in `directory`: the one `latest` names, else the highest step folder.
     public static func newest(in directory: URL) -> URL? {
         let latest = directory.appendingPathComponent("latest")

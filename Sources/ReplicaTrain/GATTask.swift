@@ -60,8 +60,7 @@ public final class GATTask: DataParallelTask {
         var config = baseConfig
         config.featureCount = dataset.featureCount
         config.classCount = dataset.classCount
-        graph = CSRMatrix.graph(nodeCount: dataset.nodeCount, sources: dataset.edgeSources, targets: dataset.edgeTargets,
-                                symmetric: true, selfLoops: true)
+        graph = dataset.symmetricGraphWithSelfLoops
         model = GAT(config)
         model.initialize(seed: options.seed)
     }

@@ -50,8 +50,7 @@ public final class GraphMAETask: DataParallelTask {
         self.ranks = ranks
         var config = baseConfig
         config.featureCount = dataset.featureCount
-        graph = CSRMatrix.graph(nodeCount: dataset.nodeCount, sources: dataset.edgeSources, targets: dataset.edgeTargets,
-                                symmetric: true, selfLoops: true)
+        graph = dataset.symmetricGraphWithSelfLoops
         model = GraphMAE(config)
         model.initialize(seed: options.seed)
     }

@@ -27,11 +27,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         BLAS.setThreadCount(threads ?? 1)
-        var folder = URL(fileURLWithPath: checkpoint)
-        if !FileManager.default.fileExists(atPath: folder.appendingPathComponent("state.json").path),
-           let newest = Checkpoint.newest(in: folder) {
-            folder = newest
-        }
+        let folder = Checkpoint.folder(forPath: checkpoint)
         let generator = try TextGenerator(checkpoint: folder)
         _ = try generator.vocabulary.encode(prompt)   // a character outside the vocabulary fails before any output
         print(prompt, terminator: "")

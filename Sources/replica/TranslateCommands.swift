@@ -116,11 +116,7 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         BLAS.setThreadCount(threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        var folder = URL(fileURLWithPath: checkpoint)
-        if !FileManager.default.fileExists(atPath: folder.appendingPathComponent("state.json").path),
-           let newest = Checkpoint.newest(in: folder) {
-            folder = newest
-        }
+        let folder = Checkpoint.folder(forPath: checkpoint)
         let translator = try loadTranslator(folder)
         var lines: [String] = []
         while let line = readLine(strippingNewline: true) { lines.append(line) }
