@@ -33,6 +33,7 @@ int mpiw_init(int *provided) {
             MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
             initialized = 1;
             atexit(finalize_at_exit);
+            rc = mpiw_watchdog_start();
         }
     }
     if (provided) {
@@ -53,6 +54,7 @@ int mpiw_finalize(void) {
     int rc = MPI_SUCCESS;
     pthread_mutex_lock(&init_lock);
     if (initialized && !finalized) {
+        mpiw_watchdog_stop();
         rc = MPI_Finalize();
         finalized = 1;
     }

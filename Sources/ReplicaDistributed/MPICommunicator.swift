@@ -32,6 +32,29 @@ public enum MPIEnvironment {
         set { mpiw_set_max_chunk(newValue) }
     }
 
+    /// Under `--debug-collectives`: before every collective, the ranks compare (sequence number,
+    /// operation, element count) in one small all-reduce, and a mismatch is an error naming the
+    /// ranks and their operations instead of a hang or silent corruption.
+    nonisolated(unsafe) public static var debugCollectives = false
+
+    /// The watchdog's limits (seconds): a collective waiting longer than `timeout` ends the job
+    /// with a report of the ranks that have not arrived (0: never); a rank silent for `silence`
+    /// seconds while this one waits for it counts as dead.
+    public static func configureWatchdog(timeout: Double, silence: Double = 10) {
+        mpiw_watchdog_configure(timeout, silence)
+    }
+
+    /// Under mpirun or srun, runs this program again as a supervised worker and returns the exit
+    /// status this (supervising) process must end with; nil in the worker, or when not launched.
+    /// A worker killed by a signal then ends the job with status 2 and a message naming its rank.
+    public static func superviseIfLaunched() -> Int32? {
+        let environment = ProcessInfo.processInfo.environment
+        guard isLaunchedByMPI, environment["REPLICA_NO_SUPERVISOR"] == nil else { return nil }
+        let rank = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].lazy.compactMap { environment[$0] }.first ?? "?"
+        let status = mpiw_supervise(CommandLine.unsafeArgv, "rank \(rank)")
+        return status < 0 ? nil : status
+    }
+
     static func check(_ code: Int32, _ operation: @autoclosure () -> String, rank: Int? = nil, size: Int? = nil) throws {
         guard code != 0 else { return }
         var message = [CChar](repeating: 0, count: 512)
@@ -63,15 +86,48 @@ public final class MPICommunicator: Communicator {
         try MPIEnvironment.check(code, operation(), rank: rank, size: size)
     }
 
+    /// Numbers the collective, compares fingerprints under `--debug-collectives`, and tells the
+    /// watchdog while `body` blocks.
+    private func collective<T>(_ operation: Int32, count: Int, _ body: (Int64) throws -> T) throws -> T {
+        let sequence = mpiw_next_sequence()
+        mpiw_watch_enter(sequence, operation, Int64(count))
+        defer { mpiw_watch_leave() }
+        if MPIEnvironment.debugCollectives { try compareFingerprints(sequence: sequence, operation: operation, count: count) }
+        return try body(sequence)
+    }
+
+    /// One all-reduce of the maximum of (sequence, operation, count) and of their negations: equal
+    /// everywhere unless some rank called another collective. Then every rank gathers them all
+    /// and throws the same error, naming each rank's call.
+    func compareFingerprints(sequence: Int64, operation: Int32, count: Int) throws {
+        let mine = [Double(sequence), Double(operation), Double(count)]
+        var extremes = mine + mine.map { -$0 }
+        try check(mpiw_allreduce_max_f64(&extremes, 6), "fingerprint all-reduce of collective #\(sequence)")
+        guard (0..<3).contains(where: { extremes[$0] != -extremes[$0 + 3] }) else { return }
+        var record = [Int64(sequence), Int64(operation), Int64(count)]
+        var gathered = [Int64](repeating: 0, count: 3 * size)
+        try gathered.withUnsafeMutableBytes { output in
+            try check(mpiw_allgather(&record, 24, output.baseAddress), "all-gather of collective fingerprints")
+        }
+        let calls = (0..<size).map { r in
+            "rank \(r): #\(gathered[3 * r]) \(String(cString: mpiw_operation_name(Int32(gathered[3 * r + 1])))) of \(gathered[3 * r + 2])"
+        }
+        throw DistributedError("\(messagePrefix)collective mismatch: the ranks called different collectives (\(calls.joined(separator: "; ")))")
+    }
+
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        try check(mpiw_allreduce_sum_f32(base, buffer.count), "all-reduce of \(buffer.count) floats")
+        try collective(Int32(MPIW_OP_ALLREDUCE_F32), count: buffer.count) { _ in
+            try check(mpiw_allreduce_sum_f32(base, buffer.count), "all-reduce of \(buffer.count) floats")
+        }
         if operation == .mean { scale(buffer, by: 1 / Float(size)) }
     }
 
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        try check(mpiw_allreduce_sum_f64(base, buffer.count), "all-reduce of \(buffer.count) doubles")
+        try collective(Int32(MPIW_OP_ALLREDUCE_F64), count: buffer.count) { _ in
+            try check(mpiw_allreduce_sum_f64(base, buffer.count), "all-reduce of \(buffer.count) doubles")
+        }
         if operation == .mean {
             let factor = 1 / Double(size)
             for i in buffer.indices { buffer[i] *= factor }
@@ -80,41 +136,52 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        try check(mpiw_allreduce_max_f64(base, buffer.count), "maximum all-reduce of \(buffer.count) doubles")
+        try collective(Int32(MPIW_OP_ALLREDUCE_MAX_F64), count: buffer.count) { _ in
+            try check(mpiw_allreduce_max_f64(base, buffer.count), "maximum all-reduce of \(buffer.count) doubles")
+        }
     }
 
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedAllReduce() }
         var request: mpiw_request? = nil
-        try check(mpiw_iallreduce_sum_f32(base, buffer.count, &request), "start of all-reduce of \(buffer.count) floats")
-        return MPIPendingAllReduce(request: request, buffer: buffer,
+        let sequence = try collective(Int32(MPIW_OP_IALLREDUCE_F32), count: buffer.count) { sequence throws -> Int64 in
+            try check(mpiw_iallreduce_sum_f32(base, buffer.count, &request), "start of all-reduce of \(buffer.count) floats")
+            return sequence
+        }
+        return MPIPendingAllReduce(request: request, sequence: sequence, buffer: buffer,
                                    scale: operation == .mean ? 1 / Float(size) : nil, communicator: self)
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {
         precondition(root >= 0 && root < size, "broadcast root \(root) out of range for \(size) ranks")
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        try check(mpiw_broadcast(base, buffer.count, Int32(root)), "broadcast of \(buffer.count) bytes from rank \(root)")
+        try collective(Int32(MPIW_OP_BROADCAST), count: buffer.count) { _ in
+            try check(mpiw_broadcast(base, buffer.count, Int32(root)), "broadcast of \(buffer.count) bytes from rank \(root)")
+        }
     }
 
     public func barrier() throws {
-        try check(mpiw_barrier(), "barrier")
+        try collective(Int32(MPIW_OP_BARRIER), count: 0) { _ in try check(mpiw_barrier(), "barrier") }
     }
 
     public func allGather(_ record: [UInt8]) throws -> [[UInt8]] {
         // Lengths first, so a rank with a different record length is an error, not corruption.
         var length = UInt64(record.count)
         var lengths = [UInt64](repeating: 0, count: size)
-        try lengths.withUnsafeMutableBytes { output in
-            try check(mpiw_allgather(&length, 8, output.baseAddress), "all-gather of record lengths")
+        try collective(Int32(MPIW_OP_ALLGATHER), count: 8) { _ in
+            try lengths.withUnsafeMutableBytes { output in
+                try check(mpiw_allgather(&length, 8, output.baseAddress), "all-gather of record lengths")
+            }
         }
         guard Set(lengths).count == 1 else {
             throw DistributedError("\(messagePrefix)all-gather records differ in length across ranks: \(lengths)")
         }
         var output = [UInt8](repeating: 0, count: record.count * size)
-        try record.withUnsafeBytes { input in
-            try output.withUnsafeMutableBytes { out in
-                try check(mpiw_allgather(input.baseAddress, record.count, out.baseAddress), "all-gather of \(record.count)-byte records")
+        try collective(Int32(MPIW_OP_ALLGATHER), count: record.count) { _ in
+            try record.withUnsafeBytes { input in
+                try output.withUnsafeMutableBytes { out in
+                    try check(mpiw_allgather(input.baseAddress, record.count, out.baseAddress), "all-gather of \(record.count)-byte records")
+                }
             }
         }
         return (0..<size).map { Array(output[($0 * record.count)..<(($0 + 1) * record.count)]) }
@@ -131,13 +198,17 @@ public final class MPICommunicator: Communicator {
 /// A non-blocking all-reduce over one or more MPI requests.
 final class MPIPendingAllReduce: PendingAllReduce {
     private var request: mpiw_request?
+    /// The collective's number, for the watchdog while `wait()` blocks.
+    private let sequence: Int64
     private let buffer: UnsafeMutableBufferPointer<Float>
     private let scaleFactor: Float?
     private let communicator: MPICommunicator
     private var finished = false
 
-    init(request: mpiw_request?, buffer: UnsafeMutableBufferPointer<Float>, scale: Float?, communicator: MPICommunicator) {
+    init(request: mpiw_request?, sequence: Int64, buffer: UnsafeMutableBufferPointer<Float>, scale: Float?,
+         communicator: MPICommunicator) {
         self.request = request
+        self.sequence = sequence
         self.buffer = buffer
         self.scaleFactor = scale
         self.communicator = communicator
@@ -154,6 +225,8 @@ final class MPIPendingAllReduce: PendingAllReduce {
 
     func wait() throws {
         if finished { return }
+        mpiw_watch_enter(sequence, Int32(MPIW_OP_IALLREDUCE_F32), Int64(buffer.count))
+        defer { mpiw_watch_leave() }
         try MPIEnvironment.check(mpiw_wait(&request), "wait for all-reduce",
                                  rank: communicator.rank, size: communicator.size)
         complete()

@@ -19,6 +19,9 @@ struct Replica: ParsableCommand {
 @main
 enum ReplicaMain {
     static func main() {
+        // Under mpirun, this process supervises a worker copy of itself, so a rank killed by a
+        // signal still ends the job with status 2 and a message naming it (CONTRACT).
+        if let status = MPIEnvironment.superviseIfLaunched() { exit(status) }
         #if os(Linux)
         // Activations of a step are freed and allocated again every step; keep them on the heap
         // (not fresh mmaps that fault in every page each time).

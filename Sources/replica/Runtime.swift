@@ -11,7 +11,16 @@ struct RuntimeOptions: ParsableArguments {
     @Flag(help: "Rank 0 prints the final summary as one JSON object, the last line of stdout.")
     var json = false
 
+    @Option(help: "A collective waiting longer than this many seconds ends the job with a report of the ranks that have not arrived (0: never).")
+    var timeout: Double = 300
+
+    @Flag(help: "Ranks compare (sequence, operation, size) before every collective; a mismatch ends the job naming both calls.")
+    var debugCollectives = false
+
     func validate() throws {
+        guard timeout >= 0, timeout.isFinite else {
+            throw ValidationError("--timeout \(timeout) is not a number of seconds; use 0 (never) or more.")
+        }
         if let threads, threads < 1 {
             throw ValidationError("--threads \(threads) is not a thread count; use 1 or more.")
         }
@@ -28,6 +37,8 @@ struct Runtime {
     init(_ options: RuntimeOptions, requireMPI: Bool = false) throws {
         self.options = options
         communicator = requireMPI || MPIEnvironment.isLaunchedByMPI ? try MPICommunicator() : LocalCommunicator()
+        MPIEnvironment.configureWatchdog(timeout: options.timeout)
+        MPIEnvironment.debugCollectives = options.debugCollectives
         let cores = ProcessInfo.processInfo.activeProcessorCount
         threads = options.threads ?? (MPIEnvironment.isLaunchedByMPI ? 1 : cores)
         BLAS.setThreadCount(threads)

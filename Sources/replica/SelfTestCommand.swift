@@ -9,7 +9,7 @@ struct SelfTest: ParsableCommand {
         commandName: "selftest",
         abstract: "Check MPI collectives on this job (prints one JSON line per rank).",
         shouldDisplay: false,
-        subcommands: [Collectives.self]
+        subcommands: [Collectives.self, Mismatch.self]
     )
 
     struct Collectives: ParsableCommand {
@@ -35,6 +35,25 @@ struct SelfTest: ParsableCommand {
             encoder.outputFormatting = .sortedKeys
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             fflush(stdout)
+        }
+    }
+
+    struct Mismatch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rank 1 broadcasts while the others all-reduce: the watchdog (or --debug-collectives) must end the job.")
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        func run() throws {
+            let communicator = try Runtime(runtime, requireMPI: true).communicator
+            guard communicator.size > 1 else { throw ValidationError("run it under mpirun with 2 or more ranks") }
+            if communicator.rank == 1 {
+                var bytes = [UInt8](repeating: 0, count: 64)
+                try communicator.broadcast(&bytes, from: 0)
+            } else {
+                var values = [Double](repeating: 1, count: 16)
+                try communicator.allReduce(&values, .sum)
+            }
         }
     }
 }

@@ -68,6 +68,26 @@ import ReplicaCore
         try communicator.broadcast(&bytes, from: 0)
         #expect(bytes == (0..<33).map { UInt8($0) })
     }
+
+    @Test func debugCollectivesNamesEveryRanksCallWhenTheyDiffer() throws {
+        guard communicator.size > 1 else { return }   // needs mpirun -np 2 or more (launch/test.sh)
+        MPIEnvironment.debugCollectives = true
+        defer { MPIEnvironment.debugCollectives = false }
+        // Rank 1 sums 4 floats where the others sum 3: an error on every rank, not corruption.
+        let tensor = Tensor(zeros: [communicator.rank == 1 ? 4 : 3])
+        #expect {
+            try communicator.allReduce(tensor)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("collective mismatch") && text.contains("rank 1: #") && text.contains("of 4")
+                && text.contains("rank 0: #") && text.contains("of 3")
+        }
+        // Matching calls still pass the check, and the ranks are still in step afterwards.
+        let same = Tensor(zeros: [5])
+        same.fill(1)
+        try communicator.allReduce(same)
+        #expect(same.buffer.allSatisfy { $0 == Float(communicator.size) })
+    }
 }
 
 @Suite struct LocalCommunicatorTests {

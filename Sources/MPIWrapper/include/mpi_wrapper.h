@@ -67,6 +67,38 @@ void mpiw_abort(int code);
 /* MPI's message for an error code, into `buffer` (NUL-terminated). */
 void mpiw_error_string(int code, char *buffer, size_t capacity);
 
+/* ---- Watchdog (watchdog.c): hangs become messages and exit status 2. ---- */
+
+/* Operations, as heartbeats and reports name them. */
+enum {
+    MPIW_OP_ALLREDUCE_F32 = 1,
+    MPIW_OP_ALLREDUCE_F64 = 2,
+    MPIW_OP_ALLREDUCE_MAX_F64 = 3,
+    MPIW_OP_IALLREDUCE_F32 = 4,
+    MPIW_OP_BROADCAST = 5,
+    MPIW_OP_BARRIER = 6,
+    MPIW_OP_ALLGATHER = 7
+};
+const char *mpiw_operation_name(int operation);
+/* The next collective's sequence number in this process (1, 2, ...). */
+int64_t mpiw_next_sequence(void);
+/* The main thread is about to block in collective `sequence` / has returned from it. */
+void mpiw_watch_enter(int64_t sequence, int operation, int64_t count);
+void mpiw_watch_leave(void);
+/* Seconds a collective may wait before the stall report (0: never), and seconds of silence
+   after which a rank counts as dead while this one waits for it. */
+void mpiw_watchdog_configure(double timeout, double silence);
+/* Started by mpiw_init (collective: duplicates the world communicator), stopped by finalize. */
+int mpiw_watchdog_start(void);
+void mpiw_watchdog_stop(void);
+
+/* ---- Supervisor (supervisor.c) ---- */
+
+/* Under a launcher: runs this program again as the worker and waits for it. Returns -1 in the
+   worker (go on), else the supervisor's exit status: the worker's, or 2 if a signal killed it
+   (after a message naming `rank_label`). */
+int mpiw_supervise(char **argv, const char *rank_label);
+
 #ifdef __cplusplus
 }
 #endif
