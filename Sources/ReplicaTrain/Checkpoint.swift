@@ -20,7 +20,8 @@ public enum Checkpoint {
     public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
 
     /// Fails before training if `directory` cannot be created or written (full, read-only).
-    public static func preflight(_ directory: URL) throws {
+    public static func preflight(_ directory: URL, bytesNeeded: Int = 0,
+                                 availableBytes: (URL) -> Int? = Checkpoint.availableBytes) throws {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let probe = directory.appendingPathComponent(".write-test-\(getpid())")
@@ -29,6 +30,24 @@ public enum Checkpoint {
         } catch {
             throw UserError("\(directory.path): the checkpoint directory is not writable (\(error)); choose another --checkpoint-dir")
         }
+        // The new checkpoint is written beside the last one before the rename: room for two.
+        if bytesNeeded > 0, let free = availableBytes(directory), free < 2 * bytesNeeded {
+            throw UserError(String(format: "%@: the checkpoint directory has %.1f MB free, but a checkpoint needs %.1f MB (and room for two while one is written); free space or choose another --checkpoint-dir",
+                                   directory.path, Double(free) / 1e6, Double(bytesNeeded) / 1e6))
+        }
+    }
+
+    /// Bytes the file system holding `directory` has free for this user, or nil if unknown.
+    public static func availableBytes(_ directory: URL) -> Int? {
+        var status = statvfs()
+        guard statvfs(directory.path, &status) == 0 else { return nil }
+        return Int(status.f_bavail) * Int(status.f_frsize)
+    }
+
+    /// About how large a checkpoint of `arena` is: the model (parameters and buffers) and the
+    /// optimizer's moments (two per parameter for Adam), as float32, plus headers and state.json.
+    public static func estimatedBytes(arena: ParameterArena) -> Int {
+        4 * (3 * arena.count + arena.bufferCount) + (1 << 20)
     }
 
     /// Writes the checkpoint of `step` atomically and points `latest` at it. Returns its folder.

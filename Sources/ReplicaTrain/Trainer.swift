@@ -80,7 +80,7 @@ public final class Trainer {
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, quiet: options.quiet,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {
-            try Checkpoint.preflight(URL(fileURLWithPath: directory))
+            try Checkpoint.preflight(URL(fileURLWithPath: directory), bytesNeeded: Checkpoint.estimatedBytes(arena: task.arena))
         }
         metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume)
     }

@@ -68,4 +68,34 @@ import _ReplicaTestSupport
         #expect(result.standardError.contains("rank 0: #1 all-reduce (double) of 16"))
         #expect(result.standardError.contains("rank 1: #1 broadcast (bytes) of 64"))
     }
+
+    /// Every file of `directory` and its contents.
+    func snapshot(_ directory: URL) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
+        while let url = enumerator?.nextObject() as? URL {
+            if (try url.resourceValues(forKeys: [.isRegularFileKey])).isRegularFile == true {
+                files[url.path] = try Data(contentsOf: url)
+            }
+        }
+        return files
+    }
+
+    @Test(arguments: ["state.json", "model.safetensors", "optimizer.safetensors"])
+    func resumingFromACorruptCheckpointIsExitOneAndChangesNothing(file: String) throws {
+        let directory = temporaryDirectory("corrupt")
+        let arguments = DataParallelCommandTests.arguments(batch: 4, steps: 2, directory: directory)
+        let first = try runProcess(replicaExecutable, arguments, timeout: 120)
+        #expect(first.status == 0, "\(first.standardError)")
+        let damaged = directory.appendingPathComponent("step-00000002/\(file)")
+        let bytes = try Data(contentsOf: damaged)
+        try bytes.prefix(bytes.count / 2).write(to: damaged)   // a short file: truncated JSON or tensors
+        let before = try snapshot(directory)
+        let resumed = try runProcess(replicaExecutable, DataParallelCommandTests.arguments(batch: 4, steps: 4, directory: directory) + ["--resume"],
+                                     timeout: 120)
+        #expect(resumed.status == 1, "\(resumed.standardError)")
+        let errors = resumed.standardError.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+        #expect(errors.count == 1 && errors[0].contains(damaged.path), "\(resumed.standardError)")
+        #expect(try snapshot(directory) == before, "a refused resume changed the checkpoint directory")
+    }
 }

@@ -349,4 +349,18 @@ private let accumulationTolerance: Float = 1e-4
         let error = #expect(throws: UserError.self) { _ = try tinyTrainer(options) }
         #expect(error?.description.contains(directory.path) == true, "\(error?.description ?? "")")
     }
+
+    @Test func aCheckpointDirectoryWithoutRoomForTwoCheckpointsIsRefusedBeforeTraining() throws {
+        let directory = try temporaryFolder("full")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let needed = 50_000_000
+        let error = #expect(throws: UserError.self) {
+            try Checkpoint.preflight(directory, bytesNeeded: needed, availableBytes: { _ in needed + needed / 2 })
+        }
+        #expect(error?.description.contains(directory.path) == true)
+        #expect(error?.description.contains("75.0 MB free") == true, "\(error?.description ?? "")")
+        try Checkpoint.preflight(directory, bytesNeeded: needed, availableBytes: { _ in 2 * needed })
+        // The real file system is asked when no function is given.
+        #expect((Checkpoint.availableBytes(directory) ?? 0) > 0)
+    }
 }
