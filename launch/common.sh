@@ -1,7 +1,8 @@
 # Shared by the launch/ scripts: dependency install and the mpirun flags this machine needs.
 # Source it; do not run it.
 
-REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev)
+# iproute2 (ip, tc) is for the simulated cluster in cluster/.
+REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev iproute2)
 
 # Installs the Debian packages Replica builds and runs with, if any is missing.
 replica_install_dependencies() {

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+import ReplicaCore
+import _ReplicaTestSupport
+
+/// The simulated cluster (`cluster/up.sh`, `run.sh`, `down.sh`): 2 ranks on each of 2 network
+/// namespaces train exactly as 4 ranks on one node, and the gradients really cross the veth links.
+@Suite(.serialized) struct ClusterTests {
+    /// Root, iproute2 and a kernel that lets us make a network namespace (not so in most containers
+    /// without CAP_SYS_ADMIN, nor for a normal user).
+    static let namespacesAvailable: Bool = {
+        let ip = ClusterTests.tool("ip")
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: ip),
+              let probe = try? runProcess(ip, ["netns", "add", "replica-probe-\(getpid())"], timeout: 30)
+        else { return false }
+        _ = try? runProcess(ip, ["netns", "del", "replica-probe-\(getpid())"], timeout: 30)
+        return probe.status == 0
+    }()
+
+    static let clusterScripts = repositoryRoot.appendingPathComponent("cluster")
+
+    /// An iproute2 tool's path (Debian keeps them in /usr/sbin).
+    static func tool(_ name: String) -> String {
+        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(name)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) } ?? name
+    }
+
+    /// A tiny GPT on the first 30,000 characters of Tiny Shakespeare: 4 steps of 2 sequences a rank.
+    static func trainArguments(directory: URL) -> [String] {
+        ["train", "charlm", "--data", textFile.path, "--steps", "\(steps)", "--batch-size", "2",
+         "--layers", "2", "--heads", "2", "--embedding", "32", "--block-size", "16", "--warmup", "2", "--lr", "3e-3",
+         "--eval-batches", "1", "--eval-interval", "0", "--bucket-mb", "0.02", "--checkpoint-dir", directory.path,
+         "--json", "--quiet"]
+    }
+    static let steps = 4
+
+    static let textFile: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("replica-cluster-text-\(getpid()).txt")
+        let full = try! String(contentsOf: sharedData.appendingPathComponent("tinyshakespeare/input.txt"), encoding: .utf8)
+        try! String(full.prefix(30_000)).write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }()
+
+    func script(_ name: String, _ arguments: [String], timeout: TimeInterval = 120) throws -> ProcessResult {
+        try runProcess("/bin/bash", [Self.clusterScripts.appendingPathComponent(name).path] + arguments,
+                       environment: ["REPLICA_BIN": replicaExecutable], timeout: timeout)
+    }
+
+    /// Bytes received by the root namespace's end of each node's veth, i.e. sent by that node.
+    func bytesSent(byNode node: Int) throws -> Int {
+        let path = "/sys/class/net/rc-node\(node)/statistics/rx_bytes"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), "\(path): \(text)")
+    }
+
+    func parameters(_ directory: URL) throws -> [String: Tensor] {
+        let folder = directory.appendingPathComponent(String(format: "step-%08d", Self.steps))
+        return try SafeTensors.read(from: folder.appendingPathComponent("model.safetensors")).tensors
+    }
+
+    /// ‖a − b‖ / ‖b‖ over every tensor.
+    func relativeDifference(_ a: [String: Tensor], _ b: [String: Tensor]) throws -> Double {
+        #expect(Set(a.keys) == Set(b.keys))
+        var difference = 0.0, norm = 0.0
+        for (name, x) in b {
+            let y = try #require(a[name])
+            for i in 0..<x.count {
+                difference += Double(y[i] - x[i]) * Double(y[i] - x[i])
+                norm += Double(x[i]) * Double(x[i])
+            }
+        }
+        return (difference / norm).squareRoot()
+    }
+
+    func temporaryDirectory(_ name: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("replica-\(name)-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test(.enabled(if: namespacesAvailable,
+                   "skipped: needs root and network namespaces (ip netns add), which this machine does not allow"))
+    func fourRanksOnTwoSimulatedNodesEqualFourRanksOnOneNode() throws {
+        let acrossNodes = temporaryDirectory("cluster"), oneNode = temporaryDirectory("one-node")
+        defer {
+            try? FileManager.default.removeItem(at: acrossNodes)
+            try? FileManager.default.removeItem(at: oneNode)
+        }
+        // Whatever an earlier, crashed run left goes first; the cluster goes at the end, pass or fail.
+        _ = try script("down.sh", [])
+        defer { _ = try? script("down.sh", []) }
+        let up = try script("up.sh", ["2"])
+        try #require(up.status == 0, "cluster/up.sh 2 failed: \(up.standardError)")
+
+        // The nodes are separate hosts: each rank's orted runs under its node's hostname.
+        let hostnames = try script("run.sh", ["-np", "4", "--", "hostname"])
+        #expect(hostnames.status == 0, "\(hostnames.standardError)")
+        #expect(hostnames.lines.sorted() == ["node1", "node1", "node2", "node2"])
+
+        let sentBefore = try [bytesSent(byNode: 1), bytesSent(byNode: 2)]
+        let cluster = try script("run.sh", ["-np", "4", "replica"] + Self.trainArguments(directory: acrossNodes), timeout: 240)
+        try #require(cluster.status == 0, "across 2 nodes: \(cluster.standardError)")
+        let sentAfter = try [bytesSent(byNode: 1), bytesSent(byNode: 2)]
+
+        let local = try runProcess(mpirunPath, mpirunArguments(ranks: 4) + [replicaExecutable] + Self.trainArguments(directory: oneNode),
+                                   timeout: 240)
+        try #require(local.status == 0, "on one node: \(local.standardError)")
+
+        let lastLine = try #require(cluster.lines.last)
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any])
+        #expect(summary["ranks"] as? Int == 4)
+        #expect(summary["steps"] as? Int == Self.steps)
+        let parameterCount = try #require(summary["param_count"] as? Int)
+
+        // Same global batch, same seed, same reduction: the parameters agree (only the transport differs).
+        let difference = try relativeDifference(try parameters(acrossNodes), try parameters(oneNode))
+        #expect(difference <= 1e-5, "relative L2 difference \(difference) between 2 nodes × 2 ranks and 1 node × 4 ranks")
+
+        // Whatever the all-reduce algorithm, each node's partial gradient sum (4 bytes a parameter)
+        // must leave it once per step for the other node to learn the total.
+        let minimumBytes = Self.steps * parameterCount * MemoryLayout<Float>.size
+        for node in 0..<2 {
+            let sent = sentAfter[node] - sentBefore[node]
+            #expect(sent >= minimumBytes, "node\(node + 1) sent \(sent) bytes over its link; the gradients alone are \(minimumBytes)")
+        }
+    }
+
+    @Test(.enabled(if: namespacesAvailable,
+                   "skipped: needs root and network namespaces (ip netns add), which this machine does not allow"))
+    func downRemovesEverythingAndCanRunTwice() throws {
+        defer { _ = try? script("down.sh", []) }
+        let up = try script("up.sh", ["2", "--rate", "1gbit"])
+        try #require(up.status == 0, "\(up.standardError)")
+        // Running up.sh again repairs nothing and fails nothing.
+        #expect(try script("up.sh", ["2", "--rate", "1gbit"]).status == 0)
+        let shaped = try runProcess(Self.tool("tc"), ["qdisc", "show", "dev", "rc-node1"], timeout: 30)
+        #expect(shaped.standardOutput.contains("tbf"), "\(shaped.standardOutput)")
+        for _ in 0..<2 {
+            let down = try script("down.sh", [])
+            #expect(down.status == 0, "\(down.standardError)")
+        }
+        let namespaces = try runProcess(Self.tool("ip"), ["netns", "list"], timeout: 30)
+        #expect(!namespaces.lines.contains { $0.hasPrefix("node1 ") || $0 == "node1" || $0.hasPrefix("node2") })
+        for path in ["/sys/class/net/rc-br0", "/sys/class/net/rc-node1", "/etc/netns/node1"] {
+            #expect(!FileManager.default.fileExists(atPath: path), "\(path) is still there after cluster/down.sh")
+        }
+    }
+}

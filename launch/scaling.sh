@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Strong and weak scaling of the training step on 1, 2, 4 ranks, on one node and across 2
+# simulated nodes (cluster/) at several link rates, with overlap on and off and two bucket sizes;
+# then the all-reduce α/β runs for the cost model. Writes DIR/scaling.csv, DIR/scaling.png,
+# DIR/raw.jsonl (every run), DIR/allreduce-*.json (the links, for the cost model) and DIR/cost_model.txt.
+#
+#   launch/scaling.sh                      # default DIR scaling-results/, about 10-15 minutes
+#   launch/scaling.sh --quick --out /tmp/s # one rate (1gbit), one small bucket, fewer steps: ~3 minutes
+#
+# Weak scaling: 12 sequences of 64 tokens per rank (the default batch), so the global batch grows
+# with the ranks. Strong scaling: a global batch of 24 sequences split over the ranks (24, 12, 6).
+# Efficiency = tokens/s on p ranks ÷ (p × tokens/s on 1 rank) for the same mode (for strong
+# scaling that is speed-up ÷ p). 4 ranks on this 2-core machine share cores (oversubscribed,
+# marked in the CSV), which halves their efficiency by construction; the simulated nodes also
+# share the same cores. The cross-node runs need root (network namespaces); without it they are
+# left out and the CSV says so by their absence.
+# Knobs (environment): REPLICA_BIN (default .build/release/replica), RATES ("100mbit 1gbit 10gbit"),
+# BUCKETS ("25 0.5", MiB: 25 is one bucket for the 3.2 MB of charlm gradients, 0.5 gives 7),
+# STEPS (timed bench steps, 20), REPEATS (runs of each configuration, the fastest kept; 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source launch/common.sh
+source cluster/common.sh
+
+out=scaling-results quick=0
+while (($#)); do
+    case $1 in
+        --out) [[ $# -ge 2 ]] || { echo "usage: launch/scaling.sh [--out DIR] [--quick]" >&2; exit 1; }; out=$2; shift 2 ;;
+        --quick) quick=1; shift ;;
+        *) echo "usage: launch/scaling.sh [--out DIR] [--quick]" >&2; exit 1 ;;
+    esac
+done
+RATES=${RATES:-"100mbit 1gbit 10gbit"}
+BUCKETS=${BUCKETS:-"25 0.5"}
+STEPS=${STEPS:-20}
+REPEATS=${REPEATS:-1}
+if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8; fi
+BINARY=$(realpath "${REPLICA_BIN:-.build/release/replica}" 2>/dev/null || true)
+[[ -x $BINARY ]] || { swift build -c release --product replica; BINARY=$root/.build/release/replica; }
+export REPLICA_BIN=$BINARY
+command -v python3 >/dev/null && python3 -c "import matplotlib, numpy" 2>/dev/null \
+    || { echo "error: python3 with numpy and matplotlib is needed for the CSV and plot (pip install numpy matplotlib)" >&2; exit 1; }
+mkdir -p "$out"
+raw=$out/raw.jsonl
+: >"$raw"
+cores=$(nproc)
+read -r -a flags <<<"$(replica_mpirun_flags)"
+
+# Runs one configuration: where (one-node or the cluster), ranks, then replica's arguments; appends
+# {"config": {...}, "result": <replica's JSON summary>} to raw.jsonl.
+# Config fields come from the environment of the call: nodes, bandwidth, mode, benchmark.
+run() {
+    local ranks=$1 batch=$2 bucket=$3 overlap=$4
+    shift 4
+    local arguments=("$@" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json)
+    [[ $overlap == off ]] && arguments+=(--no-overlap)
+    local attempt line
+    for ((attempt = 1; attempt <= REPEATS; attempt++)); do
+        if [[ $nodes == 1 ]]; then
+            line=$(mpirun "${flags[@]}" --bind-to none -np "$ranks" "$BINARY" "${arguments[@]}" 2>/dev/null | tail -n 1)
+        else
+            line=$(cluster/run.sh -np "$ranks" replica "${arguments[@]}" 2>/dev/null | tail -n 1)
+        fi
+        [[ $line == \{* ]] || { echo "error: no JSON summary from ranks=$ranks nodes=$nodes ${arguments[*]}" >&2; exit 2; }
+        local oversubscribed=false
+        ((ranks > cores)) && oversubscribed=true
+        printf '{"config": {"benchmark": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "batch_per_rank": %d, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
+            "$benchmark" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$batch" "$oversubscribed" \
+            "$(cut -d' ' -f1 /proc/loadavg)" "$line" >>"$raw"
+        echo "  $benchmark $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
+    done
+}
+
+# Every multi-rank configuration of one placement: modes × ranks × overlap × buckets, bench step.
+sweep() {
+    local ranks_list=$1 steps=$2
+    local mode ranks batch bucket overlap
+    benchmark=bench-step
+    for mode in weak strong; do
+        for ranks in $ranks_list; do
+            if [[ $mode == weak ]]; then batch=12; else batch=$((24 / ranks)); fi
+            for bucket in $BUCKETS; do
+                for overlap in on off; do
+                    run "$ranks" "$batch" "$bucket" "$overlap" bench step --model charlm --steps "$steps" --warmup-steps 3
+                done
+            done
+        done
+    done
+}
+
+echo "== one node: bench step (charlm, $STEPS timed steps), 1/2/4 ranks"
+nodes=1 bandwidth=local
+benchmark=bench-step
+# 1-rank baselines: batch 12 (weak), 24 (strong); 6 is the per-rank compute of strong scaling on 4 ranks.
+# Every efficiency divides by these, so they run one more time than the rest (the fastest is kept).
+for batch in 12 24 6; do
+    mode=weak
+    [[ $batch == 24 ]] && mode=strong
+    [[ $batch == 6 ]] && mode=compute
+    REPEATS=$((REPEATS + 1)) run 1 "$batch" 25 on bench step --model charlm --steps "$STEPS" --warmup-steps 3
+done
+sweep "2 4" "$STEPS"
+echo "== one node: replica train charlm (30 steps, weak)"
+benchmark=train mode=weak
+for ranks in 1 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+# The cost model's links: Open MPI's ring (both directions of a link at once) and reduce-then-broadcast
+# (one direction at a time, as the binomial all-reduce behind Replica's MPI_Iallreduce uses a link).
+ring=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4)
+oneway=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 2)
+echo "== one node: all-reduce (2 ranks, ring and reduce-then-broadcast)"
+mpirun "${flags[@]}" --bind-to none "${ring[@]}" -np 2 "$BINARY" bench allreduce --iters 3 --json 2>/dev/null | tail -n 1 >"$out/allreduce-local.json"
+mpirun "${flags[@]}" --bind-to none "${oneway[@]}" -np 2 "$BINARY" bench allreduce --iters 3 --json 2>/dev/null | tail -n 1 >"$out/allreduce-local-oneway.json"
+
+if [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null; then
+    # The cluster goes, whatever happens from here.
+    trap 'cluster/down.sh >/dev/null 2>&1 || true' EXIT
+    cluster/down.sh >/dev/null
+    nodes=2
+    for bandwidth in $RATES; do
+        echo "== 2 simulated nodes at $bandwidth"
+        cluster/up.sh 2 --rate "$bandwidth" >/dev/null
+        steps=$STEPS
+        # At 100 Mbit/s a step is mostly waiting: fewer steps keep the sweep short.
+        (($(cluster_rate_bits "$bandwidth") < 1000000000)) && steps=$(((STEPS + 1) / 2))
+        sweep "2 4" "$steps"
+        if [[ $bandwidth == 1gbit ]]; then
+            benchmark=train mode=weak
+            for ranks in 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+        fi
+        # α and β of the link: 2 ranks, one a node, tuned ring all-reduce; big messages only where they are quick.
+        sizes=4K,16K,64K,256K,1M,4M
+        [[ $steps == "$STEPS" ]] && sizes=$sizes,16M
+        cluster/run.sh -np 2 --map-by ppr:1:node "${ring[@]}" -- replica bench allreduce --sizes "$sizes" --iters 2 --json \
+            2>/dev/null | tail -n 1 >"$out/allreduce-$bandwidth.json"
+        cluster/run.sh -np 2 --map-by ppr:1:node "${oneway[@]}" -- replica bench allreduce --sizes "$sizes" --iters 2 --json \
+            2>/dev/null | tail -n 1 >"$out/allreduce-$bandwidth-oneway.json"
+    done
+    cluster/down.sh >/dev/null
+    trap - EXIT
+else
+    echo "== not root: the cross-node configurations (network namespaces) are left out" >&2
+fi
+
+python3 bench/scaling_plot.py "$out"
+python3 bench/cost_model.py "$out" | tee "$out/cost_model.txt"
+echo "wrote $out/scaling.csv, $out/scaling.png, $out/cost_model.txt"
