@@ -44,6 +44,23 @@ public enum AtomicDirectory {
         }
     }
 
+    /// Removes the `.tmp-*-<pid>` and `.old-*-<pid>` entries of `directory` left by processes that
+    /// died while writing (their pid is no longer running); returns what it removed. Entries of a
+    /// live process, and everything else, are left alone.
+    @discardableResult
+    public static func removeLeftovers(in directory: URL) -> [String] {
+        let manager = FileManager.default
+        guard let names = try? manager.contentsOfDirectory(atPath: directory.path) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".tmp-") || name.hasPrefix(".old-") {
+            guard let last = name.split(separator: "-").last, let pid = pid_t(last), pid > 0 else { continue }
+            let alive = kill(pid, 0) == 0 || errno == EPERM
+            if alive { continue }
+            if (try? manager.removeItem(at: directory.appendingPathComponent(name))) != nil { removed.append(name) }
+        }
+        return removed.sorted()
+    }
+
     /// Writes `data` to a temporary sibling of `url`, fsyncs it, and renames it to `url`.
     public static func writeFileAtomically(_ data: Data, to url: URL) throws {
         let parent = url.deletingLastPathComponent()

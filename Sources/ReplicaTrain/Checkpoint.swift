@@ -27,6 +27,8 @@ public enum Checkpoint {
             let probe = directory.appendingPathComponent(".write-test-\(getpid())")
             try AtomicDirectory.writeFileAtomically(Data(repeating: 0, count: 4096), to: probe)
             try FileManager.default.removeItem(at: probe)
+            // Half-written folders of runs that died while writing a checkpoint.
+            AtomicDirectory.removeLeftovers(in: directory)
         } catch {
             throw UserError("\(directory.path): the checkpoint directory is not writable (\(error)); choose another --checkpoint-dir")
         }

@@ -193,4 +193,17 @@ struct MalformedFile: Sendable, CustomTestStringConvertible {
         let error = #expect(throws: UserError.self) { try AtomicDirectory.writeFileAtomically(Data("x".utf8), to: latest) }
         #expect(error?.description.contains(latest.deletingLastPathComponent().lastPathComponent) == true)
     }
+
+    @Test func leftoversOfDeadWritersAreRemovedAndLiveOnesKept() throws {
+        let directory = try makeScratchDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // A pid far above pid_max (4,194,304 at most on Linux) is never running.
+        let dead = ".tmp-step-00000005-99999999", old = ".old-step-00000003-99999999"
+        let live = ".tmp-step-00000010-\(getpid())"
+        for name in [dead, old, live, "step-00000004"] {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(name), withIntermediateDirectories: false)
+        }
+        #expect(AtomicDirectory.removeLeftovers(in: directory) == [old, dead])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == [live, "step-00000004"])
+    }
 }
