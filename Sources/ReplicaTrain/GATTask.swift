@@ -5,7 +5,8 @@ import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
 
-/// Node classification with a GAT (`replica train gat`), one optimizer step per epoch.
+/// Node classification with a GAT or another `NodeClassifier` such as GCN (`replica train gat
+/// --model gcn`), one optimizer step per epoch.
 ///
 /// Data parallelism: each epoch the training nodes are permuted from (seed, epoch) and split into
 /// contiguous, nearly equal slices, one per rank (sizes differ by at most one; nothing is dropped).
@@ -16,11 +17,19 @@ import ReplicaNN
 ///
 /// Early stopping as the GAT paper's code: an epoch whose validation accuracy is at least the best
 /// so far, or whose validation loss is at most the lowest, resets the patience counter; one that
-/// is both selects the model, whose test accuracy is reported.
+/// is both selects the model, whose test accuracy is reported (and whose parameters are kept,
+/// `restoreSelectedParameters()`).
+///
+/// A model whose propagation weights depend on degrees (GCN) gets them from the whole graph, and
+/// its k-hop subgraphs carry those weights, so ranks still compute exactly the full-batch outputs;
+/// with DropEdge its graph is edited first and normalised afterwards.
 public final class GATTask: DataParallelTask {
     public let dataset: NodePropertyDataset
+    /// The symmetric graph with self-loops, as a pattern.
+    public let patternGraph: CSRGraph
+    /// What the model propagates over: `model.propagationGraph(patternGraph)`.
     public let graph: CSRGraph
-    public let model: GAT
+    public let model: NodeClassifier
     let loss = CrossEntropy(ignoreIndex: -100)
     let options: TrainingOptions
     let rank: Int
@@ -33,6 +42,8 @@ public final class GATTask: DataParallelTask {
     /// The evaluation of the selected (best-validation) epoch.
     public private(set) var selected: [String: Double] = [:]
     public private(set) var selectedEpoch = 0
+    /// The parameters of the selected epoch. [parameterCount]
+    public private(set) var selectedParameters: Tensor?
 
     public var taskName: String { "gat" }
     public var arena: ParameterArena { model.arena }
@@ -41,15 +52,25 @@ public final class GATTask: DataParallelTask {
     public var unitsPerMicroStep: Int { dataset.train.count / ranks }
 
     /// `normalizeFeatures` divides each node's features by their sum (GAT's and PyG's preprocessing).
-    public init(dataset original: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,
+    public convenience init(dataset: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,
+                            patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
+        var config = baseConfig
+        config.featureCount = dataset.featureCount
+        config.classCount = dataset.classCount
+        try self.init(dataset: dataset, model: GAT(config), options: options, fanout: fanout, patience: patience,
+                      normalizeFeatures: normalizeFeatures, rank: rank, ranks: ranks)
+    }
+
+    /// Trains `model`, built for `dataset`'s feature and class counts; initialises it from `options.seed`.
+    public init(dataset original: NodePropertyDataset, model: NodeClassifier, options: TrainingOptions, fanout: [Int]?,
                 patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
         var dataset = original
         if normalizeFeatures { dataset.features = dataset.features.rowNormalized() }
         guard dataset.train.count >= ranks else {
             throw UserError("\(dataset.name): \(dataset.train.count) training nodes cannot be split over \(ranks) ranks")
         }
-        if let fanout, fanout.count != baseConfig.layerCount {
-            throw UserError("--fanout gives \(fanout.count) hop(s) for a \(baseConfig.layerCount)-layer GAT; give one per layer, such as 10,10")
+        if let fanout, fanout.count != model.layerCount {
+            throw UserError("--fanout gives \(fanout.count) hop(s) for a \(model.layerCount)-layer model; give one per layer, such as 10,10")
         }
         self.dataset = dataset
         self.options = options
@@ -57,28 +78,20 @@ public final class GATTask: DataParallelTask {
         self.ranks = ranks
         self.fanout = fanout
         self.patience = patience
-        var config = baseConfig
-        config.featureCount = dataset.featureCount
-        config.classCount = dataset.classCount
-        graph = dataset.symmetricGraphWithSelfLoops
-        model = GAT(config)
+        patternGraph = dataset.symmetricGraphWithSelfLoops
+        graph = model.propagationGraph(patternGraph)
+        self.model = model
         model.initialize(seed: options.seed)
     }
 
     public var configuration: [String: String] {
-        let c = model.config
-        return ["task": "gat", "data": dataset.name, "nodes": "\(dataset.nodeCount)", "features": "\(c.featureCount)",
-                "classes": "\(c.classCount)", "hidden": "\(c.hidden)", "heads": "\(c.heads)", "output_heads": "\(c.outputHeads)",
-                "layers": "\(c.layerCount)", "dropout": "\(c.inputDropout)", "attention_dropout": "\(c.attentionDropout)",
-                "value_dropout": "\(c.valueDropout)", "norm": c.norm.rawValue, "fanout": fanout.map { $0.map(String.init).joined(separator: ",") } ?? "full",
-                "patience": "\(patience)"]
+        ["task": "gat", "data": dataset.name, "nodes": "\(dataset.nodeCount)",
+         "fanout": fanout.map { $0.map(String.init).joined(separator: ",") } ?? "full", "patience": "\(patience)"]
+            .merging(model.configurationFields) { task, _ in task }
     }
 
     public var checkpointState: [String: Any] {
-        let c = model.config
-        return ["config": ["features": c.featureCount, "classes": c.classCount, "hidden": c.hidden, "heads": c.heads,
-                           "output_heads": c.outputHeads, "layers": c.layerCount, "norm": c.norm.rawValue] as [String: Any],
-                "selected_epoch": selectedEpoch]
+        ["config": model.checkpointConfig, "selected_epoch": selectedEpoch]
     }
 
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
@@ -102,17 +115,22 @@ public final class GATTask: DataParallelTask {
         var local: CSRGraph
         var nodes: [Int32]? = nil
         var features: CSRMatrix
+        let dropEdge = options.augmentation["drop-edge"] ?? 0
+        // Degree-normalised weights are computed after DropEdge, on the whole graph.
+        let base = dropEdge > 0 && model.normalizesGraph
+            ? model.propagationGraph(patternGraph.dropEdges(probability: dropEdge, generator: &generator))
+            : graph
         if ranks == 1 && fanout == nil {
-            local = graph
+            local = base
             features = dataset.features
         } else {
-            let sub = graph.subgraph(rows: seeds, hops: model.config.layerCount, fanout: fanout, generator: &generator)
+            let sub = base.subgraph(rows: seeds, hops: model.layerCount, fanout: fanout, generator: &generator)
             local = sub.graph
             nodes = sub.nodes
             features = dataset.features.gatheringRows(sub.nodes)
         }
-        if let q = options.augmentation["drop-edge"], q > 0 {
-            local = local.dropEdges(probability: q, generator: &generator)
+        if dropEdge > 0 && !model.normalizesGraph {
+            local = local.dropEdges(probability: dropEdge, generator: &generator)
         }
         if let p = options.augmentation["feature-mask"], p > 0 {
             features = features.maskingColumns((0..<features.columnCount).map { _ in generator.nextUniform() >= p })
@@ -137,9 +155,15 @@ public final class GATTask: DataParallelTask {
 
     /// Loss and accuracy of every split on the whole graph in evaluation mode (the same on every rank).
     public func evaluate(communicator: Communicator) throws -> [String: Double] {
+        evaluate(onGraph: graph)
+    }
+
+    /// Loss and accuracy of every split with the model propagating over `propagation` (a graph made
+    /// by `model.propagationGraph`, such as a rewired one), in evaluation mode.
+    public func evaluate(onGraph propagation: CSRGraph) -> [String: Double] {
         model.mode = .evaluation
         defer { model.mode = .training }
-        let logits = model.forward(features: dataset.features, graph: graph)
+        let logits = model.forward(features: dataset.features, graph: propagation)
         var result: [String: Double] = [:]
         for (name, nodes) in [("train", dataset.train), ("val", dataset.validation), ("test", dataset.test)] {
             var targets = [Int32](repeating: -100, count: logits.rowCount)
@@ -157,12 +181,18 @@ public final class GATTask: DataParallelTask {
         return result
     }
 
+    /// Puts the selected epoch's parameters back (no-op before any selection).
+    public func restoreSelectedParameters() {
+        if let selectedParameters { arena.allValues.assign(selectedParameters) }
+    }
+
     public func shouldStop(after evaluation: [String: Double], step: Int) -> Bool {
         let accuracy = evaluation["val_accuracy"] ?? 0, validationLoss = evaluation["val_loss"] ?? .infinity
         if accuracy >= bestAccuracy || validationLoss <= lowestLoss {
             if accuracy >= bestAccuracy && validationLoss <= lowestLoss {
                 selected = evaluation
                 selectedEpoch = step
+                if let kept = selectedParameters { kept.assign(arena.allValues) } else { selectedParameters = arena.allValues.copy() }
             }
             bestAccuracy = max(bestAccuracy, accuracy)
             lowestLoss = min(lowestLoss, validationLoss)

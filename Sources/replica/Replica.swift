@@ -12,7 +12,7 @@ struct Replica: ParsableCommand {
         Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`.
         Exit status: 0 success, 1 a user error, 2 a distributed failure.
         """,
-        subcommands: [Train.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self]
+        subcommands: [Train.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self, Study.self]
     )
 }
 

@@ -9,24 +9,29 @@ import ReplicaTrain
 struct TrainGAT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gat",
-        abstract: "Graph attention network node classification (default: the embedded Cora).",
+        abstract: "Graph attention network (or GCN) node classification (default: the embedded Cora).",
         discussion: """
         Defaults are the GAT paper's Cora configuration: 8 heads × 8 hidden features, 1 output head,
         dropout 0.6 on inputs and attention, Adam lr 0.005 with L2 weight decay 5e-4, early stopping on
         validation with patience 100. Reports test accuracy at the selected (best validation) epoch.
+        --model gcn trains Kipf & Welling's GCN instead, with its defaults wherever no value is given:
+        2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, L2 5e-4 on the first layer's weight, 200 epochs
+        (the same selection of the best validation epoch).
           replica train gat --seed 0 --json
+          replica train gat --model gcn --seed 0 --json
           mpirun -np 2 replica train gat --augment feature-mask=0.1,drop-edge=0.1
         --data takes a folder in the OGB raw layout (raw/*.csv.gz, split/<name>/*.csv.gz).
         """
     )
 
     @OptionGroup var common: CommonTrainOptions
-    @Option(help: "Features per head in hidden layers.") var hidden = 8
-    @Option(help: "Attention heads in hidden layers (concatenated).") var heads = 8
-    @Option(help: "Attention heads of the output layer (averaged).") var outputHeads = 1
-    @Option(help: "GAT layers.") var layers = 2
-    @Option(help: "Dropout on every layer's input.") var dropout: Float = 0.6
-    @Option(help: "Dropout on attention coefficients.") var attentionDropout: Float = 0.6
+    @Option(help: "The model: gat or gcn (Kipf & Welling's graph convolutional network).") var model = "gat"
+    @Option(help: "Features per head in hidden layers (default: 8; gcn 16).") var hidden: Int?
+    @Option(help: "Attention heads in hidden layers (concatenated; gat only).") var heads = 8
+    @Option(help: "Attention heads of the output layer (averaged; gat only).") var outputHeads = 1
+    @Option(help: "GAT (or GCN) layers.") var layers = 2
+    @Option(help: "Dropout on every layer's input (default: 0.6; gcn 0.5).") var dropout: Float?
+    @Option(help: "Dropout on attention coefficients (gat only).") var attentionDropout: Float = 0.6
     @Option(help: "Dropout on projected features where they are aggregated (the GAT code's; 0 as PyG).") var valueDropout: Float = 0.6
     @Flag(inversion: .prefixedNo, help: "Divide each node's features by their sum (GAT's and PyG's preprocessing).")
     var normalizeFeatures = true
@@ -34,11 +39,15 @@ struct TrainGAT: ParsableCommand {
     @Option(help: "Neighbours sampled per node and hop, such as 10,10 (default: all).") var fanout: String?
     @Option(help: "Stop after this many epochs without validation improvement (0: never).") var patience = 100
 
+    var isGCN: Bool { model == "gcn" }
+
     func validate() throws {
-        guard hidden >= 1, heads >= 1, outputHeads >= 1, layers >= 1 else {
+        guard ["gat", "gcn"].contains(model) else { throw ValidationError("--model \(model): use gat or gcn.") }
+        guard hidden ?? 1 >= 1, heads >= 1, outputHeads >= 1, layers >= 1 else {
             throw ValidationError("--hidden, --heads, --output-heads and --layers must be at least 1.")
         }
-        guard (0..<1).contains(dropout), (0..<1).contains(attentionDropout), (0..<1).contains(valueDropout) else {
+        if isGCN && norm != "none" { throw ValidationError("--norm \(norm) is for --model gat; GCN has no normalisation layers.") }
+        guard (0..<1).contains(dropout ?? 0), (0..<1).contains(attentionDropout), (0..<1).contains(valueDropout) else {
             throw ValidationError("--dropout, --attention-dropout and --value-dropout must be in [0, 1).")
         }
         guard ["none", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use none or batch.") }
@@ -66,29 +75,48 @@ struct TrainGAT: ParsableCommand {
         defaults.beta2 = 0.999
         defaults.evaluationInterval = 1
         defaults.clip = 0
+        if isGCN {
+            // Kipf & Welling's Cora settings (their code: lr 0.01, 200 epochs, L2 5e-4 on layer 0 only).
+            defaults.steps = 200
+            defaults.learningRate = 0.01
+        }
         var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["feature-mask", "drop-edge"])
         if let epochs = common.epochs { options.steps = epochs }
-        var config = GATConfig()
-        config.hidden = hidden
-        config.heads = heads
-        config.outputHeads = outputHeads
-        config.layerCount = layers
-        config.inputDropout = dropout
-        config.attentionDropout = attentionDropout
-        config.valueDropout = valueDropout
-        config.norm = NormKind(rawValue: norm) ?? .none
         let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
             ?? NodePropertyDataset.cora()
+        let network: NodeClassifier
+        if isGCN {
+            var config = GraphNetworkConfig()
+            config.featureCount = dataset.featureCount
+            config.classCount = dataset.classCount
+            config.hidden = hidden ?? 16
+            config.layerCount = layers
+            config.dropout = dropout ?? 0.5
+            network = GraphNetwork(config)
+        } else {
+            var config = GATConfig()
+            config.featureCount = dataset.featureCount
+            config.classCount = dataset.classCount
+            config.hidden = hidden ?? 8
+            config.heads = heads
+            config.outputHeads = outputHeads
+            config.layerCount = layers
+            config.inputDropout = dropout ?? 0.6
+            config.attentionDropout = attentionDropout
+            config.valueDropout = valueDropout
+            config.norm = NormKind(rawValue: norm) ?? .none
+            network = GAT(config)
+        }
         let runtime = try Runtime(common.runtime)
         let communicator = runtime.communicator
-        let task = try GATTask(dataset: dataset, config: config, options: options, fanout: try parsedFanout(),
+        let task = try GATTask(dataset: dataset, model: network, options: options, fanout: try parsedFanout(),
                                patience: patience, normalizeFeatures: normalizeFeatures,
                                rank: communicator.rank, ranks: communicator.size)
         if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         try trainer.resumeIfAsked()
-        runtime.log("gat: \(task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
+        runtime.log("\(model): \(task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.train.count)/\(dataset.validation.count)/\(dataset.test.count) train/val/test, "
             + "\(communicator.size) rank(s) × \(runtime.threads) thread(s), up to \(options.steps) epochs, patience \(patience)")
         let outcome = try trainer.run()
@@ -97,7 +125,7 @@ struct TrainGAT: ParsableCommand {
         runtime.log(String(format: "done: %d epochs, selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.1f s",
                            outcome.steps, task.selectedEpoch, validation, test, outcome.secondsPerStep * 1e3, outcome.seconds))
         runtime.emit(summary: [
-            "task": .string("gat"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
+            "task": .string("gat"), "model": .string(model), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
             "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
             "val_accuracy": .number(validation), "test_accuracy": .number(test),
             "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch),

@@ -1,0 +1,179 @@
+import ReplicaCore
+
+// Legend: N nodes, E stored edges (entries of the graph), I inputs, O outputs.
+// Edge e in row i has source j = graph.columnIndices[e] and weight Â_ij = graph.values[e]
+// (1 for a pattern graph without values): node i aggregates Σ_j Â_ij h_j.
+
+/// A message-passing layer as graph models stack it: GCN, GAT and graph-Transformer layers.
+///
+/// A layer either projects its own input (`forward(_:graph:)`, x [N, I]) or takes a projection
+/// computed elsewhere (`forward(projected:graph:)`, [N, projectedCount]), for instance a
+/// `SparseLinear` over sparse node features; `backward` then returns that projection's gradient.
+public protocol GraphLayer: AnyObject {
+    /// Width of the projected input the layer aggregates.
+    var projectedCount: Int { get }
+    /// Width of the output.
+    var resultCount: Int { get }
+    var mode: Mode { get set }
+    var context: RandomContext { get set }
+    func initialize(using generator: inout SeededGenerator)
+    func forward(_ x: Tensor, graph: CSRGraph) -> Tensor
+    func forward(projected: Tensor, graph: CSRGraph) -> Tensor
+    func backward(_ outputGradient: Tensor) -> Tensor
+}
+
+extension GraphAttention: GraphLayer {}
+
+extension CSRMatrix {
+    /// Kipf & Welling's propagation matrix D^-1/2 Â D^-1/2 on this pattern: every entry (i, j)
+    /// gets 1/√(d_i d_j), d_v the number of entries in row v (its in-degree, self-loop included;
+    /// build the graph with `selfLoops: true` for Â = A + I). On a symmetric graph this is the
+    /// symmetric normalisation; on any graph a row's weights depend only on degrees. [N, N]
+    public func gcnNormalized() -> CSRGraph {
+        precondition(rowCount == columnCount, "gcnNormalized needs a square graph, got \(rowCount)×\(columnCount)")
+        let inverseRoot = (0..<rowCount).map { v -> Float in
+            let degree = rowOffsets[v + 1] - rowOffsets[v]
+            return degree > 0 ? 1 / Float(degree).squareRoot() : 0
+        }
+        var weights = [Float](repeating: 0, count: nonzeroCount)
+        for i in 0..<rowCount {
+            for e in range(ofRow: i) { weights[e] = inverseRoot[i] * inverseRoot[Int(columnIndices[e])] }
+        }
+        return CSRMatrix(rowCount: rowCount, columnCount: columnCount, rowOffsets: rowOffsets,
+                         columnIndices: columnIndices, values: weights)
+    }
+
+    /// Â·h: row i is Σ_e Â_e h_{j(e)} (pattern entries weigh 1). [N, N] × [N, W] -> [N, W], O(E·W)
+    public func aggregating(_ h: Tensor) -> Tensor {
+        precondition(h.rank == 2 && h.rowCount == columnCount, "aggregating: \(h.shape) for a \(rowCount)×\(columnCount) graph")
+        let W = h.columnCount
+        let output = Tensor(zeros: [rowCount, W])
+        let hasValues = !values.isEmpty
+        rowOffsets.withUnsafeBufferPointer { offsets in
+            columnIndices.withUnsafeBufferPointer { columns in
+                values.withUnsafeBufferPointer { weights in
+                    for i in 0..<rowCount {
+                        let y = output.data + i * W
+                        for e in offsets[i]..<offsets[i + 1] {
+                            let x = h.data + Int(columns[e]) * W, a = hasValues ? weights[e] : 1
+                            for k in 0..<W { y[k] += a * x[k] }
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+
+    /// Âᵀ·g: row j is Σ over entries (i, j) of Â_ij g_i — the gradient of `aggregating`. [N, W] -> [N, W]
+    public func aggregatingTransposed(_ g: Tensor) -> Tensor {
+        precondition(g.rank == 2 && g.rowCount == rowCount, "aggregatingTransposed: \(g.shape) for \(rowCount) rows")
+        let W = g.columnCount
+        let output = Tensor(zeros: [columnCount, W])
+        let hasValues = !values.isEmpty
+        rowOffsets.withUnsafeBufferPointer { offsets in
+            columnIndices.withUnsafeBufferPointer { columns in
+                values.withUnsafeBufferPointer { weights in
+                    for i in 0..<rowCount {
+                        let x = g.data + i * W
+                        for e in offsets[i]..<offsets[i + 1] {
+                            let y = output.data + Int(columns[e]) * W, a = hasValues ? weights[e] : 1
+                            for k in 0..<W { y[k] += a * x[k] }
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+}
+
+/// Graph convolution (Kipf & Welling 2017): out = Â·(x·W) + b, with Â the graph's entry weights
+/// (`gcnNormalized()` gives D^-1/2 (A+I) D^-1/2). [N, I] -> [N, O]
+///
+/// Parameters: `\(name).weight` [I, O] (absent when `inputs` is nil: the caller projects, say with
+/// a `SparseLinear` of the same name), `\(name).bias` [O] when asked (Kipf's code has none).
+/// `decays` says whether weight decay applies to the weight: Kipf's code decays the first
+/// layer's only. Cost: one sgemm and O(E·O) for the aggregation, each way.
+public final class GraphConvolution: GraphLayer {
+    public let weight: ParameterSlot?     // [I, O]
+    public let bias: ParameterSlot?       // [O]
+    public let inputCount: Int?
+    public let outputCount: Int
+    public var mode: Mode = .training     // no randomness or mode-dependent behaviour inside
+    public var context = RandomContext(seed: 0)
+    let arena: ParameterArena
+
+    struct Cache {
+        var graph: CSRGraph
+        var input: Tensor?                // x [N, I] when the layer projected it
+    }
+    var cache: Cache?
+
+    public init(_ name: String, inputs: Int?, outputs: Int, bias: Bool = false, decays: Bool = true, arena: ParameterArena) {
+        precondition(outputs > 0 && (inputs ?? 1) > 0, "GraphConvolution needs positive widths, got \(inputs ?? -1) -> \(outputs)")
+        self.arena = arena
+        inputCount = inputs
+        outputCount = outputs
+        weight = inputs.map { arena.declare("\(name).weight", shape: [$0, outputs], decays: decays) }
+        self.bias = bias ? arena.declare("\(name).bias", shape: [outputs], decays: false) : nil
+    }
+
+    public var projectedCount: Int { outputCount }
+    public var resultCount: Int { outputCount }
+
+    /// Glorot uniform weight (Kipf's `glorot`), zero bias.
+    public func initialize(using generator: inout SeededGenerator) {
+        if let weight, let inputCount {
+            arena.value(weight).fillUniform(bound: (6 / Float(inputCount + outputCount)).squareRoot(), using: &generator)
+        }
+        if let bias { arena.value(bias).zero() }
+    }
+
+    /// Â·(x·W) + b. [N, I] -> [N, O]
+    public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
+        guard let weight, let inputCount else {
+            preconditionFailure("GraphConvolution was built without a weight; use forward(projected:graph:)")
+        }
+        precondition(x.rank == 2 && x.columnCount == inputCount, "GraphConvolution expects [N, \(inputCount)], got \(x.shape)")
+        let projected = Tensor(uninitialized: [x.rowCount, outputCount])
+        gemm(x, arena.value(weight), into: projected)
+        return propagate(projected, input: x, graph: graph)
+    }
+
+    /// Â·h + b for h already projected. [N, O] -> [N, O]
+    public func forward(projected: Tensor, graph: CSRGraph) -> Tensor {
+        precondition(projected.rank == 2 && projected.columnCount == outputCount,
+                     "GraphConvolution expects projected [N, \(outputCount)], got \(projected.shape)")
+        return propagate(projected, input: nil, graph: graph)
+    }
+
+    func propagate(_ h: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
+        precondition(graph.rowCount == h.rowCount && graph.columnCount == h.rowCount,
+                     "GraphConvolution: graph is \(graph.rowCount)×\(graph.columnCount) for \(h.rowCount) nodes")
+        let output = graph.aggregating(h)
+        if let bias {
+            let b = arena.value(bias).data, O = outputCount
+            for n in 0..<output.rowCount {
+                let y = output.data + n * O
+                for k in 0..<O { y[k] += b[k] }
+            }
+        }
+        cache = Cache(graph: graph, input: input)
+        return output
+    }
+
+    /// Adds the parameter gradients; returns the gradient of x (or of h after `forward(projected:)`).
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        guard let cache else { preconditionFailure("GraphConvolution.backward before forward") }
+        precondition(outputGradient.rowCount == cache.graph.rowCount && outputGradient.columnCount == outputCount,
+                     "GraphConvolution.backward expects [\(cache.graph.rowCount), \(outputCount)], got \(outputGradient.shape)")
+        if let bias { addColumnSums(outputGradient, into: arena.gradient(bias)) }
+        let dProjected = cache.graph.aggregatingTransposed(outputGradient)    // dh = Âᵀ·dout
+        guard let input = cache.input, let weight else { return dProjected }
+        gemm(input, transposingA: true, dProjected, into: arena.gradient(weight), beta: 1)   // dW += xᵀ·dh
+        let inputGradient = Tensor(uninitialized: input.shape)
+        gemm(dProjected, arena.value(weight), transposingB: true, into: inputGradient)       // dx = dh·Wᵀ
+        return inputGradient
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+
+/// One panel of a line chart, drawn as SVG without any plotting library (the studies' figures).
+public struct LinePlot: Sendable {
+    public struct Series: Sendable {
+        public var name: String
+        public var points: [(x: Double, y: Double)]
+        public var dashed = false
+        public init(name: String, points: [(x: Double, y: Double)], dashed: Bool = false) {
+            self.name = name
+            self.points = points
+            self.dashed = dashed
+        }
+    }
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var logX = false
+    public var logY = false
+    /// The legend in the top right corner instead of the top left.
+    public var legendAtRight = false
+    public var series: [Series] = []
+    public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false) {
+        self.title = title
+        self.xLabel = xLabel
+        self.yLabel = yLabel
+        self.logX = logX
+        self.logY = logY
+    }
+
+    static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+    /// The panel as an SVG group at (originX, originY), `width` × `height` pixels.
+    func group(originX: Double, originY: Double, width: Double, height: Double) -> String {
+        let left = 62.0, right = 12.0, top = 28.0, bottom = 44.0
+        let plotWidth = width - left - right, plotHeight = height - top - bottom
+        func tx(_ x: Double) -> Double { logX ? log2(x) : x }
+        func ty(_ y: Double) -> Double { logY ? log10(y) : y }
+        let finite = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite && (!logX || $0.x > 0) && (!logY || $0.y > 0) }
+        var xs = finite.map { tx($0.x) }, ys = finite.map { ty($0.y) }
+        if xs.isEmpty { xs = [0, 1]; ys = [0, 1] }
+        var (xMin, xMax) = (xs.min()!, xs.max()!), (yMin, yMax) = (ys.min()!, ys.max()!)
+        if xMax == xMin { xMin -= 0.5; xMax += 0.5 }
+        if yMax == yMin { yMin -= 0.5; yMax += 0.5 }
+        let yPad = (yMax - yMin) * 0.06
+        yMin -= yPad; yMax += yPad
+        func px(_ x: Double) -> Double { originX + left + (tx(x) - xMin) / (xMax - xMin) * plotWidth }
+        func py(_ y: Double) -> Double { originY + top + (1 - (ty(y) - yMin) / (yMax - yMin)) * plotHeight }
+        var svg = "<g font-family=\"sans-serif\" font-size=\"11\">\n"
+        svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
+                      originX + left, originY + top, plotWidth, plotHeight)
+        svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">%@</text>\n",
+                      originX + left + plotWidth / 2, originY + 17, escaped(title))
+        svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n",
+                      originX + left + plotWidth / 2, originY + height - 8, escaped(xLabel))
+        svg += String(format: "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\">%@</text>\n",
+                      originX + 13, originY + top + plotHeight / 2, escaped(yLabel))
+        // Ticks: the data's x values; five y values (powers of ten on a log axis).
+        let xTicks = Array(Set(finite.map(\.x))).sorted()
+        for x in xTicks {
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", px(x), originY + top + plotHeight,
+                          px(x), originY + top + plotHeight + 4)
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n", px(x),
+                          originY + top + plotHeight + 16, format(x))
+        }
+        let yTicks: [Double] = logY
+            ? stride(from: ceil(yMin), through: floor(yMax), by: 1).map { pow(10, $0) }
+            : (0...4).map { inverseY(yMin + (yMax - yMin) * Double($0) / 4) }
+        for y in yTicks {
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", originX + left, py(y),
+                          originX + left + plotWidth, py(y))
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", originX + left - 4, py(y) + 4, format(y))
+        }
+        for (index, line) in series.enumerated() {
+            let colour = Self.colours[index % Self.colours.count]
+            let points = line.points.filter { $0.x.isFinite && $0.y.isFinite && (!logX || $0.x > 0) && (!logY || $0.y > 0) }
+            let path = points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
+            svg += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"\(line.dashed ? " stroke-dasharray=\"6,4\"" : "") points=\"\(path)\"/>\n"
+            for point in points {
+                svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>", px(point.x), py(point.y), colour)
+            }
+            let legendY = originY + top + 14 + Double(index) * 14
+            let legendX = legendAtRight ? originX + left + plotWidth - 110 : originX + left + 8
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-width=\"2\"%@/>",
+                          legendX, legendY - 4, legendX + 20, legendY - 4, colour, line.dashed ? " stroke-dasharray=\"6,4\"" : "")
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\">%@</text>\n", legendX + 24, legendY, escaped(line.name))
+        }
+        return svg + "</g>\n"
+    }
+
+    func inverseY(_ value: Double) -> Double { logY ? pow(10, value) : value }
+
+    func format(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e5 { return String(format: "%.0f", value) }
+        if abs(value) >= 1e4 || abs(value) < 1e-2 { return String(format: "%.0e", value) }
+        return String(format: abs(value) < 1 ? "%.2f" : "%.1f", value)
+    }
+
+    func escaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+    }
+}
+
+/// Panels side by side in one SVG document.
+public func svgDocument(_ panels: [LinePlot], panelWidth: Double = 380, panelHeight: Double = 290) -> String {
+    let width = panelWidth * Double(panels.count)
+    var svg = String(format: "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\">\n",
+                     width, panelHeight, width, panelHeight)
+    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    for (index, panel) in panels.enumerated() {
+        svg += panel.group(originX: Double(index) * panelWidth, originY: 0, width: panelWidth, height: panelHeight)
+    }
+    return svg + "</svg>\n"
+}
