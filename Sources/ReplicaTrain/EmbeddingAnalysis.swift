@@ -57,9 +57,14 @@ public struct EmbeddingTable: Sendable {
             return ("embedding.weight", try bpeSymbols(), specials, nil)
         case "mlm":
             return (MaskedLanguageModel.tokenEmbeddingName, try bpeSymbols(), specials, contents.state["token_counts"] as? [Int])
+        case "cbow":
+            guard let vocabulary = contents.state["vocab"] as? [String] else {
+                throw UserError("\(stateFile): lacks \"vocab\" (the words); the checkpoint is damaged")
+            }
+            return (CBOW.inputEmbeddingName, vocabulary, 0, contents.state["counts"] as? [Int])
         default:
             throw UserError("\(contents.folder.path): is a checkpoint of task '\(contents.task)', which has no token embeddings; "
-                + "analyze embeddings reads charlm, translate and mlm checkpoints")
+                + "analyze embeddings reads charlm, translate, mlm and cbow checkpoints")
         }
     }
 

@@ -15,11 +15,12 @@ struct AnalyzeEmbeddings: ParsableCommand {
         commandName: "embeddings",
         abstract: "Anisotropy of a checkpoint's token embeddings, before and after whitening.",
         discussion: """
-        Reads the token-embedding matrix of a charlm, translate or mlm checkpoint (one row per token,
+        Reads the token-embedding matrix of a charlm, translate, mlm or cbow checkpoint (one row per token,
         special tokens left out) and reports the mean pairwise cosine similarity and the fraction of
         variance along the top 1 and top K principal directions, before and after whitening
-        (subtract the mean, multiply by the inverse square root of the covariance); for mlm
-        checkpoints also the correlation between a token's embedding norm and its log frequency.
+        (subtract the mean, multiply by the inverse square root of the covariance); for mlm and
+        cbow checkpoints also the correlation between a token's embedding norm and its log
+        frequency, and the mean norm by frequency decade, before and after whitening.
           replica analyze embeddings --checkpoint runs/mlm --json
           replica analyze embeddings --checkpoint runs/mlm --nearest dog,red,running
         """
@@ -62,6 +63,10 @@ struct AnalyzeEmbeddings: ParsableCommand {
         if let r = statistics.normLogFrequencyCorrelation {
             print(String(format: "\nnorm vs log training frequency: Pearson r = %.3f", r))
         }
+        let byFrequency = table.frequencies.flatMap {
+            NormFrequencyReport(vectors: table.vectors, count: table.count, dimension: table.dimension, frequencies: $0)
+        }
+        byFrequency?.lines.forEach { print($0) }
         for (_, row) in rows {
             let list = table.nearest(to: row, count: neighbours).map { String(format: "%@ %.3f", $0.token, $0.cosine) }
             print("\nnearest to \(table.tokens[row]): " + list.joined(separator: ", "))
@@ -76,6 +81,14 @@ struct AnalyzeEmbeddings: ParsableCommand {
             "before": side(statistics.before), "after": side(statistics.after),
             "norm_log_frequency_correlation": statistics.normLogFrequencyCorrelation.map(JSONValue.number) ?? .null,
         ]
+        if let byFrequency {
+            summary["norm_log_frequency_correlation_whitened"] = byFrequency.whitenedCorrelation.map(JSONValue.number) ?? .null
+            summary["norm_by_frequency"] = .array(byFrequency.buckets.map {
+                .object(["min_count": .integer($0.lowerCount), "max_count": $0.upperCount.map { .integer($0 - 1) } ?? .null,
+                         "words": .integer($0.wordCount), "mean_norm": .number($0.meanNorm),
+                         "mean_norm_whitened": .number($0.meanWhitenedNorm)])
+            })
+        }
         if !rows.isEmpty {
             summary["nearest"] = .object(Dictionary(rows.map { word, row in
                 (word, JSONValue.array(table.nearest(to: row, count: neighbours).map {

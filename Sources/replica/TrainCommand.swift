@@ -10,7 +10,7 @@ import ReplicaTrain
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model, alone or data-parallel under mpirun.",
-        subcommands: [TrainCharLM.self, TrainGAT.self, TrainGraphMAE.self, TrainTranslate.self, TrainMLM.self]
+        subcommands: [TrainCharLM.self, TrainGAT.self, TrainGraphMAE.self, TrainTranslate.self, TrainMLM.self, TrainCBOW.self]
     )
 }
 
