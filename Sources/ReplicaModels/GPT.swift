@@ -63,6 +63,9 @@ public final class GPT {
 
     public var parameterCount: Int { arena.count }
 
+    /// Each block's self-attention, first block first (to inspect queries and keys, or to drop 1/√hs).
+    public var attentionLayers: [SelfAttention] { blocks.map(\.attention) }
+
     /// GPT-2's initialisation: N(0, 0.02²) everywhere, residual projections N(0, (0.02/√(2L))²), norms 1.
     public func initialize(seed: UInt64) {
         var generator = SeededGenerator(seed: seed, 0x696e_6974)

@@ -36,6 +36,9 @@ public final class AttentionKernel {
     public let headCount: Int
     public let headSize: Int
     public let scorer: AttentionScorer
+    /// Whether dot-product scores are divided by √hs (true, Vaswani et al.); false drops the factor
+    /// (`replica study attention-scaling`).
+    public var scalesScores = true
     /// Additive scorer's vector v per head [NH, hs], if any.
     public let additiveVector: ParameterSlot?
     let arena: ParameterArena
@@ -70,7 +73,7 @@ public final class AttentionKernel {
         let NH = headCount, hs = headSize
         let probabilities = Tensor(uninitialized: [B, NH, Tq, Tk])
         if scorer == .additive { tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs]) }
-        let scale = 1 / Float(hs).squareRoot()
+        let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
         for b in 0..<B {
             for h in 0..<NH {
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk
@@ -102,7 +105,7 @@ public final class AttentionKernel {
         guard let probabilities else { preconditionFailure("AttentionKernel.backward before forward") }
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize
-        let scale = 1 / Float(hs).squareRoot()
+        let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
         let dScores = Tensor(uninitialized: [Tq, Tk])
         for b in 0..<B {
             for h in 0..<NH {

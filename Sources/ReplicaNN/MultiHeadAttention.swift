@@ -8,7 +8,8 @@ public final class SelfAttention {
     public let kernel: AttentionKernel
     public let embedding: Int
     public var causal: Bool
-    var qkvOutput: Tensor?          // [B, T, 3C]
+    /// The fused projection of the last forward, queries | keys | values per row. [B·T, 3C]
+    public private(set) var qkvOutput: Tensor?
     var shape = (B: 0, T: 0)
 
     public init(_ name: String, embedding C: Int, heads: Int, bias: Bool, causal: Bool,

@@ -8,7 +8,7 @@ import ReplicaTrain
 struct Study: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Experiments that answer a question with Replica's own training runs (tables, CSV, SVG).",
-        subcommands: [StudyRewiring.self, StudyOversmoothing.self]
+        subcommands: [StudyRewiring.self, StudyOversmoothing.self, StudyAttentionScaling.self, StudyTemperature.self]
     )
 }
 
