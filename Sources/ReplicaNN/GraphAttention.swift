@@ -42,7 +42,7 @@ public final class GraphAttention {
     public let tag: UInt64
     public var mode: Mode
     public var context: RandomContext
-    let arena: ParameterArena
+    public let arena: ParameterArena
 
     /// What `backward` needs; tensors are fresh per forward.
     struct Cache {
@@ -102,24 +102,6 @@ public final class GraphAttention {
         if let bias { arena.value(bias).zero() }
     }
 
-    /// Projects with the layer's weight, then attends. [N, I] -> [N, H·C] or [N, C]
-    public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
-        guard let weight, let inputCount else {
-            preconditionFailure("GraphAttention was built without a weight; use forward(projected:graph:)")
-        }
-        precondition(x.rank == 2 && x.columnCount == inputCount, "GraphAttention expects [N, \(inputCount)], got \(x.shape)")
-        let projected = Tensor(uninitialized: [x.rowCount, projectedCount])
-        gemm(x, arena.value(weight), into: projected)
-        return attend(projected, input: x, graph: graph)
-    }
-
-    /// Attends over features already projected (h = x·W). [N, H·C] -> [N, H·C] or [N, C]
-    public func forward(projected: Tensor, graph: CSRGraph) -> Tensor {
-        precondition(projected.rank == 2 && projected.columnCount == projectedCount,
-                     "GraphAttention expects projected [N, \(projectedCount)], got \(projected.shape)")
-        return attend(projected, input: nil, graph: graph)
-    }
-
     /// The attention coefficients α of the last forward, before dropout. [E, H]
     public var lastAttention: Tensor? { cache?.attention }
 
@@ -138,7 +120,7 @@ public final class GraphAttention {
         return matrix
     }
 
-    func attend(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
+    public func combine(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
         let N = projected.rowCount, H = headCount, C = outputCount, HC = projectedCount
         precondition(graph.rowCount == N && graph.columnCount == N,
                      "GraphAttention: graph is \(graph.rowCount)×\(graph.columnCount) for \(N) nodes")

@@ -22,7 +22,36 @@ public protocol GraphLayer: AnyObject {
     func backward(_ outputGradient: Tensor) -> Tensor
 }
 
-extension GraphAttention: GraphLayer {}
+/// What the three graph layers share: an optional input projection h = x·W, then a layer-specific
+/// combination over the graph (`combine`), which caches `input` for the weight's gradient.
+public protocol ProjectingGraphLayer: GraphLayer {
+    var weight: ParameterSlot? { get }
+    var inputCount: Int? { get }
+    var arena: ParameterArena { get }
+    func combine(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor
+}
+
+extension ProjectingGraphLayer {
+    /// Projects with the layer's weight, then combines. [N, I] -> [N, resultCount]
+    public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
+        guard let weight, let inputCount else {
+            preconditionFailure("\(Self.self) was built without a weight; use forward(projected:graph:)")
+        }
+        precondition(x.rank == 2 && x.columnCount == inputCount, "\(Self.self) expects [N, \(inputCount)], got \(x.shape)")
+        let projected = Tensor(uninitialized: [x.rowCount, projectedCount])
+        gemm(x, arena.value(weight), into: projected)
+        return combine(projected, input: x, graph: graph)
+    }
+
+    /// Combines features already projected (h = x·W). [N, projectedCount] -> [N, resultCount]
+    public func forward(projected: Tensor, graph: CSRGraph) -> Tensor {
+        precondition(projected.rank == 2 && projected.columnCount == projectedCount,
+                     "\(Self.self) expects projected [N, \(projectedCount)], got \(projected.shape)")
+        return combine(projected, input: nil, graph: graph)
+    }
+}
+
+extension GraphAttention: ProjectingGraphLayer {}
 
 extension CSRMatrix {
     /// Kipf & Welling's propagation matrix D^-1/2 Â D^-1/2 on this pattern: every entry (i, j)
@@ -46,39 +75,28 @@ extension CSRMatrix {
     /// Â·h: row i is Σ_e Â_e h_{j(e)} (pattern entries weigh 1). [N, N] × [N, W] -> [N, W], O(E·W)
     public func aggregating(_ h: Tensor) -> Tensor {
         precondition(h.rank == 2 && h.rowCount == columnCount, "aggregating: \(h.shape) for a \(rowCount)×\(columnCount) graph")
-        let W = h.columnCount
-        let output = Tensor(zeros: [rowCount, W])
-        let hasValues = !values.isEmpty
-        rowOffsets.withUnsafeBufferPointer { offsets in
-            columnIndices.withUnsafeBufferPointer { columns in
-                values.withUnsafeBufferPointer { weights in
-                    for i in 0..<rowCount {
-                        let y = output.data + i * W
-                        for e in offsets[i]..<offsets[i + 1] {
-                            let x = h.data + Int(columns[e]) * W, a = hasValues ? weights[e] : 1
-                            for k in 0..<W { y[k] += a * x[k] }
-                        }
-                    }
-                }
-            }
-        }
-        return output
+        return accumulating(h, outputRows: rowCount, transposed: false)
     }
 
     /// Âᵀ·g: row j is Σ over entries (i, j) of Â_ij g_i — the gradient of `aggregating`. [N, W] -> [N, W]
     public func aggregatingTransposed(_ g: Tensor) -> Tensor {
         precondition(g.rank == 2 && g.rowCount == rowCount, "aggregatingTransposed: \(g.shape) for \(rowCount) rows")
-        let W = g.columnCount
-        let output = Tensor(zeros: [columnCount, W])
+        return accumulating(g, outputRows: columnCount, transposed: true)
+    }
+
+    /// For every entry (i, j): output row i += Â_ij · x row j, or (transposed) output row j += Â_ij · x row i.
+    private func accumulating(_ x: Tensor, outputRows: Int, transposed: Bool) -> Tensor {
+        let W = x.columnCount
+        let output = Tensor(zeros: [outputRows, W])
         let hasValues = !values.isEmpty
         rowOffsets.withUnsafeBufferPointer { offsets in
             columnIndices.withUnsafeBufferPointer { columns in
                 values.withUnsafeBufferPointer { weights in
                     for i in 0..<rowCount {
-                        let x = g.data + i * W
                         for e in offsets[i]..<offsets[i + 1] {
-                            let y = output.data + Int(columns[e]) * W, a = hasValues ? weights[e] : 1
-                            for k in 0..<W { y[k] += a * x[k] }
+                            let j = Int(columns[e]), a = hasValues ? weights[e] : 1
+                            let source = x.data + (transposed ? i : j) * W, target = output.data + (transposed ? j : i) * W
+                            for k in 0..<W { target[k] += a * source[k] }
                         }
                     }
                 }
@@ -95,14 +113,14 @@ extension CSRMatrix {
 /// a `SparseLinear` of the same name), `\(name).bias` [O] when asked (Kipf's code has none).
 /// `decays` says whether weight decay applies to the weight: Kipf's code decays the first
 /// layer's only. Cost: one sgemm and O(E·O) for the aggregation, each way.
-public final class GraphConvolution: GraphLayer {
+public final class GraphConvolution: ProjectingGraphLayer {
     public let weight: ParameterSlot?     // [I, O]
     public let bias: ParameterSlot?       // [O]
     public let inputCount: Int?
     public let outputCount: Int
     public var mode: Mode = .training     // no randomness or mode-dependent behaviour inside
     public var context = RandomContext(seed: 0)
-    let arena: ParameterArena
+    public let arena: ParameterArena
 
     struct Cache {
         var graph: CSRGraph
@@ -130,25 +148,8 @@ public final class GraphConvolution: GraphLayer {
         if let bias { arena.value(bias).zero() }
     }
 
-    /// Â·(x·W) + b. [N, I] -> [N, O]
-    public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
-        guard let weight, let inputCount else {
-            preconditionFailure("GraphConvolution was built without a weight; use forward(projected:graph:)")
-        }
-        precondition(x.rank == 2 && x.columnCount == inputCount, "GraphConvolution expects [N, \(inputCount)], got \(x.shape)")
-        let projected = Tensor(uninitialized: [x.rowCount, outputCount])
-        gemm(x, arena.value(weight), into: projected)
-        return propagate(projected, input: x, graph: graph)
-    }
-
-    /// Â·h + b for h already projected. [N, O] -> [N, O]
-    public func forward(projected: Tensor, graph: CSRGraph) -> Tensor {
-        precondition(projected.rank == 2 && projected.columnCount == outputCount,
-                     "GraphConvolution expects projected [N, \(outputCount)], got \(projected.shape)")
-        return propagate(projected, input: nil, graph: graph)
-    }
-
-    func propagate(_ h: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
+    /// Â·h + b, caching what backward needs. [N, O] -> [N, O]
+    public func combine(_ h: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
         precondition(graph.rowCount == h.rowCount && graph.columnCount == h.rowCount,
                      "GraphConvolution: graph is \(graph.rowCount)×\(graph.columnCount) for \(h.rowCount) nodes")
         let output = graph.aggregating(h)

@@ -21,7 +21,7 @@ import ReplicaCore
 ///
 /// Parameters: `\(name).weight` [I, 3·H·C] (absent when `inputs` is nil and the caller projects),
 /// `\(name).edge_bias` [H], `\(name).bias` [H·C] or [C].
-public final class GraphTransformerAttention: GraphLayer {
+public final class GraphTransformerAttention: ProjectingGraphLayer {
     public let weight: ParameterSlot?         // [I, 3·H·C]
     public let edgeBias: ParameterSlot        // β [H]
     public let bias: ParameterSlot?
@@ -36,7 +36,7 @@ public final class GraphTransformerAttention: GraphLayer {
     public var initialEdgeBias: Float = 0
     public var mode: Mode = .training          // no dropout inside; the model drops layer inputs
     public var context = RandomContext(seed: 0)
-    let arena: ParameterArena
+    public let arena: ParameterArena
 
     struct Cache {
         var graph: CSRGraph
@@ -74,22 +74,6 @@ public final class GraphTransformerAttention: GraphLayer {
         if let bias { arena.value(bias).zero() }
     }
 
-    public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
-        guard let weight, let inputCount else {
-            preconditionFailure("GraphTransformerAttention was built without a weight; use forward(projected:graph:)")
-        }
-        precondition(x.rank == 2 && x.columnCount == inputCount, "GraphTransformerAttention expects [N, \(inputCount)], got \(x.shape)")
-        let projected = Tensor(uninitialized: [x.rowCount, projectedCount])
-        gemm(x, arena.value(weight), into: projected)
-        return attend(projected, input: x, graph: graph)
-    }
-
-    public func forward(projected: Tensor, graph: CSRGraph) -> Tensor {
-        precondition(projected.rank == 2 && projected.columnCount == projectedCount,
-                     "GraphTransformerAttention expects projected [N, \(projectedCount)], got \(projected.shape)")
-        return attend(projected, input: nil, graph: graph)
-    }
-
     /// Scores of query rows `rows` for `head` into `block` [R, N]: q·kᵀ/√C plus β along edges.
     func scores(_ projected: Tensor, head: Int, rows: Range<Int>, graph: CSRGraph, into block: UnsafeMutablePointer<Float>) {
         let N = projected.rowCount, C = outputCount, HC = headCount * outputCount, width = 3 * HC
@@ -103,7 +87,7 @@ public final class GraphTransformerAttention: GraphLayer {
         }
     }
 
-    func attend(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
+    public func combine(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
         let N = projected.rowCount, H = headCount, C = outputCount, HC = H * C, width = 3 * HC
         precondition(graph.rowCount == N && graph.columnCount == N,
                      "GraphTransformerAttention: graph is \(graph.rowCount)×\(graph.columnCount) for \(N) nodes")
