@@ -38,6 +38,8 @@ public final class Seq2SeqTransformer {
     let targetDropout: Dropout
     var decoderHidden: Tensor?          // [B·T, C], input of the output projection
     var shape = (B: 0, S: 0, T: 0)
+    /// PE(p, j) for p < maximumLength, computed once. [maximumLength, C]
+    let positionTable: [Float]
 
     public init(_ config: TransformerConfig, arena: ParameterArena = ParameterArena()) {
         self.config = config
@@ -50,6 +52,7 @@ public final class Seq2SeqTransformer {
         encoderNorm = makeNormalization(config.norm, "encoder.norm", features: C, arena: arena)
         decoderLayers = (0..<config.decoderLayers).map { DecoderLayer("decoder.layers.\($0)", index: $0, config: config, arena: arena) }
         decoderNorm = makeNormalization(config.norm, "decoder.norm", features: C, arena: arena)
+        positionTable = (0..<(config.maximumLength * C)).map { Seq2SeqTransformer.positionalEncoding($0 / C, $0 % C, C) }
         arena.allocate()
     }
 
@@ -148,11 +151,14 @@ public final class Seq2SeqTransformer {
         let x = Tensor(uninitialized: [ids.count, C])
         let table = arena.value(embedding.weight).data
         let scale = Float(C).squareRoot()
-        for (row, id) in ids.enumerated() {
-            precondition(id >= 0 && Int(id) < config.vocabularySize, "token id \(id) outside the vocabulary")
-            let position = row % L
-            let source = table + Int(id) * C, target = x.data + row * C
-            for j in 0..<C { target[j] = scale * source[j] + Seq2SeqTransformer.positionalEncoding(position, j, C) }
+        precondition(L <= config.maximumLength, "sequence length \(L) exceeds the model's maximum \(config.maximumLength)")
+        positionTable.withUnsafeBufferPointer { positions in
+            for (row, id) in ids.enumerated() {
+                precondition(id >= 0 && Int(id) < config.vocabularySize, "token id \(id) outside the vocabulary")
+                let source = table + Int(id) * C, target = x.data + row * C
+                let encoding = positions.baseAddress! + (row % L) * C
+                for j in 0..<C { target[j] = scale * source[j] + encoding[j] }
+            }
         }
         return x
     }

@@ -16,14 +16,18 @@ public struct StridedOperand {
     public var rowStride: Int
     /// Column of head 0's first element inside a row.
     public var offset: Int
-    public init(_ data: UnsafeMutablePointer<Float>, rowStride: Int, offset: Int = 0) {
+    /// Floats between consecutive batch entries; nil: rows × rowStride (a dense [B, T, width]
+    /// buffer). A key/value cache of [B, capacity, width] holds fewer rows than its stride.
+    public var batchStride: Int?
+    public init(_ data: UnsafeMutablePointer<Float>, rowStride: Int, offset: Int = 0, batchStride: Int? = nil) {
         self.data = data
         self.rowStride = rowStride
         self.offset = offset
+        self.batchStride = batchStride
     }
     @inline(__always)
     func head(batch: Int, rows: Int, head: Int, headSize: Int) -> UnsafeMutablePointer<Float> {
-        data + batch * rows * rowStride + offset + head * headSize
+        data + batch * (batchStride ?? rows * rowStride) + offset + head * headSize
     }
 }
 

@@ -15,21 +15,28 @@ struct BenchStep: ParsableCommand {
         Under mpirun, tokens/s is global and comm_ms / overlap_fraction show the all-reduce.
           replica bench step --model charlm --threads 1 --json
           mpirun -np 2 replica bench step --model charlm --json
+          replica bench step --model translate --threads 1 --json
+        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank
+        (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the
+        timed steps over their time; padded_tokens_per_s the padded source and target tokens;
+        tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
         """
     )
 
-    @Option(help: "Model: charlm or gat.") var model = "charlm"
+    @Option(help: "Model: charlm, gat or translate.") var model = "charlm"
     @Option(help: "Timed steps (the median is reported).") var steps = 30
     @Option(help: "Untimed steps first.") var warmupSteps = 5
-    @Option(help: "Examples per rank.") var batchSize = 12
+    @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
     @Option(help: "Normalisation: layer or batch.") var norm = "layer"
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard ["charlm", "gat"].contains(model) else { throw ValidationError("--model \(model): the benchmark knows charlm and gat.") }
-        guard steps >= 1, warmupSteps >= 0, batchSize >= 1 else {
+        guard ["charlm", "gat", "translate"].contains(model) else {
+            throw ValidationError("--model \(model): the benchmark knows charlm, gat and translate.")
+        }
+        guard steps >= 1, warmupSteps >= 0, (batchSize ?? 1) >= 1 else {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
@@ -41,13 +48,27 @@ struct BenchStep: ParsableCommand {
         let communicator = context.communicator
         var options = TrainingOptions()
         options.steps = warmupSteps + steps
-        options.batchSize = batchSize
+        options.batchSize = batchSize ?? (model == "translate" ? 2000 : 12)
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
         options.quiet = true
         let task: DataParallelTask
         let parameterCount: Int
-        if model == "gat" {
+        var translation: TranslateTask?
+        if model == "translate" {
+            let preset = TranslatePreset.small
+            options.learningRate = preset.learningRate
+            options.warmupSteps = preset.warmup
+            options.schedule = .inverseSquareRoot
+            options.weightDecay = 0
+            options.beta2 = 0.98
+            let translate = TranslateTask(data: try TranslationData.multi30k(), vocabularySize: preset.vocabulary, config: preset.config,
+                                          options: options, tokensPerRank: options.batchSize, labelSmoothing: 0.1,
+                                          rank: communicator.rank, ranks: communicator.size)
+            task = translate
+            translation = translate
+            parameterCount = translate.model.parameterCount
+        } else if model == "gat" {
             options.optimizer = .adam
             options.learningRate = 0.005
             options.weightDecay = 5e-4
@@ -67,26 +88,56 @@ struct BenchStep: ParsableCommand {
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         var results: [Trainer.StepResult] = []
+        var counts = [0.0, 0.0]   // this rank's target tokens and padded tokens in the timed steps
+        var cpuSeconds = 0.0      // this process's CPU time in the timed steps (robust on a shared machine)
         for step in 0..<(warmupSteps + steps) {
+            let cpuStart = processCPUSeconds()
             let result = try trainer.trainStep(step)
-            if step >= warmupSteps { results.append(result) }
+            if step >= warmupSteps {
+                cpuSeconds += processCPUSeconds() - cpuStart
+                results.append(result)
+                if let translation {
+                    counts[0] += Double(translation.targetCount(step: step, micro: 0))
+                    counts[1] += Double(translation.paddedTokenCount(step: step, micro: 0))
+                }
+            }
         }
         // The slowest rank's median decides the job's pace.
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         var figures = [median(results.map(\.seconds)), median(results.map(\.communicationSeconds)),
                        median(results.map(\.overlapFraction)), median(results.map(\.computeSeconds))]
         try communicator.allReduceMaximum(&figures)
-        let tokens = Double(task.unitsPerMicroStep * communicator.size)
+        var tokensPerSecond = Double(task.unitsPerMicroStep * communicator.size) / figures[0]
+        var extra: [String: JSONValue] = [:]
+        if translation != nil {
+            // Batches differ in size: the tokens of all timed steps over their summed time (the slowest rank's).
+            var total = [results.map(\.seconds).reduce(0, +)]
+            try communicator.allReduceMaximum(&total)
+            try communicator.allReduce(&counts, .sum)
+            tokensPerSecond = counts[0] / total[0]
+            extra["padded_tokens_per_s"] = .number(counts[1] / total[0])
+            extra["target_tokens"] = .number(counts[0])
+            var cpu = [cpuSeconds]
+            try communicator.allReduce(&cpu, .sum)
+            extra["tokens_per_cpu_s"] = .number(counts[0] / cpu[0])
+        }
         context.log(String(format: "%@ step: %.2f ms/step (compute %.2f ms, all-reduce %.2f ms, %.0f%% hidden), %.0f %@/s on %d rank(s) × %d thread(s), %d parameters",
-                           model, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokens / figures[0],
+                           model, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokensPerSecond,
                            task.throughputUnit, communicator.size, context.threads, parameterCount))
         context.emit(summary: [
             "task": .string("bench step"), "model": .string(model), "ranks": .integer(communicator.size),
             "steps": .integer(steps), "seconds": .number(results.map(\.seconds).reduce(0, +)),
             "param_count": .integer(parameterCount), "ms_per_step": .number(figures[0] * 1e3),
-            "tokens_per_s": .number(tokens / figures[0]), "comm_ms": .number(figures[1] * 1e3),
+            "tokens_per_s": .number(tokensPerSecond), "comm_ms": .number(figures[1] * 1e3),
             "overlap_fraction": .number(figures[2]), "compute_ms": .number(figures[3] * 1e3),
-            "threads": .integer(context.threads), "batch_size": .integer(batchSize),
-        ])
+            "threads": .integer(context.threads), "batch_size": .integer(options.batchSize),
+        ].merging(extra) { first, _ in first })
     }
+}
+
+/// CPU time of this process (all its threads) in seconds.
+func processCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

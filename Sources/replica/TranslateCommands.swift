@@ -16,71 +16,97 @@ struct TrainTranslate: ParsableCommand {
         smoothing 0.1, inverse-square-root schedule with warmup. At the end the test set is
         translated (beam search) and scored with sacreBLEU-compatible corpus BLEU.
           replica train translate --epochs 10 --checkpoint-dir runs/de-en
-          mpirun -np 2 replica train translate --batch-size 2000
-        --batch-size is padded tokens per rank per micro-step.
+          mpirun -np 2 replica train translate --preset small
+        --batch-size is padded tokens per rank per micro-step. A --preset fixes the global batch
+        instead: each rank takes its share (2 ranks: 1000 each of 2000), so any rank count trains alike.
         """
     )
 
     @OptionGroup var common: CommonTrainOptions
     @Option(help: "Test files' prefix inside --data.") var testPrefix = TranslationData.defaultTestPrefix
-    @Option(help: "Joint subword vocabulary size.") var vocabulary = 8000
-    @Option(help: "Model width.") var embedding = 256
-    @Option(help: "Attention heads.") var heads = 4
-    @Option(help: "Encoder and decoder layers (each).") var layers = 3
-    @Option(help: "Feed-forward width.") var feedForward = 1024
-    @Option(help: "Dropout.") var dropout: Float = 0.1
+    @Option(help: "A named configuration: small (d 256, 3+3 layers, the README's BLEU 37 run) or quick (its model, 600 steps). Options given explicitly override it.")
+    var preset: String?
+    @Option(help: "Joint subword vocabulary size (default 8000).") var vocabulary: Int?
+    @Option(help: "Model width (default 256).") var embedding: Int?
+    @Option(help: "Attention heads (default 4).") var heads: Int?
+    @Option(help: "Encoder and decoder layers, each (default 3).") var layers: Int?
+    @Option(help: "Feed-forward width (default 1024).") var feedForward: Int?
+    @Option(help: "Dropout (default 0.1).") var dropout: Float?
     @Option(help: "Label smoothing.") var labelSmoothing: Float = 0.1
     @Option(help: "Normalisation: layer or batch.") var norm = "layer"
     @Option(help: "Attention scorer: dot or additive.") var attention = "dot"
     @Option(help: "Beam size for the test BLEU.") var beam = 4
     @Option(help: "GNMT length penalty exponent for beam search.") var lengthPenalty: Float = 0.6
-    @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 0
+    @Option(help: "Evaluate every N steps (0: only at the end; a preset's default otherwise).") var evalInterval: Int?
+
+    /// The preset named by --preset, if any.
+    var chosenPreset: TranslatePreset? { preset.flatMap(TranslatePreset.named) }
+
+    /// The model's shape: explicit options, else the preset's, else the defaults (the `small` model).
+    var modelConfig: TransformerConfig {
+        var config = chosenPreset?.config ?? TransformerConfig()
+        config.embedding = embedding ?? config.embedding
+        config.heads = heads ?? config.heads
+        config.encoderLayers = layers ?? config.encoderLayers
+        config.decoderLayers = layers ?? config.decoderLayers
+        config.feedForward = feedForward ?? config.feedForward
+        config.dropout = dropout ?? config.dropout
+        config.norm = NormKind(rawValue: norm) ?? .layer
+        config.scorer = AttentionScorer(rawValue: attention) ?? .dot
+        return config
+    }
 
     func validate() throws {
-        guard vocabulary >= 100, embedding >= 1, heads >= 1, layers >= 1, feedForward >= 1, beam >= 1 else {
+        if let preset, TranslatePreset.named(preset) == nil {
+            throw ValidationError("--preset \(preset): use \(TranslatePreset.all.map(\.name).joined(separator: " or ")).")
+        }
+        let config = modelConfig, vocabulary = vocabulary ?? 8000
+        guard vocabulary >= 100, config.embedding >= 1, config.heads >= 1, config.encoderLayers >= 1, config.feedForward >= 1,
+              beam >= 1 else {
             throw ValidationError("--vocabulary ≥ 100; --embedding, --heads, --layers, --feed-forward, --beam ≥ 1.")
         }
-        guard embedding % heads == 0 else { throw ValidationError("--embedding \(embedding) is not divisible by --heads \(heads).") }
-        guard (0..<1).contains(dropout), (0..<1).contains(labelSmoothing) else {
+        guard config.embedding % config.heads == 0 else {
+            throw ValidationError("--embedding \(config.embedding) is not divisible by --heads \(config.heads).")
+        }
+        guard (0..<1).contains(config.dropout), (0..<1).contains(labelSmoothing) else {
             throw ValidationError("--dropout and --label-smoothing must be in [0, 1).")
         }
+        if let evalInterval, evalInterval < 0 { throw ValidationError("--eval-interval \(evalInterval) must not be negative.") }
         guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
         guard AttentionScorer(rawValue: attention) != nil else { throw ValidationError("--attention \(attention): use dot or additive.") }
     }
 
     func run() throws {
+        let preset = chosenPreset
         var defaults = TrainingOptions()
-        defaults.steps = 2500
+        defaults.steps = preset?.steps ?? 2500
         defaults.batchSize = 2000
-        defaults.learningRate = 1e-3
-        defaults.warmupSteps = 500
+        defaults.learningRate = preset?.learningRate ?? 1e-3
+        defaults.warmupSteps = preset?.warmup ?? 500
         defaults.schedule = .inverseSquareRoot
         defaults.weightDecay = 0
         defaults.beta2 = 0.98
-        defaults.evaluationInterval = evalInterval
+        defaults.evaluationInterval = evalInterval ?? preset?.evaluationInterval ?? 0
         var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["mask", "substitute"])
-        var config = TransformerConfig()
-        config.embedding = embedding
-        config.heads = heads
-        config.encoderLayers = layers
-        config.decoderLayers = layers
-        config.feedForward = feedForward
-        config.dropout = dropout
-        config.norm = NormKind(rawValue: norm) ?? .layer
-        config.scorer = AttentionScorer(rawValue: attention) ?? .dot
+        let config = modelConfig
         let data = try common.data.map { try TranslationData.load(directory: URL(fileURLWithPath: $0), testPrefix: testPrefix) }
             ?? TranslationData.multi30k()
         let runtime = try Runtime(common.runtime)
         let communicator = runtime.communicator
-        let task = TranslateTask(data: data, vocabularySize: vocabulary, config: config, options: options,
-                                 tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
+        if let preset, common.batchSize == nil {
+            options.batchSize = preset.tokensPerRank(ranks: communicator.size, gradientAccumulation: options.gradientAccumulation)
+        }
+        let task = TranslateTask(data: data, vocabularySize: vocabulary ?? preset?.vocabulary ?? 8000, config: config,
+                                 options: options, tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
                                  rank: communicator.rank, ranks: communicator.size)
         if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
         if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         try trainer.resumeIfAsked()
-        runtime.log("translate: \(task.model.parameterCount) parameters, vocabulary \(task.tokenizer.count), "
+        runtime.log("translate\(preset.map { " (preset \($0.name))" } ?? ""): \(task.model.parameterCount) parameters, "
+            + "vocabulary \(task.tokenizer.count), global batch \(options.batchSize * communicator.size * options.gradientAccumulation) "
+            + "padded tokens, "
             + "\(data.train.count) training pairs, \(task.stepsPerEpoch) steps an epoch, \(communicator.size) rank(s) × "
             + "\(runtime.threads) thread(s), \(options.steps) steps")
         let outcome = try trainer.run()
@@ -92,7 +118,8 @@ struct TrainTranslate: ParsableCommand {
             "task": .string("translate"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
             "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
             "val_loss": .number(valLoss), "bleu": .number(score.score), "tokens_per_s": .number(outcome.unitsPerSecond),
-            "threads": .integer(runtime.threads),
+            "threads": .integer(runtime.threads), "preset": preset.map { .string($0.name) } ?? .null,
+            "global_batch_tokens": .integer(options.batchSize * communicator.size * options.gradientAccumulation),
         ])
     }
 }
@@ -108,6 +135,8 @@ struct Translate: ParsableCommand {
     @Option(help: "GNMT length penalty exponent.") var lengthPenalty: Float = 0.6
     @Option(help: "Sentences decoded together.") var batchSize = 64
     @Option(help: "Compute threads.") var threads: Int?
+    @Flag(help: "Re-run the decoder over the whole prefix at every step instead of caching keys and values (slow; the reference).")
+    var noCache = false
 
     func validate() throws {
         guard beam >= 1, batchSize >= 1 else { throw ValidationError("--beam and --batch-size must be at least 1.") }
@@ -117,7 +146,8 @@ struct Translate: ParsableCommand {
     func run() throws {
         BLAS.setThreadCount(threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let folder = Checkpoint.folder(forPath: checkpoint)
-        let translator = try loadTranslator(folder)
+        var translator = try loadTranslator(folder)
+        translator.usesCache = !noCache
         var lines: [String] = []
         while let line = readLine(strippingNewline: true) { lines.append(line) }
         for output in translator.translate(lines, beam: beam, lengthPenalty: lengthPenalty, batchSize: batchSize) {

@@ -40,6 +40,37 @@ import _ReplicaTestSupport
         let translated = try runProcess("/bin/sh", ["-c", "\(replicaExecutable) translate --checkpoint \(Self.checkpoints.path) --beam 2 --threads 1 < \(input.path)"])
         #expect(translated.status == 0, "\(translated.standardError)")
         #expect(translated.standardOutput.filter { $0 == "\n" }.count == 2, "one line out per line in")
+        // The key/value cache changes the speed, not the output: the same lines as the full-prefix decoder.
+        for beam in ["1", "2"] {
+            let command = "\(replicaExecutable) translate --checkpoint \(Self.checkpoints.path) --beam \(beam) --threads 1"
+            let cached = try runProcess("/bin/sh", ["-c", "\(command) < \(input.path)"])
+            let uncached = try runProcess("/bin/sh", ["-c", "\(command) --no-cache < \(input.path)"])
+            #expect(cached.status == 0 && uncached.status == 0, "\(cached.standardError) \(uncached.standardError)")
+            #expect(cached.standardOutput == uncached.standardOutput, "beam \(beam)")
+        }
+    }
+
+    /// A preset fixes the global batch (2000 padded tokens): 2 ranks take 1000 each; explicit options win.
+    @Test(arguments: [1, 2])
+    func aPresetKeepsTheGlobalBatchWhateverTheRanks(ranks: Int) throws {
+        let arguments = ["train", "translate", "--preset", "quick", "--data", Self.corpus.path, "--steps", "2",
+                         "--vocabulary", "300", "--embedding", "16", "--heads", "2", "--layers", "1", "--feed-forward", "32",
+                         "--beam", "1", "--eval-interval", "0", "--threads", "1", "--json", "--quiet"]
+        let result = ranks == 1 ? try runProcess(replicaExecutable, arguments)
+            : try runProcess(mpirunPath, mpirunArguments(ranks: ranks) + [replicaExecutable] + arguments)
+        #expect(result.status == 0, "\(result.standardError)")
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(result.lines.last!.utf8)) as? [String: Any])
+        #expect(summary["preset"] as? String == "quick")
+        #expect(summary["global_batch_tokens"] as? Int == 2000)
+        #expect(summary["steps"] as? Int == 2, "--steps overrides the preset's 600")
+        #expect(summary["param_count"] as? Int ?? 0 < 100_000, "--embedding 16 overrides the preset's 256")
+        #expect(result.standardError.contains("(preset quick)"), "\(result.standardError)")
+    }
+
+    @Test func anUnknownPresetIsAUserError() throws {
+        let result = try runProcess(replicaExecutable, ["train", "translate", "--preset", "huge", "--steps", "1"])
+        #expect(result.status != 0)
+        #expect(result.standardError.contains("--preset huge"), "\(result.standardError)")
     }
 
     @Test func twoRanksTrainTogether() throws {
