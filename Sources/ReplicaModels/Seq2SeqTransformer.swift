@@ -48,10 +48,21 @@ public final class Seq2SeqTransformer {
         embedding = Embedding("embedding", count: config.vocabularySize, dimension: C, arena: arena)
         sourceDropout = Dropout(probability: config.dropout, tag: 1)
         targetDropout = Dropout(probability: config.dropout, tag: 2)
-        encoderLayers = (0..<config.encoderLayers).map { EncoderLayer("encoder.layers.\($0)", index: $0, config: config, arena: arena) }
+        var encoderOffsets: [Int] = [], decoderOffsets: [Int] = []
+        encoderLayers = (0..<config.encoderLayers).map {
+            encoderOffsets.append(arena.count)
+            return EncoderLayer("encoder.layers.\($0)", index: $0, config: config, arena: arena)
+        }
+        encoderNormOffset = arena.count
         encoderNorm = makeNormalization(config.norm, "encoder.norm", features: C, arena: arena)
-        decoderLayers = (0..<config.decoderLayers).map { DecoderLayer("decoder.layers.\($0)", index: $0, config: config, arena: arena) }
+        decoderLayers = (0..<config.decoderLayers).map {
+            decoderOffsets.append(arena.count)
+            return DecoderLayer("decoder.layers.\($0)", index: $0, config: config, arena: arena)
+        }
+        decoderNormOffset = arena.count
         decoderNorm = makeNormalization(config.norm, "decoder.norm", features: C, arena: arena)
+        encoderLayerOffsets = encoderOffsets
+        decoderLayerOffsets = decoderOffsets
         positionTable = (0..<(config.maximumLength * C)).map { Seq2SeqTransformer.positionalEncoding($0 / C, $0 % C, C) }
         arena.allocate()
     }
@@ -119,25 +130,46 @@ public final class Seq2SeqTransformer {
     }
 
     /// Adds every parameter's gradient from the logits' gradient [B·T, V] (after `encode` and `decode`).
+    /// Where each layer's and norm's parameters start in the arena (for `gradientsReady`).
+    let encoderLayerOffsets: [Int], decoderLayerOffsets: [Int]
+    let encoderNormOffset: Int, decoderNormOffset: Int
+
+    /// Adds every parameter's gradient.
     public func backward(_ logitsGradient: Tensor) {
+        backward(logitsGradient, gradientsReady: { _ in })
+    }
+
+    /// Adds every parameter's gradient; `gradientsReady(offset)` is called each time every
+    /// gradient at arena offsets ≥ offset is final (decoder norm, decoder layers from the last,
+    /// encoder norm, encoder layers, then the shared embedding at 0), so all-reduce buckets can
+    /// start during backward.
+
+    public func backward(_ logitsGradient: Tensor, gradientsReady: (Int) throws -> Void) rethrows {
         guard let hidden = decoderHidden else { preconditionFailure("Seq2SeqTransformer.backward before decode") }
         let weight = embedding.weight
         gemm(logitsGradient, transposingA: true, hidden, into: arena.gradient(weight), beta: 1)
         var dx = Tensor(uninitialized: hidden.shape)
         gemm(logitsGradient, arena.value(weight), into: dx)
         dx = decoderNorm.backward(dx)
+        try gradientsReady(decoderNormOffset)
         var dMemory = Tensor(zeros: [shape.B * shape.S, config.embedding])
-        for layer in decoderLayers.reversed() {
+        for (layer, offset) in zip(decoderLayers, decoderLayerOffsets).reversed() {
             let (dInput, dLayerMemory) = layer.backward(dx)
             add(dLayerMemory, into: dMemory)
             dx = dInput
+            try gradientsReady(offset)
         }
         dx = targetDropout.backward(dx)
         embedBackward(dx, ids: targetIds)
         dMemory = encoderNorm.backward(dMemory)
-        for layer in encoderLayers.reversed() { dMemory = layer.backward(dMemory) }
+        try gradientsReady(encoderNormOffset)
+        for (layer, offset) in zip(encoderLayers, encoderLayerOffsets).reversed() {
+            dMemory = layer.backward(dMemory)
+            try gradientsReady(offset)
+        }
         dMemory = sourceDropout.backward(dMemory)
         embedBackward(dMemory, ids: sourceIds)
+        try gradientsReady(0)
     }
 
     // MARK: - Embedding with sinusoidal positions

@@ -128,7 +128,7 @@ public final class TranslateTask: DataParallelTask {
         let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
                                   memory: memory, memoryMask: batch.sourceMask, batch: B, length: batch.targetLength)
         let value = loss.forward(logits: logits, targets: batch.targetOutput, normalizer: normalizer)
-        model.backward(loss.backward())
+        try model.backward(loss.backward()) { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
     }
 

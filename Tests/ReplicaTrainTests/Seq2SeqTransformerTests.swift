@@ -45,6 +45,29 @@ import _ReplicaTestSupport
 
     static let cases: [(NormKind, AttentionScorer)] = [(.layer, .dot), (.batch, .dot), (.layer, .additive)]
 
+    /// Backward reports arena offsets above which every gradient is final (so all-reduce buckets
+    /// can start during backward): nothing at or above a reported offset may change afterwards,
+    /// and the reports run from the decoder norm down to 0.
+    @Test(arguments: [NormKind.layer, .batch])
+    func gradientsReportedReadyDoNotChangeAfterwards(norm: NormKind) {
+        let model = Self.tiny(norm: norm)
+        let crossEntropy = CrossEntropy(labelSmoothing: 0.1, ignoreIndex: -100)
+        model.arena.zeroGradients()
+        _ = loss(model, crossEntropy)
+        let gradients = model.arena.gradients
+        var reports: [(offset: Int, values: [Float])] = []
+        model.backward(crossEntropy.backward()) { offset in
+            reports.append((offset, (offset..<gradients.count).map { gradients.pointer[$0] }))
+        }
+        #expect(reports.map(\.offset) == reports.map(\.offset).sorted(by: >))
+        #expect(reports.count == 2 + 2 + 2 + 1 && reports.last?.offset == 0)
+        for report in reports {
+            let now = (report.offset..<gradients.count).map { gradients.pointer[$0] }
+            #expect(now == report.values, "gradients at offsets ≥ \(report.offset) changed after being reported final")
+        }
+        #expect(reports.first!.values.contains { $0 != 0 })
+    }
+
     /// Per parameter tensor: a random direction in that tensor alone, central differences.
     /// One direction over all parameters at once would move many ReLU inputs across their kink
     /// in this deep a model; per tensor, the error stays at float rounding: |Δ| ≤ 2% · |g| + 5e-4
