@@ -170,3 +170,12 @@ public struct PaddedBatch: Sendable, Equatable {
                            sourceMask: sourceMask, targetInput: targetInput, targetOutput: targetOutput)
     }
 }
+
+/// Part `part` of `parts` nearly equal contiguous pieces of a global batch (the first
+/// `count % parts` pieces one longer): rank r's share of micro-step m is part m·ranks + r.
+public func contiguousShare(of global: [Int], part: Int, parts: Int) -> [Int] {
+    precondition(parts >= 1 && (0..<parts).contains(part), "part \(part) of \(parts)")
+    let base = global.count / parts, extra = global.count % parts
+    let start = part * base + min(part, extra)
+    return Array(global[start..<(start + base + (part < extra ? 1 : 0))])
+}

@@ -216,10 +216,7 @@ public final class MLMTask: DataParallelTask {
     func slice(step: Int, micro: Int) -> [Int] {
         let all = batches(epoch: 0).count
         let global = batches(epoch: step / all)[step % all]
-        let parts = ranks * options.gradientAccumulation, part = micro * ranks + rank
-        let base = global.count / parts, extra = global.count % parts
-        let start = part * base + min(part, extra)
-        return Array(global[start..<(start + base + (part < extra ? 1 : 0))])
+        return contiguousShare(of: global, part: micro * ranks + rank, parts: ranks * options.gradientAccumulation)
     }
 
     /// This rank's masked micro-batch (drawn once per step and kept for `trainMicroStep`).
