@@ -5,7 +5,7 @@ import ReplicaModels
 
 /// A checkpoint's token-embedding matrix: one row per vocabulary token, special tokens left out.
 public struct EmbeddingTable: Sendable {
-    /// The task that wrote the checkpoint ("charlm", "translate", "mlm").
+    /// The task that wrote the checkpoint ("charlm", "translate", "mlm", "cbow", "gat", "graphmae").
     public var task: String
     /// The tensor's name in `model.safetensors`.
     public var tensorName: String
@@ -62,9 +62,18 @@ public struct EmbeddingTable: Sendable {
                 throw UserError("\(stateFile): lacks \"vocab\" (the words); the checkpoint is damaged")
             }
             return (CBOW.inputEmbeddingName, vocabulary, 0, contents.state["counts"] as? [Int])
+        case "gat", "graphmae":
+            // Graph models: the first layer's weight [F, D] holds one vector per input feature
+            // (for Cora, per word of the bag-of-words vocabulary): the graph's token embedding.
+            let name = contents.task == "graphmae" ? "encoder.layers.0.weight"
+                : contents.model["gat.layers.0.weight"] != nil ? "gat.layers.0.weight" : "net.layers.0.weight"
+            guard let rows = contents.model[name]?.shape.first else {
+                throw UserError("\(contents.folder.appendingPathComponent("model.safetensors").path): has no tensor \(name); the checkpoint is damaged")
+            }
+            return (name, (0..<rows).map { "feature \($0)" }, 0, nil)
         default:
             throw UserError("\(contents.folder.path): is a checkpoint of task '\(contents.task)', which has no token embeddings; "
-                + "analyze embeddings reads charlm, translate, mlm and cbow checkpoints")
+                + "analyze embeddings reads charlm, translate, mlm, cbow, gat and graphmae checkpoints")
         }
     }
 

@@ -79,6 +79,20 @@ import _ReplicaTestSupport
         #expect(report["norm_log_frequency_correlation"] is NSNull)
     }
 
+    @Test(arguments: [["gat"], ["gat", "--model", "gcn"], ["graphmae"]])
+    func aGraphCheckpointsInputFeatureVectorsAreAnalysed(model: [String]) throws {
+        let checkpoints = Self.folder.appendingPathComponent(model.joined(separator: "-"))
+        let trained = try runProcess(replicaExecutable, ["train"] + model + ["--epochs", "2", "--quiet", "--threads", "1",
+                                                                             "--checkpoint-dir", checkpoints.path]
+                                     + (model[0] == "graphmae" ? ["--hidden", "16", "--heads", "2", "--probe-epochs", "2"] : []))
+        #expect(trained.status == 0, "\(trained.standardError)")
+        let analysis = try runProcess(replicaExecutable, ["analyze", "embeddings", "--checkpoint", checkpoints.path, "--json"])
+        #expect(analysis.status == 0, "\(analysis.standardError)")
+        let report = try Self.lastJSON(analysis)
+        #expect(report["task"] as? String == model[0])
+        #expect(report["tokens"] as? Int == 1433, "one vector per Cora feature (word)")
+    }
+
     @Test func aBadCheckpointIsOneErrorLine() throws {
         let missing = try runProcess(replicaExecutable, ["analyze", "embeddings", "--checkpoint", "/nonexistent/replica-ckpt"])
         #expect(missing.status == 1)
