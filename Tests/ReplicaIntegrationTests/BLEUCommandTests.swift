@@ -25,19 +25,6 @@ import _ReplicaTestSupport
         try runProcess(replicaExecutable, ["bleu"] + arguments, timeout: 60)
     }
 
-    func expectUserFailure(_ result: ProcessResult, naming path: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(result.status == 1, "status \(result.status): \(result.standardError)", sourceLocation: sourceLocation)
-        let lines = result.standardError.split(separator: "\n", omittingEmptySubsequences: true)
-        #expect(lines.count == 1 && lines.first?.hasPrefix("Error:") == true,
-                "stderr must be one Error: line, got: \(result.standardError)", sourceLocation: sourceLocation)
-        #expect(result.standardError.contains(path), "the message must name \(path): \(result.standardError)",
-                sourceLocation: sourceLocation)
-        #expect(result.standardOutput.isEmpty, "no output on error: \(result.standardOutput)", sourceLocation: sourceLocation)
-        for marker in ["Fatal error", "Stack dump", "backtrace", "Current stack trace", "Illegal instruction"] {
-            #expect(!result.standardError.contains(marker), sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func printsSacreBLEUsLine() throws {
         let reference = try write(Self.referenceText, to: "line.ref")
         let hypothesis = try write(Self.hypothesisText, to: "line.hyp")
@@ -87,14 +74,14 @@ import _ReplicaTestSupport
     @Test func aMissingFileIsAUserError() throws {
         let reference = try write(Self.referenceText, to: "missing.ref")
         let absent = Self.folder.appendingPathComponent("no-such-hypothesis.txt").path
-        expectUserFailure(try bleu(["--reference", reference, "--hypothesis", absent]), naming: absent)
-        expectUserFailure(try bleu(["--reference", absent, "--hypothesis", reference]), naming: absent)
+        expectUserFailure(try bleu(["--reference", reference, "--hypothesis", absent]), naming: absent, noOutput: true)
+        expectUserFailure(try bleu(["--reference", absent, "--hypothesis", reference]), naming: absent, noOutput: true)
     }
 
     @Test func unequalLineCountsAreAUserError() throws {
         let reference = try write(Self.referenceText, to: "count.ref")
         let hypothesis = try write("the cat sat on a mat.\nA dog barked.\n", to: "count.hyp")
-        expectUserFailure(try bleu(["--reference", reference, "--hypothesis", hypothesis]), naming: hypothesis)
+        expectUserFailure(try bleu(["--reference", reference, "--hypothesis", hypothesis]), naming: hypothesis, noOutput: true)
     }
 
     @Test func invalidUTF8IsAUserError() throws {
@@ -102,7 +89,7 @@ import _ReplicaTestSupport
         let url = Self.folder.appendingPathComponent("latin1.hyp")
         try Data([0x63, 0x61, 0x66, 0xE9, 0x0A, 0x61, 0x0A, 0x62, 0x0A]).write(to: url)   // "café" in Latin-1
         let result = try bleu(["--reference", reference, "--hypothesis", url.path])
-        expectUserFailure(result, naming: url.path)
+        expectUserFailure(result, naming: url.path, noOutput: true)
         #expect(result.standardError.contains("UTF-8"))
     }
 }

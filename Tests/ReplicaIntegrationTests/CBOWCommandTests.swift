@@ -29,16 +29,6 @@ enum CBOWFixtures {
         try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
     }
 
-    /// Exit 1 with one stderr line starting "Error:" that names `path`; no crash report.
-    func expectUserFailure(_ result: ProcessResult, naming path: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(result.status == 1, "status \(result.status): \(result.standardError)", sourceLocation: sourceLocation)
-        let lines = result.standardError.split(separator: "\n", omittingEmptySubsequences: true)
-        #expect(lines.count == 1 && lines.first?.hasPrefix("Error:") == true,
-                "stderr must be one Error: line, got: \(result.standardError)", sourceLocation: sourceLocation)
-        #expect(result.standardError.contains(path), "the message must name \(path): \(result.standardError)",
-                sourceLocation: sourceLocation)
-    }
-
     @Test func trainingPrintsTheCBOWSummaryAsTheLastLine() throws {
         let (result, _) = try CBOWFixtures.training.get()
         #expect(result.status == 0, "\(result.standardError)")

@@ -52,19 +52,6 @@ enum CharLMFixtures {
         try runProcess(replicaExecutable, ["generate"] + arguments, timeout: 60)
     }
 
-    /// Exit 1, exactly one stderr line starting "Error:", no crash report; the message names `path`.
-    func expectUserFailure(_ result: ProcessResult, naming path: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(result.status == 1, "status \(result.status): \(result.standardError)", sourceLocation: sourceLocation)
-        let lines = result.standardError.split(separator: "\n", omittingEmptySubsequences: true)
-        #expect(lines.count == 1 && lines.first?.hasPrefix("Error:") == true,
-                "stderr must be one Error: line, got: \(result.standardError)", sourceLocation: sourceLocation)
-        #expect(result.standardError.contains(path), "the message must name \(path): \(result.standardError)",
-                sourceLocation: sourceLocation)
-        for marker in ["Fatal error", "Stack dump", "backtrace", "Current stack trace", "Illegal instruction"] {
-            #expect(!result.standardError.contains(marker), sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func trainingPrintsTheCharLMSummaryAsTheLastLine() throws {
         let (result, _) = try CharLMFixtures.training.get()
         #expect(result.status == 0, "\(result.standardError)")
