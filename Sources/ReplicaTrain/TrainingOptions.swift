@@ -45,7 +45,7 @@ public struct TrainingOptions: Sendable {
         [
             "seed": "\(seed)", "steps": "\(steps)", "batch_size": "\(batchSize)", "grad_accum": "\(gradientAccumulation)",
             "lr": "\(learningRate)", "min_lr": "\(minimumLearningRate.map { "\($0)" } ?? "default")",
-            "warmup": "\(warmupSteps)", "schedule": schedule.rawValue, "weight_decay": "\(weightDecay)",
+            "warmup": "\(warmupSteps)", "schedule": schedule.rawValue, "weight_decay": "\(weightDecay)", "beta2": "\(beta2)",
             "clip": "\(clip)", "optimizer": optimizer.rawValue, "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)", "sync_bn": "\(syncBatchNorm)",
             "augment": augmentation.keys.sorted().map { "\($0)=\(augmentation[$0]!)" }.joined(separator: ","),
         ]

@@ -32,6 +32,10 @@ struct CommonTrainOptions: ParsableArguments {
     var warmup: Int?
     @Option(help: "Learning-rate schedule: constant, cosine or inverse-sqrt.")
     var schedule: String?
+    @Option(help: "Floor of the cosine schedule (default: the task's; charlm lr/10, as nanoGPT's min_lr).")
+    var minLr: Float?
+    @Option(help: "Adam's β2, the second-moment decay (default: the task's; charlm 0.99).")
+    var beta2: Float?
     @Option(help: "AdamW's decoupled weight decay (not on biases and norms).")
     var weightDecay: Float?
     @Option(help: "Clip gradients to this global L2 norm (0: off; default 1 for Transformers, off for GAT).")
@@ -71,6 +75,9 @@ struct CommonTrainOptions: ParsableArguments {
         guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
         if let clip, clip < 0 { throw ValidationError("--clip \(clip) must not be negative.") }
+        if let minLr, !(minLr >= 0) { throw ValidationError("--min-lr \(minLr) must not be negative.") }
+        if let minLr, let lr, minLr > lr { throw ValidationError("--min-lr \(minLr) is above --lr \(lr).") }
+        if let beta2, !(0..<1).contains(beta2) { throw ValidationError("--beta2 \(beta2) must be in [0, 1).") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs \(epochs) must be at least 1.") }
         if epochs != nil && steps != nil { throw ValidationError("give --steps or --epochs, not both.") }
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must not be negative.") }
@@ -88,6 +95,8 @@ struct CommonTrainOptions: ParsableArguments {
         options.warmupSteps = warmup ?? defaults.warmupSteps
         options.schedule = try schedule.map(LearningRateSchedule.parse) ?? defaults.schedule
         options.weightDecay = weightDecay ?? defaults.weightDecay
+        options.minimumLearningRate = minLr ?? defaults.minimumLearningRate
+        options.beta2 = beta2 ?? defaults.beta2
         options.clip = clip ?? defaults.clip
         options.scaleLearningRate = scaleLr
         options.gradientAccumulation = gradAccum

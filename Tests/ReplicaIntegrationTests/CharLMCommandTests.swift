@@ -141,6 +141,26 @@ enum CharLMFixtures {
         #expect(first.standardOutput.unicodeScalars.count == 2 + 40 + 1)
     }
 
+    @Test func minLrAndBeta2ReachTheScheduleAndTheCheckpoint() throws {
+        let directory = CharLMFixtures.folder.appendingPathComponent("min-lr-run")
+        let metrics = CharLMFixtures.folder.appendingPathComponent("min-lr-metrics.jsonl")
+        let arguments = CharLMFixtures.trainArguments(data: try CharLMFixtures.textFile.get(), checkpointDirectory: directory.path)
+            + ["--lr", "0.001", "--warmup", "0", "--min-lr", "0", "--beta2", "0.95", "--metrics", metrics.path]
+        let result = try runProcess(replicaExecutable, arguments, timeout: 120)
+        try #require(result.status == 0, "\(result.standardError)")
+        let steps = try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n").map { try jsonObject(String($0)) }
+        let rates = steps.compactMap { $0["lr"] as? Double }
+        try #require(rates.count == 20, "one lr a step: \(rates)")
+        // Cosine from 1e-3 to 0 over 20 steps: the last is far below the default floor lr/10.
+        #expect(rates[0] > 0.99e-3 && rates[19] < 0.02e-3, "\(rates)")
+        let state = try jsonObject(String(decoding: try Data(contentsOf: directory.appendingPathComponent("step-00000020/state.json")),
+                                          as: UTF8.self))
+        let fields = try #require(state["config_fields"] as? [String: String], "\(state)")
+        #expect(fields["min_lr"] == "0.0" && fields["beta2"] == "0.95", "\(fields)")
+        let bad = try runProcess(replicaExecutable, arguments + ["--beta2", "1"], timeout: 60)
+        #expect(bad.status != 0 && bad.standardError.contains("--beta2"), "\(bad.standardError)")
+    }
+
     @Test func aMissingDataFileIsAUserError() throws {
         let path = CharLMFixtures.folder.appendingPathComponent("absent.txt").path
         let result = try runProcess(replicaExecutable, CharLMFixtures.trainArguments(
