@@ -17,11 +17,20 @@ Model of one step on p ranks (per-rank batch b):
   + exposed all-reduce + 2 small blocking all-reduces (the token count and the finiteness flag).
   Gradients (charlm: 804,096 floats) go in buckets built as Replica builds them (whole parameters,
   last first, ≤ --bucket-mb). Backward takes 2/3 of the compute (twice the forward's FLOPs) and
-  finishes parameters at a rate proportional to their size; with overlap each bucket starts when
-  backward has finished it and the link is free, without overlap all start after backward.
+  finishes parameters at a rate proportional to their size.
+  Progress only inside MPI calls (Open MPI has no progress thread for TCP or shared memory): during
+  backward, the GradientReducer calls MPI_Test at 6 poll points (after the final LayerNorm, after
+  each of the 4 blocks, at the end); after backward, MPI_Wait progresses all the time. With overlap
+  a bucket is posted at the first poll after its parameters are final; without, all are posted when
+  backward ends. Each round of an all-reduce's schedule is posted when the previous one is seen
+  complete (at a poll); a message above the eager limit (TCP 64 KiB, shared memory 4 KiB) is a
+  rendezvous: over TCP it needs the receiver's match and then the sender's sight of the
+  acknowledgement (two more polls) before its data leaves; the receiver sees the data at its next
+  poll. Data occupies its link for α + bytes·β; concurrent all-reduces queue on a link (a shaped link
+  is one token bucket for both directions, see `simulate_allreduce`).
   Exposed = max(0, end of the last bucket's all-reduce − end of backward).
   One all-reduce of n bytes is simulated message by message on the rank placement (consecutive ranks
-  on a node), each round lasting as long as its busiest link direction (α + bytes·β of that link):
+  on a node), each round lasting as long as its busiest link (α + bytes·β of that link):
     binomial: what Open MPI 4.1 runs for Replica's in-place MPI_Iallreduce (libnbc picks its binomial
       reduce + broadcast whenever the buffer is MPI_IN_PLACE): 2⌈log2 p⌉ rounds of n bytes;
     ring: 2(p−1) rounds of n/p bytes, 2(p−1)/p·n a rank: the bandwidth-optimal algorithm.
@@ -44,16 +53,34 @@ PARAMETERS = [VOCAB * C, BLOCK * C] + [C, 3 * C * C, C * C, C, 4 * C * C, 4 * C 
 
 
 def buckets(max_bytes):
-    """Replica's ParameterArena.buckets: whole parameters from the last, each bucket ≤ max_bytes if it can."""
-    result, current = [], 0
-    for size in reversed(PARAMETERS):
+    """Replica's ParameterArena.buckets: whole parameters from the last, each bucket ≤ max_bytes if it can.
+
+    Returns (bytes, index of the bucket's first parameter in arena order), last layer first."""
+    result, current, lowest = [], 0, len(PARAMETERS)
+    for index in reversed(range(len(PARAMETERS))):
+        size = PARAMETERS[index]
         if current and (current + size) * FLOAT > max_bytes:
-            result.append(current)
+            result.append((current * FLOAT, lowest))
             current = 0
         current += size
+        lowest = index
     if current:
-        result.append(current)
-    return [count * FLOAT for count in result]  # bytes, last layer first
+        result.append((current * FLOAT, lowest))
+    return result
+
+
+def poll_points(compute, backward):
+    """When GradientReducer polls (MPI_Test) during backward: [(time, lowest finished parameter index)].
+
+    GPT.backward reports after the final LayerNorm (with the tied head), after each block, and at the
+    end (the embeddings); backward finishes parameters at a rate proportional to their size."""
+    total, start = sum(PARAMETERS), compute - backward
+    per_block = len(PARAMETERS[2:-1]) // LAYERS
+    points, finished = [], 0
+    for lowest in [len(PARAMETERS) - 1] + [2 + per_block * layer for layer in reversed(range(LAYERS))] + [0]:
+        finished = sum(PARAMETERS[lowest:])
+        points.append((start + backward * finished / total, lowest))
+    return points
 
 
 def fit_link(path, messages_per_byte):
@@ -91,38 +118,80 @@ def rounds_ring(p, n):
     return [[(v, (v + 1) % p, n / p) for v in range(p)] for _ in range(2 * (p - 1))]
 
 
-def allreduce_seconds(n, p, node_of, links, algorithm):
-    """Time of one all-reduce of n bytes; links['local'] within a node, links['link'] between nodes."""
+# Open MPI 4.1's eager limits: shared memory (vader) 4 KiB, TCP 64 KiB. A larger message is a rendezvous:
+# the receiver must match it inside an MPI call; over TCP the sender then needs the receiver's
+# acknowledgement (another MPI call) before the rest of the data leaves; vader's receiver copies it itself.
+EAGER_BYTES = {"local": 4 << 10, "link": 64 << 10}
+
+
+def simulate_allreduce(n, p, node_of, links, algorithm, posted, poll, link_free):
+    """End time of one non-blocking all-reduce of n bytes posted at `posted`.
+
+    Progress happens only inside MPI calls: `poll(t)` is the first time ≥ t at which the ranks are in
+    one (during backward the GradientReducer's MPI_Test calls; after it, MPI_Wait: any time). Each
+    round of the schedule is posted when the previous one is seen complete; a message's data occupies
+    its channel (a link direction, or a node's memory) for α + bytes·β, after what its protocol needs.
+    `link_free` (channel -> time) is shared by the concurrent all-reduces and updated."""
     if p == 1:
-        return 0.0
+        return posted
+    beta_index = 2 if algorithm == "ring" else 1   # the ring sends and receives on every link at once
     rounds = rounds_binomial(p, n) if algorithm == "binomial" else rounds_ring(p, n)
-    total = 0.0
+    now = posted
     for messages in rounds:
         channels = {}
         for source, target, size in messages:
             a, b = node_of(source), node_of(target)
-            channel = ("local", a) if a == b else ("link", a, b)
+            # A shaped link is one token bucket: data one way slows the other (its acknowledgements
+            # queue behind it), so concurrent binomial all-reduces share the link whichever way they go;
+            # the ring's β is already its both-ways rate, per direction.
+            ends = (a, b) if algorithm == "ring" else (min(a, b), max(a, b))
+            channel = ("local", a) if a == b else ("link", *ends)
             channels[channel] = channels.get(channel, 0) + size
-        # A link is (α, β one way, β both ways): the ring sends and receives on every link at once.
-        beta = 2 if algorithm == "ring" else 1
-        total += max(links[c[0]][0] + size * links[c[0]][beta] for c, size in channels.items())
-    return total
+        done = now
+        for channel, size in channels.items():
+            kind = channel[0]
+            alpha, beta = links[kind][0], links[kind][beta_index]
+            if size <= EAGER_BYTES[kind]:
+                ready = now
+            elif kind == "local":
+                ready = poll(now + alpha)                    # the receiver matches, then copies
+            else:
+                ready = poll(poll(now + alpha) + alpha)      # match, then the sender sees the acknowledgement
+            start = max(ready, link_free.get(channel, 0.0))
+            link_free[channel] = start + alpha + size * beta
+            arrived = link_free[channel]
+            # vader's receiver copies inside its own MPI call; otherwise it sees the data at its next call.
+            done = max(done, arrived if (kind == "local" and size > EAGER_BYTES[kind]) else poll(arrived))
+        now = done
+    return now
+
+
+def allreduce_seconds(n, p, node_of, links, algorithm):
+    """Time of one blocking all-reduce of n bytes (progress all the time)."""
+    return simulate_allreduce(n, p, node_of, links, algorithm, 0.0, lambda t: t, {})
 
 
 def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm):
-    """Predicted seconds per step, and the exposed all-reduce seconds (compute and rest as the ranks see them)."""
+    """Predicted seconds per step, and the exposed all-reduce seconds (compute and rest as the ranks see them).
+
+    With overlap, a bucket is posted at the first poll after backward has finished its parameters
+    and advances only at the polls until backward ends; without, all are posted after backward."""
     ppn = math.ceil(p / nodes)
     node_of = lambda rank: rank // ppn  # noqa: E731
     backward = compute * 2 / 3
-    sizes = buckets(bucket_mb * 1024 * 1024)
-    total_bytes = sum(sizes)
-    link_free, finished = 0.0, 0
-    for size in sizes:
-        finished += size
-        ready = compute - backward + backward * finished / total_bytes if overlap else compute
-        start = max(ready, link_free)
-        link_free = start + allreduce_seconds(size, p, node_of, links, algorithm)
-    exposed = max(0.0, link_free - compute) if p > 1 else 0.0
+    points = poll_points(compute, backward) if overlap else [(compute, 0)]
+    times = [t for t, _ in points]
+
+    def poll(t):
+        if t >= compute:
+            return t
+        return next(q for q in times if q >= t)
+
+    link_free, end = {}, compute
+    for size, lowest in buckets(bucket_mb * 1024 * 1024):
+        posted = next(t for t, finished in points if finished <= lowest)
+        end = max(end, simulate_allreduce(size, p, node_of, links, algorithm, posted, poll, link_free))
+    exposed = end - compute if p > 1 else 0.0
     small = 2 * allreduce_seconds(16, p, node_of, links, algorithm)
     return compute + rest + exposed + small, exposed
 

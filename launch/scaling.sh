@@ -16,7 +16,9 @@
 # left out and the CSV says so by their absence.
 # Knobs (environment): REPLICA_BIN (default .build/release/replica), RATES ("100mbit 1gbit 10gbit"),
 # BUCKETS ("25 0.5", MiB: 25 is one bucket for the 3.2 MB of charlm gradients, 0.5 gives 7),
-# STEPS (timed bench steps, 20), REPEATS (runs of each configuration, the fastest kept; 1).
+# STEPS (timed bench steps, 20), REPEATS (runs of each configuration, the fastest kept; 1),
+# LOCAL_REPEATS (the same for the one-node runs, which take seconds and whose ranks share the cores
+# with the OS and each other, so one run can catch a disturbance; 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -35,7 +37,8 @@ RATES=${RATES:-"100mbit 1gbit 10gbit"}
 BUCKETS=${BUCKETS:-"25 0.5"}
 STEPS=${STEPS:-20}
 REPEATS=${REPEATS:-1}
-if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8; fi
+LOCAL_REPEATS=${LOCAL_REPEATS:-3}
+if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8 LOCAL_REPEATS=1; fi
 BINARY=$(realpath "${REPLICA_BIN:-.build/release/replica}" 2>/dev/null || true)
 [[ -x $BINARY ]] || { swift build -c release --product replica; BINARY=$root/.build/release/replica; }
 export REPLICA_BIN=$BINARY
@@ -55,8 +58,9 @@ run() {
     shift 4
     local arguments=("$@" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json)
     [[ $overlap == off ]] && arguments+=(--no-overlap)
-    local attempt line
-    for ((attempt = 1; attempt <= REPEATS; attempt++)); do
+    local attempt line repeats=$REPEATS
+    [[ $nodes == 1 ]] && repeats=$LOCAL_REPEATS
+    for ((attempt = 1; attempt <= repeats; attempt++)); do
         if [[ $nodes == 1 ]]; then
             line=$(mpirun "${flags[@]}" --bind-to none -np "$ranks" "$BINARY" "${arguments[@]}" 2>/dev/null | tail -n 1)
         else
@@ -98,7 +102,7 @@ for batch in 12 24 6; do
     mode=weak
     [[ $batch == 24 ]] && mode=strong
     [[ $batch == 6 ]] && mode=compute
-    REPEATS=$((REPEATS + 1)) run 1 "$batch" 25 on bench step --model charlm --steps "$STEPS" --warmup-steps 3
+    LOCAL_REPEATS=$((LOCAL_REPEATS + 1)) run 1 "$batch" 25 on bench step --model charlm --steps "$STEPS" --warmup-steps 3
 done
 sweep "2 4" "$STEPS"
 echo "== one node: replica train charlm (30 steps, weak)"
