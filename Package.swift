@@ -83,7 +83,8 @@ let package = Package(
 
         // MARK: - Tests
 
-        .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore"]),
+        /// Finite differences, tolerances, subprocesses, and fixtures cut from the embedded data sets.
+        .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore", "ReplicaData"]),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),

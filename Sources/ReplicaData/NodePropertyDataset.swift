@@ -55,10 +55,7 @@ public struct NodePropertyDataset: Sendable, Equatable {
     /// The embedded Cora (Planetoid public split): 2,708 nodes, 1,433 binary features, 7 classes,
     /// 5,278 edges, 140 / 500 / 1,000 train / validation / test nodes.
     public static func cora() throws -> NodePropertyDataset {
-        guard let directory = Bundle.module.url(forResource: "cora", withExtension: nil) else {
-            throw UserError("the embedded Cora is missing from the package resources; rebuild replica")
-        }
-        return try load(directory: directory, name: "cora")
+        try load(directory: EmbeddedData.coraDirectory(), name: "cora")
     }
 
     /// Reads the OGB raw layout under `directory` (see the type's documentation).

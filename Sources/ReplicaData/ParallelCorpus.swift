@@ -45,10 +45,7 @@ public struct TranslationData: Sendable, Equatable {
     /// The embedded Multi30k task 1, German-English (Elliott et al. 2016): 29,000 / 1,014 / 1,000
     /// pairs of image captions for train / val / test_2016_flickr.
     public static func multi30k() throws -> TranslationData {
-        guard let directory = Bundle.module.url(forResource: "multi30k", withExtension: nil) else {
-            throw UserError("the embedded Multi30k is missing from the package resources; rebuild replica, or pass --data with a folder of train/val/test_2016_flickr .de and .en files")
-        }
-        return try load(directory: directory)
+        try load(directory: EmbeddedData.multi30kDirectory())
     }
 
     /// Reads the three splits under `directory` (see the type's documentation).

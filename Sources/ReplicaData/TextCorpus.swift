@@ -5,10 +5,7 @@ import ReplicaCore
 public enum TextCorpus {
     /// The embedded Tiny Shakespeare (Karpathy's char-rnn data), 1,115,394 characters.
     public static func tinyShakespeare() throws -> String {
-        guard let url = Bundle.module.url(forResource: "tinyshakespeare", withExtension: "txt") else {
-            throw UserError("the embedded Tiny Shakespeare is missing from the package resources; rebuild replica")
-        }
-        return try load(url.path)
+        try load(EmbeddedData.tinyShakespeareFile().path)
     }
 
     /// Reads `path` as UTF-8 text; a missing, unreadable, empty or non-UTF-8 file is a UserError naming it.

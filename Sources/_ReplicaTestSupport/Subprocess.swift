@@ -87,6 +87,3 @@ public var mpirunPath: String {
 /// The repository's root (two levels above Sources/_ReplicaTestSupport).
 public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
-
-/// ../shared/data beside the repository, where tests read the real data sets.
-public let sharedData = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data")

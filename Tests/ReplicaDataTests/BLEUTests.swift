@@ -130,12 +130,7 @@ import _ReplicaTestSupport
 /// Hypotheses made from the Multi30k English test set (1,000 lines) by deterministic edits, scored
 /// against the original lines; the expected lines are sacreBLEU 2.6.0's on the same edits, made in Python.
 @Suite struct BLEURealTextTests {
-    static let references: Result<[String], Error> = Result {
-        let url = sharedData.appendingPathComponent("multi30k/test_2016_flickr.en.gz")
-        var lines: [String] = []
-        try GzipLineReader(url: url).forEachLine { _, bytes in lines.append(String(decoding: bytes, as: UTF8.self)) }
-        return lines
-    }
+    static let references = Result { try Fixtures.multi30kLines("test_2016_flickr.en.gz") }
 
     typealias Edit = (Int, [Substring]) -> [Substring]
 

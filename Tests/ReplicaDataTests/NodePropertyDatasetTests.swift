@@ -143,11 +143,6 @@ import _ReplicaTestSupport
         }
     }
 
-    @Test func theEmbeddedCoraEqualsTheSharedDataCopy() throws {
-        let shared = try NodePropertyDataset.load(directory: sharedData.appendingPathComponent("cora"), name: "cora")
-        #expect(try NodePropertyDataset.cora() == shared)
-    }
-
     // MARK: A small data set
 
     @Test func aSmallDataSetLoadsExactly() throws {

@@ -4,10 +4,9 @@ import ReplicaCore
 import ReplicaData
 import _ReplicaTestSupport
 
-/// Multi30k from ../shared/data, read once per test process.
+/// The embedded Multi30k, read once per test process.
 enum SharedMulti30k {
-    static let directory = sharedData.appendingPathComponent("multi30k")
-    static let data = Result { try TranslationData.load(directory: directory) }
+    static let data = Result { try TranslationData.multi30k() }
     /// A joint German+English vocabulary learned on the training split (smaller than the task's
     /// 8000 so that debug builds learn it quickly).
     static let tokenizer = Result {

@@ -13,14 +13,8 @@ enum CharLMFixtures {
         return folder
     }()
 
-    /// The first 20,000 characters of Tiny Shakespeare (../shared/data).
-    static let textFile: Result<String, Error> = Result {
-        let source = sharedData.appendingPathComponent("tinyshakespeare/input.txt")
-        let text = try String(contentsOf: source, encoding: .utf8)
-        let path = folder.appendingPathComponent("tiny.txt").path
-        try Data(String(text.prefix(20_000)).utf8).write(to: URL(fileURLWithPath: path))
-        return path
-    }
+    /// The first 20,000 characters of the embedded Tiny Shakespeare.
+    static let textFile = Result { try Fixtures.tinyShakespeareFile(prefix: 20_000).path }
 
     /// `replica train charlm` on `textFile` for 20 steps with checkpoints in `checkpointDirectory`.
     static func trainArguments(data: String, checkpointDirectory: String) -> [String] {

@@ -26,20 +26,16 @@ import _ReplicaTestSupport
     }
 
     /// A tiny GPT on the first 30,000 characters of Tiny Shakespeare: 4 steps of 2 sequences a rank.
-    static func trainArguments(directory: URL) -> [String] {
-        ["train", "charlm", "--data", textFile.path, "--steps", "\(steps)", "--batch-size", "2",
+    static func trainArguments(directory: URL) throws -> [String] {
+        try ["train", "charlm", "--data", textFile.get().path, "--steps", "\(steps)", "--batch-size", "2",
          "--layers", "2", "--heads", "2", "--embedding", "32", "--block-size", "16", "--warmup", "2", "--lr", "3e-3",
          "--eval-batches", "1", "--eval-interval", "0", "--bucket-mb", "0.02", "--checkpoint-dir", directory.path,
          "--json", "--quiet"]
     }
     static let steps = 4
 
-    static let textFile: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("replica-cluster-text-\(getpid()).txt")
-        let full = try! String(contentsOf: sharedData.appendingPathComponent("tinyshakespeare/input.txt"), encoding: .utf8)
-        try! String(full.prefix(30_000)).write(to: url, atomically: true, encoding: .utf8)
-        return url
-    }()
+    /// The first 30,000 characters of the embedded Tiny Shakespeare.
+    static let textFile = Result { try Fixtures.tinyShakespeareFile(prefix: 30_000) }
 
     func script(_ name: String, _ arguments: [String], timeout: TimeInterval = 120) throws -> ProcessResult {
         try runProcess("/bin/bash", [Self.clusterScripts.appendingPathComponent(name).path] + arguments,

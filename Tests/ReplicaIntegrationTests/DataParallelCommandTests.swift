@@ -7,18 +7,14 @@ import _ReplicaTestSupport
 /// from a checkpoint continues the run bit for bit.
 @Suite(.serialized) struct DataParallelCommandTests {
     /// A tiny GPT on the first 30,000 characters of Tiny Shakespeare, 20 steps.
-    static func arguments(batch: Int, steps: Int, directory: URL, extra: [String] = []) -> [String] {
-        ["train", "charlm", "--data", textFile.path, "--steps", "\(steps)", "--batch-size", "\(batch)",
+    static func arguments(batch: Int, steps: Int, directory: URL, extra: [String] = []) throws -> [String] {
+        try ["train", "charlm", "--data", textFile.get().path, "--steps", "\(steps)", "--batch-size", "\(batch)",
          "--layers", "2", "--heads", "2", "--embedding", "32", "--block-size", "16", "--warmup", "5", "--lr", "3e-3",
          "--eval-batches", "2", "--eval-interval", "0", "--checkpoint-dir", directory.path, "--json", "--quiet"] + extra
     }
 
-    static let textFile: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("replica-dp-text-\(getpid()).txt")
-        let full = try! String(contentsOf: sharedData.appendingPathComponent("tinyshakespeare/input.txt"), encoding: .utf8)
-        try! String(full.prefix(30_000)).write(to: url, atomically: true, encoding: .utf8)
-        return url
-    }()
+    /// The first 30,000 characters of the embedded Tiny Shakespeare.
+    static let textFile = Result { try Fixtures.tinyShakespeareFile(prefix: 30_000) }
 
     func temporaryDirectory(_ name: String) -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("replica-\(name)-\(UUID().uuidString)")
@@ -68,7 +64,7 @@ import _ReplicaTestSupport
     @Test(arguments: [1, 2])
     func resumingAfterACrashContinuesBitForBit(ranks: Int) throws {
         let straight = temporaryDirectory("straight"), crashed = temporaryDirectory("crashed")
-        let arguments = { (directory: URL) in Self.arguments(batch: 8, steps: 40, directory: directory, extra: ["--checkpoint-every", "20"]) }
+        let arguments = { (directory: URL) in try Self.arguments(batch: 8, steps: 40, directory: directory, extra: ["--checkpoint-every", "20"]) }
         _ = try run(ranks: ranks, arguments(straight))
         // Rank 0 dies before step 21, after the checkpoint of step 20.
         let crash = ranks == 1

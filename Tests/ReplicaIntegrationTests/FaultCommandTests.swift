@@ -23,7 +23,7 @@ import _ReplicaTestSupport
     @Test func aKilledRankEndsTheJobWithStatusTwoAndResumeFinishesTheSameRun() throws {
         let straight = temporaryDirectory("straight"), faulted = temporaryDirectory("faulted")
         let arguments = { (directory: URL) in
-            DataParallelCommandTests.arguments(batch: 4, steps: 12, directory: directory, extra: ["--checkpoint-every", "5"])
+            try DataParallelCommandTests.arguments(batch: 4, steps: 12, directory: directory, extra: ["--checkpoint-every", "5"])
         }
         let (reference, _) = try runTwoRanks(arguments(straight))
         #expect(reference.status == 0, "\(reference.standardError)")
@@ -45,7 +45,7 @@ import _ReplicaTestSupport
 
     @Test func aStalledRankIsReportedByNameWithinTheTimeout() throws {
         let directory = temporaryDirectory("stall")
-        let arguments = DataParallelCommandTests.arguments(batch: 4, steps: 10, directory: directory) + ["--timeout", "5"]
+        let arguments = try DataParallelCommandTests.arguments(batch: 4, steps: 10, directory: directory) + ["--timeout", "5"]
         let (result, seconds) = try runTwoRanks(arguments, fault: "stall:rank=1:step=3:seconds=60", limit: 60)
         #expect(result.status == 2, "\(result.standardError)")
         #expect(seconds < 20)
@@ -84,7 +84,7 @@ import _ReplicaTestSupport
     @Test(arguments: ["state.json", "model.safetensors", "optimizer.safetensors"])
     func resumingFromACorruptCheckpointIsExitOneAndChangesNothing(file: String) throws {
         let directory = temporaryDirectory("corrupt")
-        let arguments = DataParallelCommandTests.arguments(batch: 4, steps: 2, directory: directory)
+        let arguments = try DataParallelCommandTests.arguments(batch: 4, steps: 2, directory: directory)
         let first = try runProcess(replicaExecutable, arguments, timeout: 120)
         #expect(first.status == 0, "\(first.standardError)")
         let damaged = directory.appendingPathComponent("step-00000002/\(file)")

@@ -11,17 +11,19 @@ import _ReplicaTestSupport
     }()
 
     /// 400 lines of five consecutive words from a cycle of twelve, a third of them from the start.
-    static let corpus: URL = {
+    static let corpus = Result { () throws -> URL in
         let words = ["red", "green", "blue", "dog", "cat", "runs", "jumps", "over", "the", "fence", "park", "ball"]
         let lines = (0..<400).map { i in (0..<5).map { words[((i % 3 == 0 ? 0 : i * 7) + $0) % words.count] }.joined(separator: " ") }
         let url = folder.appendingPathComponent("sentences.txt")
-        try! (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
         return url
-    }()
+    }
 
-    static let trainArguments = ["train", "mlm", "--data", corpus.path, "--steps", "20", "--vocabulary", "100", "--embedding", "16",
+    static func trainArguments() throws -> [String] {
+        try ["train", "mlm", "--data", corpus.get().path, "--steps", "20", "--vocabulary", "100", "--embedding", "16",
                                  "--heads", "2", "--layers", "1", "--feed-forward", "32", "--batch-size", "16", "--max-length", "12",
                                  "--warmup", "2", "--threads", "1", "--json", "--quiet"]
+    }
 
     static func errorLines(_ result: ProcessResult) -> [Substring] {
         result.standardError.split(separator: "\n").filter { $0.hasPrefix("Error:") }
@@ -34,7 +36,7 @@ import _ReplicaTestSupport
 
     @Test func trainingPrintsTheSummaryAndTheCheckpointIsAnalysed() throws {
         let checkpoints = Self.folder.appendingPathComponent("ckpt")
-        let result = try runProcess(replicaExecutable, Self.trainArguments + ["--checkpoint-dir", checkpoints.path])
+        let result = try runProcess(replicaExecutable, Self.trainArguments() + ["--checkpoint-dir", checkpoints.path])
         #expect(result.status == 0, "\(result.standardError)")
         let summary = try Self.lastJSON(result)
         for key in ["task", "ranks", "steps", "seconds", "param_count", "val_loss", "masked_accuracy", "unigram_accuracy"] {
@@ -122,7 +124,7 @@ import _ReplicaTestSupport
     }
 
     @Test func twoRanksTrainTogether() throws {
-        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + Self.trainArguments)
+        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + Self.trainArguments())
         #expect(result.status == 0, "\(result.standardError)")
         let summary = try Self.lastJSON(result)
         #expect(summary["ranks"] as? Int == 2)

@@ -59,7 +59,7 @@ import _ReplicaTestSupport
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = folder.appendingPathComponent("make.py")
         try Data(Self.script.utf8).write(to: script)
-        let source = sharedData.appendingPathComponent("multi30k/test_2016_flickr.en.gz").path
+        let source = try Fixtures.multi30kFile("test_2016_flickr.en.gz").path
         let made = try Self.python([script.path, folder.path, source])
         try #require(made.status == 0, "\(made.standardError)")
         let expected = try #require(JSONSerialization.jsonObject(with: Data(made.lines.last!.utf8)) as? [String: [String: Any]])

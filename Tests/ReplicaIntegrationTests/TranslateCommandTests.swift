@@ -5,29 +5,29 @@ import _ReplicaTestSupport
 /// `replica train translate` and `replica translate` end to end on a tiny corpus and model.
 @Suite(.serialized) struct TranslateCommandTests {
     /// The first 300 pairs of Multi30k's training set as train, the first 20 as val and test.
-    static let corpus: URL = {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replica-translate-\(getpid())")
-        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    static let corpus = Result { () throws -> URL in
+        let folder = Fixtures.folder.appendingPathComponent("translate-corpus")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for language in ["de", "en"] {
-            let source = sharedData.appendingPathComponent("multi30k/train.\(language).gz").path
-            let text = try! runProcess("/bin/gzip", ["-dc", source]).standardOutput
-            let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let all = try Fixtures.multi30kLines("train.\(language).gz")
             for (split, count) in [("train", 300), ("val", 20), ("test_2016_flickr", 20)] {
                 let lines = all.prefix(count).joined(separator: "\n") + "\n"
-                try! lines.write(to: folder.appendingPathComponent("\(split).\(language)"), atomically: true, encoding: .utf8)
+                try lines.write(to: folder.appendingPathComponent("\(split).\(language)"), atomically: true, encoding: .utf8)
             }
         }
         return folder
-    }()
+    }
 
     static let checkpoints = FileManager.default.temporaryDirectory.appendingPathComponent("replica-translate-ckpt-\(getpid())")
 
-    static let trainArguments = ["train", "translate", "--data", corpus.path, "--steps", "6", "--vocabulary", "300",
+    static func trainArguments() throws -> [String] {
+        try ["train", "translate", "--data", corpus.get().path, "--steps", "6", "--vocabulary", "300",
                                  "--embedding", "16", "--heads", "2", "--layers", "1", "--feed-forward", "32",
                                  "--batch-size", "400", "--warmup", "2", "--beam", "2", "--threads", "1", "--json", "--quiet"]
+    }
 
     @Test func trainingPrintsTheSummaryAndTheCheckpointTranslates() throws {
-        let result = try runProcess(replicaExecutable, Self.trainArguments + ["--checkpoint-dir", Self.checkpoints.path])
+        let result = try runProcess(replicaExecutable, Self.trainArguments() + ["--checkpoint-dir", Self.checkpoints.path])
         #expect(result.status == 0, "\(result.standardError)")
         let summary = try #require(JSONSerialization.jsonObject(with: Data(result.lines.last!.utf8)) as? [String: Any])
         for key in ["task", "ranks", "steps", "seconds", "param_count", "val_loss", "bleu", "tokens_per_s"] {
@@ -53,7 +53,7 @@ import _ReplicaTestSupport
     /// A preset fixes the global batch (2000 padded tokens): 2 ranks take 1000 each; explicit options win.
     @Test(arguments: [1, 2])
     func aPresetKeepsTheGlobalBatchWhateverTheRanks(ranks: Int) throws {
-        let arguments = ["train", "translate", "--preset", "quick", "--data", Self.corpus.path, "--steps", "2",
+        let arguments = try ["train", "translate", "--preset", "quick", "--data", Self.corpus.get().path, "--steps", "2",
                          "--vocabulary", "300", "--embedding", "16", "--heads", "2", "--layers", "1", "--feed-forward", "32",
                          "--beam", "1", "--eval-interval", "0", "--threads", "1", "--json", "--quiet"]
         let result = ranks == 1 ? try runProcess(replicaExecutable, arguments)
@@ -74,7 +74,7 @@ import _ReplicaTestSupport
     }
 
     @Test func twoRanksTrainTogether() throws {
-        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + Self.trainArguments)
+        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + Self.trainArguments())
         #expect(result.status == 0, "\(result.standardError)")
         let summary = try #require(JSONSerialization.jsonObject(with: Data(result.lines.last!.utf8)) as? [String: Any])
         #expect(summary["ranks"] as? Int == 2)

@@ -84,10 +84,10 @@ import _ReplicaTestSupport
 
 @Suite struct CBOWTaskTests {
     /// The first 4,000 Multi30k English training captions and 300 validation captions.
-    static let corpus: WordCorpus = {
-        let full = try! WordCorpus.multi30kEnglish()
+    static let corpus = Result { () throws -> WordCorpus in
+        let full = try WordCorpus.multi30kEnglish()
         return WordCorpus(train: Array(full.train.prefix(4000)), heldOut: Array(full.heldOut.prefix(300)), description: "test")
-    }()
+    }
 
     static func settings() -> CBOWSettings {
         var settings = CBOWSettings()
@@ -117,7 +117,7 @@ import _ReplicaTestSupport
         let group = ThreadCommunicatorGroup(size: ranks)
         let tasks = Locked<[Int: CBOWTask]>([:])
         try group.run { rank in
-            let task = try CBOWTask(corpus: corpus, settings: settings(), options: options, rank: rank, ranks: ranks)
+            let task = try CBOWTask(corpus: corpus.get(), settings: settings(), options: options, rank: rank, ranks: ranks)
             let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
             try trainer.synchronizeInitialState()
             _ = try trainer.run()
@@ -148,7 +148,7 @@ import _ReplicaTestSupport
     @Test func heldOutLossFallsWithTraining() throws {
         var options = Self.options(batch: 128, steps: 300)
         options.learningRate = 3e-2
-        let untrained = try CBOWTask(corpus: Self.corpus, settings: Self.settings(), options: options, rank: 0, ranks: 1)
+        let untrained = try CBOWTask(corpus: Self.corpus.get(), settings: Self.settings(), options: options, rank: 0, ranks: 1)
         let before = try untrained.evaluate(communicator: LocalCommunicator())
         // Output vectors start at zero: every term is log 2, a centre's and each negative's other than the centre.
         let held = untrained.heldOut
@@ -163,7 +163,7 @@ import _ReplicaTestSupport
     }
 
     @Test func theCheckpointStateHoldsTheVocabularyWithCounts() throws {
-        let task = try CBOWTask(corpus: Self.corpus, settings: Self.settings(), options: Self.options(batch: 8, steps: 1), rank: 0, ranks: 1)
+        let task = try CBOWTask(corpus: Self.corpus.get(), settings: Self.settings(), options: Self.options(batch: 8, steps: 1), rank: 0, ranks: 1)
         let state = task.checkpointState
         let words = try #require(state["vocab"] as? [String])
         let counts = try #require(state["counts"] as? [Int])

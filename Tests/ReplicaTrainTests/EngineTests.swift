@@ -12,10 +12,7 @@ import _ReplicaTestSupport
 /// the integration tests.
 @Suite struct DataParallelEngineTests {
     /// The first 30,000 characters of Tiny Shakespeare.
-    static let text: String = {
-        let full = try! String(contentsOf: sharedData.appendingPathComponent("tinyshakespeare/input.txt"), encoding: .utf8)
-        return String(full.prefix(30_000))
-    }()
+    static let text = Result { try Fixtures.tinyShakespeare(prefix: 30_000) }
 
     static func config(norm: NormKind = .layer) -> GPTConfig {
         var config = GPTConfig()
@@ -50,7 +47,7 @@ import _ReplicaTestSupport
         let tasks = Locked<[Int: CharLMTask]>([:])
         try group.run { rank in
             let communicator = group.communicator(rank: rank)
-            let task = try CharLMTask(text: text, dataDescription: "test", config: config, options: options,
+            let task = try CharLMTask(text: text.get(), dataDescription: "test", config: config, options: options,
                                       rank: rank, ranks: ranks)
             prepare(task, communicator)
             let trainer = try Trainer(task: task, options: options, communicator: communicator)
@@ -115,7 +112,7 @@ import _ReplicaTestSupport
         for sync in [false, true] {
             var options = Self.options(batch: 6, steps: 60)
             options.syncBatchNorm = sync
-            let untrained = try CharLMTask(text: Self.text, dataDescription: "test", config: Self.config(norm: .batch),
+            let untrained = try CharLMTask(text: Self.text.get(), dataDescription: "test", config: Self.config(norm: .batch),
                                            options: options, rank: 0, ranks: 1)
             let before = try untrained.evaluate(communicator: LocalCommunicator())["val_loss"]!
             let tasks = try Self.train(ranks: 2, options: options, config: Self.config(norm: .batch)) { task, communicator in
@@ -145,7 +142,7 @@ import _ReplicaTestSupport
             var options = Self.options(batch: 12, steps: 1)
             if rank == 1 { options.learningRate = 1e-2 }
             let communicator = group.communicator(rank: rank)
-            let task = try CharLMTask(text: Self.text, dataDescription: "test", config: Self.config(), options: options,
+            let task = try CharLMTask(text: Self.text.get(), dataDescription: "test", config: Self.config(), options: options,
                                       rank: rank, ranks: 2)
             let trainer = try Trainer(task: task, options: options, communicator: communicator)
             do {

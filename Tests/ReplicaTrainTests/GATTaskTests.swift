@@ -9,7 +9,7 @@ import ReplicaTrain
 import _ReplicaTestSupport
 
 @Suite struct GATTaskTests {
-    static let cora = try! NodePropertyDataset.cora()
+    static let cora = Result { try NodePropertyDataset.cora() }
 
     static func options(epochs: Int) -> TrainingOptions {
         var options = TrainingOptions()
@@ -30,7 +30,7 @@ import _ReplicaTestSupport
         let group = ThreadCommunicatorGroup(size: ranks)
         let tasks = Locked<[Int: GATTask]>([:])
         try group.run { rank in
-            let task = try GATTask(dataset: cora, config: config, options: options(epochs: epochs), fanout: fanout,
+            let task = try GATTask(dataset: cora.get(), config: config, options: options(epochs: epochs), fanout: fanout,
                                    patience: 0, rank: rank, ranks: ranks)
             let trainer = try Trainer(task: task, options: options(epochs: epochs), communicator: group.communicator(rank: rank))
             try trainer.synchronizeInitialState()
@@ -63,7 +63,7 @@ import _ReplicaTestSupport
     }
 
     @Test func earlyStoppingSelectsTheEpochWithBothBestAccuracyAndLowestLoss() throws {
-        let task = try GATTask(dataset: Self.cora, config: GATConfig(), options: Self.options(epochs: 1), fanout: nil,
+        let task = try GATTask(dataset: Self.cora.get(), config: GATConfig(), options: Self.options(epochs: 1), fanout: nil,
                                patience: 2, rank: 0, ranks: 1)
         #expect(!task.shouldStop(after: ["val_accuracy": 0.5, "val_loss": 1.0, "test_accuracy": 0.4], step: 1))
         #expect(!task.shouldStop(after: ["val_accuracy": 0.6, "val_loss": 1.2, "test_accuracy": 0.7], step: 2))
@@ -76,7 +76,7 @@ import _ReplicaTestSupport
 
     @Test func aFanoutNeedsOneCountPerLayer() {
         #expect(throws: UserError.self) {
-            try GATTask(dataset: Self.cora, config: GATConfig(), options: Self.options(epochs: 1), fanout: [10],
+            try GATTask(dataset: Self.cora.get(), config: GATConfig(), options: Self.options(epochs: 1), fanout: [10],
                         patience: 0, rank: 0, ranks: 1)
         }
     }

@@ -71,7 +71,7 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
 }
 
 @Suite struct GraphMAETests {
-    static let cora = try! coraSlice(half: 200)
+    static let cora = Result { try coraSlice(half: 200) }
 
     @Test func theScaledCosineErrorMatchesKnownValues() {
         let loss = ScaledCosineError(gamma: 3)
@@ -206,9 +206,9 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
 
     @Test func masksDifferAcrossRanksAndEpochsAndAreReproducible() throws {
         let options = Self.smallOptions(epochs: 1)
-        let first = try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: 0, ranks: 2)
-        let second = try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: 1, ranks: 2)
-        let again = try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: 0, ranks: 2)
+        let first = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: 0, ranks: 2)
+        let second = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: 1, ranks: 2)
+        let again = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: 0, ranks: 2)
         #expect(first.mask(step: 0) != second.mask(step: 0))
         #expect(first.mask(step: 0) != first.mask(step: 1))
         #expect(first.mask(step: 4) == again.mask(step: 4))
@@ -223,14 +223,14 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
         let group = ThreadCommunicatorGroup(size: 2)
         let reduced = Locked<[Int: [Float]]>([:])
         try group.run { rank in
-            let task = try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: rank, ranks: 2)
+            let task = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: rank, ranks: 2)
             let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
             try trainer.synchronizeInitialState()
             _ = try trainer.trainStep(0)
             reduced.update { $0[rank] = task.arena.allGradients.scalars }
         }
         #expect(reduced.value[0]! == reduced.value[1]!)
-        let tasks = try (0..<2).map { try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: $0, ranks: 2) }
+        let tasks = try (0..<2).map { try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: $0, ranks: 2) }
         let total = Float(tasks.map { $0.targetCount(step: 0, micro: 0) }.reduce(0, +))
         var sum = [Float](repeating: 0, count: tasks[0].arena.count)
         for task in tasks {
@@ -243,7 +243,7 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
 
     @Test func aFewEpochsOfPreTrainingReduceTheReconstructionLoss() throws {
         let options = Self.smallOptions(epochs: 6)
-        let task = try GraphMAETask(dataset: Self.cora, config: Self.smallConfig, options: options, rank: 0, ranks: 1)
+        let task = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: 0, ranks: 1)
         let before = try task.evaluate(communicator: LocalCommunicator())["reconstruction_loss"]!
         let trainer = try Trainer(task: task, options: options, communicator: LocalCommunicator())
         let outcome = try trainer.run()

@@ -14,11 +14,11 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
 }
 
 @Suite struct RewiringTests {
-    static let cora = try! NodePropertyDataset.cora()
+    static let cora = Result { try NodePropertyDataset.cora() }
 
     @Test(arguments: [0.0, 0.1, 0.3, 0.5])
-    func rewiringKeepsTheEdgeCountAndReplacesExactlyTheFraction(p: Double) {
-        let d = Self.cora
+    func rewiringKeepsTheEdgeCountAndReplacesExactlyTheFraction(p: Double) throws {
+        let d = try Self.cora.get()
         let original = edgeSet(d.edgeSources, d.edgeTargets)
         let rewired = rewiredEdges(sources: d.edgeSources, targets: d.edgeTargets, nodeCount: d.nodeCount, fraction: p, seed: 7)
         let after = edgeSet(rewired.sources, rewired.targets)
@@ -39,8 +39,8 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
         }
     }
 
-    @Test func rewiringIsAFunctionOfTheSeed() {
-        let d = Self.cora
+    @Test func rewiringIsAFunctionOfTheSeed() throws {
+        let d = try Self.cora.get()
         func run(_ seed: UInt64) -> [Int32] {
             let r = rewiredEdges(sources: d.edgeSources, targets: d.edgeTargets, nodeCount: d.nodeCount, fraction: 0.2, seed: seed)
             return r.sources + r.targets
@@ -92,7 +92,7 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
 }
 
 @Suite struct GCNTests {
-    static let cora = try! NodePropertyDataset.cora()
+    static let cora = Result { try NodePropertyDataset.cora() }
 
     static func gcn(_ configure: (inout GraphNetworkConfig) -> Void = { _ in }) -> GraphNetwork {
         var config = GraphNetworkConfig()
@@ -104,7 +104,7 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
         var options = TrainingOptions.nodeClassification(gcn: true)
         options.steps = 40
         options.seed = 0
-        let task = try trainNodeClassifier(Self.gcn(), dataset: Self.cora, options: options, patience: 0)
+        let task = try trainNodeClassifier(Self.gcn(), dataset: Self.cora.get(), options: options, patience: 0)
         let evaluation = task.evaluate(onGraph: task.graph)
         #expect(evaluation["test_accuracy"]! > 0.7, "\(evaluation)")   // chance: about 0.3 (the largest class)
     }
@@ -126,7 +126,7 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
             let group = ThreadCommunicatorGroup(size: ranks)
             let tasks = Locked<[Int: GATTask]>([:])
             try group.run { rank in
-                let task = try GATTask(dataset: Self.cora, model: Self.gcn { $0.dropout = 0 }, options: options, fanout: nil,
+                let task = try GATTask(dataset: Self.cora.get(), model: Self.gcn { $0.dropout = 0 }, options: options, fanout: nil,
                                        patience: 0, rank: rank, ranks: ranks)
                 let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
                 try trainer.synchronizeInitialState()

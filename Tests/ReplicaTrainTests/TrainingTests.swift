@@ -8,12 +8,8 @@ import ReplicaNN
 import ReplicaTrain
 import _ReplicaTestSupport
 
-/// The first 20,000 characters of Tiny Shakespeare (../shared/data), the embedded copy if it is absent.
-let tinyText: String = {
-    let path = sharedData.appendingPathComponent("tinyshakespeare/input.txt").path
-    let text = (try? TextCorpus.load(path)) ?? (try! TextCorpus.tinyShakespeare())
-    return String(text.prefix(20_000))
-}()
+/// The first 20,000 characters of the embedded Tiny Shakespeare.
+let tinyTextResult = Result { try Fixtures.tinyShakespeare(prefix: 20_000) }
 
 /// Options of a tiny, fast run: batch 8 of blocks of 8, lr 1e-2, no progress output.
 func tinyOptions(steps: Int, seed: UInt64 = 7) -> TrainingOptions {
@@ -37,7 +33,7 @@ func tinyTask(_ options: TrainingOptions, norm: NormKind = .layer, embedding: In
     config.embedding = embedding
     config.blockSize = 8
     config.norm = norm
-    return try CharLMTask(text: tinyText, dataDescription: "tiny Shakespeare", config: config, options: options, rank: 0, ranks: 1)
+    return try CharLMTask(text: tinyTextResult.get(), dataDescription: "tiny Shakespeare", config: config, options: options, rank: 0, ranks: 1)
 }
 
 /// A task and its trainer on one local rank, initial state synchronised and resumed if asked.
