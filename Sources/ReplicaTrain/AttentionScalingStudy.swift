@@ -214,7 +214,7 @@ public struct AttentionScalingStudy {
         options.warmupSteps = min(100, curveSteps / 5)
         options.evaluationBatches = evaluationBatches
         options.evaluationInterval = evaluationInterval
-        options.quiet = true
+        options.progress = .none
         let communicator = LocalCommunicator()
         let task = try CharLMTask(text: text, dataDescription: "study text", config: config, options: options, rank: 0, ranks: 1)
         for layer in task.model.attentionLayers { layer.kernel.scalesScores = scaled }

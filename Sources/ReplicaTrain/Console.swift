@@ -1,9 +1,23 @@
 import Foundation
 import ReplicaCore
 
-/// Rank 0's progress bar: step, loss, tokens/s, ETA on one line, redrawn in place.
-/// Off under `--quiet` and when stdout is not a terminal; then a plain line every `logEvery` steps.
+/// How rank 0 shows progress (`--progress`).
+public enum ProgressMode: String, CaseIterable, Sendable {
+    /// A bar when rank 0's output reaches a terminal, plain lines otherwise (see `ProgressBar.reachesTerminal`).
+    case auto
+    /// The bar redrawn in place, wherever the output goes.
+    case bar
+    /// A plain line at step 1, every `ProgressBar.lineInterval` steps and at the last step; no escape codes.
+    case lines
+    /// No progress output at all (`--quiet`); the summary and errors still appear.
+    case none
+}
+
+/// Rank 0's progress: a bar (step, loss, rate, ETA on one line, redrawn in place) or plain lines.
 public final class ProgressBar {
+    /// Steps between two plain lines.
+    public static let lineInterval = 50
+
     let total: Int
     let enabled: Bool
     let interactive: Bool
@@ -13,12 +27,58 @@ public final class ProgressBar {
     var lastDraw = Date.distantPast
 
     /// `toStandardError` keeps stdout for the `--json` summary.
-    public init(total: Int, isRoot: Bool, quiet: Bool, toStandardError: Bool, logEvery: Int = 50) {
+    public init(total: Int, isRoot: Bool, mode: ProgressMode, toStandardError: Bool, logEvery: Int = ProgressBar.lineInterval) {
         self.total = total
         self.toStandardError = toStandardError
-        interactive = isatty(toStandardError ? 2 : 1) != 0
-        enabled = isRoot && !quiet
+        enabled = isRoot && mode != .none
+        switch mode {
+        case .bar: interactive = true
+        case .lines, .none: interactive = false
+        case .auto: interactive = isRoot && ProgressBar.reachesTerminal(fileDescriptor: toStandardError ? 2 : 1)
+        }
         self.logEvery = logEvery
+    }
+
+    /// Whether what this process writes to `fileDescriptor` ends up on a terminal.
+    ///
+    /// Alone (or under srun, which hands a rank a terminal only with `--pty`), that is `isatty`.
+    /// Under Open MPI the answer is mpirun's: mpirun gives each rank on its own node a
+    /// pseudo-terminal as stdout (a pipe as stderr) whatever mpirun's own output is, and copies
+    /// what the rank writes to its own stdout and stderr. So the rank looks up its ancestors for
+    /// mpirun and asks whether mpirun's descriptor of the same number is a terminal; a rank
+    /// started by orted on another node cannot see mpirun's and writes lines.
+    public static func reachesTerminal(fileDescriptor: Int32) -> Bool {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["OMPI_COMM_WORLD_SIZE"] != nil else { return isatty(fileDescriptor) != 0 }
+        var pid = getppid()
+        for _ in 0..<16 where pid > 1 {
+            guard let (name, parent) = processNameAndParent(pid) else { return false }
+            switch name {
+            case "mpirun", "mpiexec", "orterun", "prterun", "prun":
+                return isTerminalDevice(path: "/proc/\(pid)/fd/\(fileDescriptor)")
+            case "orted", "prted", "slurmstepd", "sshd":
+                return false
+            default:
+                pid = parent
+            }
+        }
+        return false
+    }
+
+    /// A process's command name and parent id from /proc/PID/stat, or nil when it cannot be read.
+    static func processNameAndParent(_ pid: pid_t) -> (String, pid_t)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
+        let name = String(stat[stat.index(after: open)..<close])
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, let parent = pid_t(fields[1]) else { return nil }
+        return (name, parent)
+    }
+
+    /// Whether the file a /proc fd link names is a terminal device.
+    static func isTerminalDevice(path: String) -> Bool {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { return false }
+        return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty") || target == "/dev/console"
     }
 
     /// Shows step `step` (1-based) with `fields` such as "loss 1.234".
@@ -60,27 +120,3 @@ public final class ProgressBar {
     }
 }
 
-/// `--metrics FILE`: one JSON object a line, appended as training goes (rank 0 only).
-public final class MetricsLog {
-    let handle: FileHandle?
-
-    public init(path: String?, isRoot: Bool, append: Bool) throws {
-        guard let path, isRoot else { handle = nil; return }
-        let url = URL(fileURLWithPath: path)
-        if !append || !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw UserError("\(path): cannot write the --metrics file (check that its folder exists and is writable)")
-            }
-        }
-        guard let handle = try? FileHandle(forWritingTo: url) else { throw UserError("\(path): cannot write the --metrics file (check that its folder exists and is writable)") }
-        handle.seekToEndOfFile()
-        self.handle = handle
-    }
-
-    public func write(_ record: [String: Any]) {
-        guard let handle else { return }
-        if let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
-            handle.write(data + Data("\n".utf8))
-        }
-    }
-}

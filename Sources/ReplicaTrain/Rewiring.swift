@@ -79,7 +79,7 @@ extension TrainingOptions {
 public func trainNodeClassifier(_ model: NodeClassifier, dataset: NodePropertyDataset, options: TrainingOptions,
                                 patience: Int) throws -> GATTask {
     var options = options
-    options.quiet = true
+    options.progress = .none
     let task = try GATTask(dataset: dataset, model: model, options: options, fanout: nil, patience: patience, rank: 0, ranks: 1)
     let trainer = try Trainer(task: task, options: options, communicator: LocalCommunicator())
     try trainer.synchronizeInitialState()

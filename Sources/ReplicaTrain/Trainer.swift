@@ -77,7 +77,7 @@ public final class Trainer {
                                     schedule: options.schedule)
         reducer = GradientReducer(communicator: communicator, arena: task.arena, bucketBytes: options.bucketBytes,
                                   overlap: options.overlap)
-        progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, quiet: options.quiet,
+        progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {
             try Checkpoint.preflight(URL(fileURLWithPath: directory), bytesNeeded: Checkpoint.estimatedBytes(arena: task.arena))

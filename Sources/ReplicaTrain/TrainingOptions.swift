@@ -25,7 +25,7 @@ public struct TrainingOptions: Sendable {
     public var resume = false
     public var resumeFrom: String?
     public var metricsPath: String?
-    public var quiet = false
+    public var progress = ProgressMode.auto
     public var json = false
     public var evaluationInterval = 250
     public var evaluationBatches = 40

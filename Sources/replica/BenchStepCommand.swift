@@ -30,6 +30,8 @@ struct BenchStep: ParsableCommand {
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
     @Option(help: "Normalisation: layer or batch.") var norm = "layer"
+    @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
+    var progress: ProgressMode = .auto
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -51,7 +53,7 @@ struct BenchStep: ParsableCommand {
         options.batchSize = batchSize ?? (model == "translate" ? 2000 : 12)
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
-        options.quiet = true
+        options.progress = .none
         let task: DataParallelTask
         let parameterCount: Int
         var translation: TranslateTask?
@@ -90,9 +92,12 @@ struct BenchStep: ParsableCommand {
         var results: [Trainer.StepResult] = []
         var counts = [0.0, 0.0]   // this rank's target tokens and padded tokens in the timed steps
         var cpuSeconds = 0.0      // this process's CPU time in the timed steps (robust on a shared machine)
+        let bar = ProgressBar(total: warmupSteps + steps, isRoot: communicator.isRoot, mode: progress, toStandardError: runtime.json)
         for step in 0..<(warmupSteps + steps) {
             let cpuStart = processCPUSeconds()
             let result = try trainer.trainStep(step)
+            bar.update(step: step + 1, fields: String(format: "%@ %.1f ms", step < warmupSteps ? "warm-up" : "timed", result.seconds * 1e3),
+                       unitsPerSecond: Double(task.unitsPerMicroStep * communicator.size) / max(result.seconds, 1e-9), unit: task.throughputUnit)
             if step >= warmupSteps {
                 cpuSeconds += processCPUSeconds() - cpuStart
                 results.append(result)
@@ -102,6 +107,7 @@ struct BenchStep: ParsableCommand {
                 }
             }
         }
+        bar.finish()
         // The slowest rank's median decides the job's pace.
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         var figures = [median(results.map(\.seconds)), median(results.map(\.communicationSeconds)),

@@ -62,7 +62,9 @@ struct CommonTrainOptions: ParsableArguments {
     var resumeFrom: String?
     @Option(help: "Append one JSON object per step to this file.")
     var metrics: String?
-    @Flag(help: "No progress bar.")
+    @Option(help: "Progress output: a bar redrawn in place, plain lines (step 1, every 50 steps, the last), or none. auto: the bar when rank 0's output reaches a terminal (under mpirun: when mpirun's does), lines in files and pipes.")
+    var progress: ProgressMode = .auto
+    @Flag(help: "No progress output (the same as --progress none).")
     var quiet = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -107,7 +109,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.resume = resume
         options.resumeFrom = resumeFrom
         options.metricsPath = metrics
-        options.quiet = quiet
+        options.progress = quiet ? .none : progress
         options.json = runtime.json
         options.syncBatchNorm = syncBn
         options.faults = try FaultPlan.fromEnvironment()

@@ -122,7 +122,7 @@ enum TinyCharLM {
         options.learningRate = 3e-3
         options.evaluationBatches = 2
         options.evaluationInterval = 0
-        options.quiet = true
+        options.progress = .none
         options.checkpointDirectory = folder.path
         let task = try CharLMTask(text: text, dataDescription: "tiny", config: config, options: options, rank: 0, ranks: 1)
         _ = try Trainer(task: task, options: options, communicator: LocalCommunicator()).run()

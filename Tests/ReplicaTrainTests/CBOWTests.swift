@@ -108,7 +108,7 @@ import _ReplicaTestSupport
         options.weightDecay = 0
         options.beta2 = 0.999
         options.clip = 0
-        options.quiet = true
+        options.progress = .none
         options.evaluationInterval = 0
         return options
     }

@@ -34,7 +34,7 @@ import _ReplicaTestSupport
         options.learningRate = 3e-3
         options.bucketBytes = bucketBytes
         options.overlap = overlap
-        options.quiet = true
+        options.progress = .none
         options.evaluationInterval = 0
         options.evaluationBatches = 2
         return options

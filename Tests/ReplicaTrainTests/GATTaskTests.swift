@@ -21,7 +21,7 @@ import _ReplicaTestSupport
         options.warmupSteps = 0
         options.schedule = .constant
         options.clip = 0
-        options.quiet = true
+        options.progress = .none
         options.evaluationInterval = 1
         return options
     }

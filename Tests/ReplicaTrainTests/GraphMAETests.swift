@@ -192,7 +192,7 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
         options.schedule = .cosine
         options.minimumLearningRate = 0
         options.clip = 0
-        options.quiet = true
+        options.progress = .none
         options.evaluationInterval = 0
         return options
     }

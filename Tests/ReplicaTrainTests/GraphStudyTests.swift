@@ -120,7 +120,7 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
     @Test func ranksOnSubgraphsEqualFullBatchTraining() throws {
         var settings = TrainingOptions.nodeClassification(gcn: true)
         settings.steps = 4
-        settings.quiet = true
+        settings.progress = .none
         let options = settings
         func train(ranks: Int) throws -> [GATTask] {
             let group = ThreadCommunicatorGroup(size: ranks)

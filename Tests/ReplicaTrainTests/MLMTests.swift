@@ -46,7 +46,7 @@ func cyclicSentences(count: Int, seed: UInt64) -> [String] {
         options.learningRate = 3e-3
         options.warmupSteps = 10
         options.weightDecay = 0.01
-        options.quiet = true
+        options.progress = .none
         options.evaluationInterval = 0
         return options
     }

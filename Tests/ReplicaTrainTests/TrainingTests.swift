@@ -19,7 +19,7 @@ func tinyOptions(steps: Int, seed: UInt64 = 7) -> TrainingOptions {
     options.batchSize = 8
     options.learningRate = 1e-2
     options.warmupSteps = 5
-    options.quiet = true
+    options.progress = .none
     options.evaluationInterval = 0
     options.evaluationBatches = 2
     return options
