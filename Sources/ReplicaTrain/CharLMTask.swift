@@ -105,7 +105,7 @@ public final class CharLMTask: DataParallelTask {
         var (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
         augment(&inputs, step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step * 64 + micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
         let B = options.batchSize, T = model.config.blockSize
         let logits = model.forward(inputs, batch: B, length: T)
         let value = loss.forward(logits: logits, targets: targets, normalizer: normalizer)

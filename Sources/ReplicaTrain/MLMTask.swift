@@ -239,7 +239,7 @@ public final class MLMTask: DataParallelTask {
         let batch = maskedBatch(step: step, micro: micro)
         guard batch.batchSize > 0 else { return 0 }   // a short last batch: this rank adds nothing
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step * 64 + micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
         let logits = model.forward(batch.inputs, mask: batch.mask, batch: batch.batchSize, length: batch.length,
                                    predicting: batch.rows)
         let value = loss.forward(logits: logits, targets: batch.targets, normalizer: normalizer)

@@ -119,7 +119,7 @@ public final class TranslateTask: DataParallelTask {
         var batch = PaddedBatch.make(examples: examples, indices: indices)
         augment(&batch, step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step * 64 + micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
         let B = batch.batchSize
         let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: B, length: batch.sourceLength)
         let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },

@@ -21,6 +21,18 @@ private func keptElements(_ layer: Dropout, count: Int) -> [Bool] {
         #expect(first == keptElements(a, count: 1000))        // no hidden generator state
     }
 
+    @Test func noTwoStepAndMicroStepPairsShareAStream() {
+        // `--grad-accum` takes any count: the pairs of 3 steps × 200 micro-steps are all distinct streams.
+        var firstWords = Set<UInt64>()
+        for step in 0..<3 {
+            for micro in 0..<200 {
+                var generator = RandomContext(seed: 7, rank: 1, step: step, micro: micro).generator(layer: 4)
+                firstWords.insert(generator.next())
+            }
+        }
+        #expect(firstWords.count == 600)
+    }
+
     @Test func anotherStepRankSeedOrTagGivesAnotherMask() {
         let base = RandomContext(seed: 7, rank: 1, step: 3)
         let reference = keptElements(Dropout(probability: 0.5, tag: 4, context: base), count: 1000)
@@ -29,6 +41,7 @@ private func keptElements(_ layer: Dropout, count: Int) -> [Bool] {
             Dropout(probability: 0.5, tag: 4, context: RandomContext(seed: 7, rank: 2, step: 3)),
             Dropout(probability: 0.5, tag: 4, context: RandomContext(seed: 8, rank: 1, step: 3)),
             Dropout(probability: 0.5, tag: 5, context: base),
+            Dropout(probability: 0.5, tag: 4, context: RandomContext(seed: 7, rank: 1, step: 3, micro: 1)),
         ]
         for layer in variants {
             let mask = keptElements(layer, count: 1000)

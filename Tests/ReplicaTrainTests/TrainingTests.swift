@@ -360,3 +360,25 @@ private let accumulationTolerance: Float = 1e-4
         #expect((Checkpoint.availableBytes(directory) ?? 0) > 0)
     }
 }
+
+@Suite struct MicroStepRandomnessTests {
+    /// A task keys its dropout by (step, micro-step): with 65 micro-steps, micro-step 64 of step 0
+    /// and micro-step 0 of step 1 once drew the same masks (the key was step × 64 + micro).
+    @Test func aLateMicroStepDoesNotRepeatTheNextStepsDropout() throws {
+        var options = tinyOptions(steps: 2)
+        options.gradientAccumulation = 65
+        var config = GPTConfig()
+        config.layerCount = 1
+        config.headCount = 2
+        config.embedding = 16
+        config.blockSize = 8
+        config.dropout = 0.5
+        let task = try CharLMTask(text: tinyTextResult.get(), dataDescription: "tiny Shakespeare", config: config,
+                                  options: options, rank: 0, ranks: 1)
+        _ = try task.trainMicroStep(step: 0, micro: 64, normalizer: 1, reducer: nil)
+        var late = task.model.randomContext.generator(layer: 1)
+        _ = try task.trainMicroStep(step: 1, micro: 0, normalizer: 1, reducer: nil)
+        var next = task.model.randomContext.generator(layer: 1)
+        #expect(late.next() != next.next())
+    }
+}
