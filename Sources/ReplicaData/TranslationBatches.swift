@@ -173,7 +173,7 @@ public struct PaddedBatch: Sendable, Equatable {
 
 /// Part `part` of `parts` nearly equal contiguous pieces of a global batch (the first
 /// `count % parts` pieces one longer): rank r's share of micro-step m is part m·ranks + r.
-public func contiguousShare(of global: [Int], part: Int, parts: Int) -> [Int] {
+public func contiguousShare<Element>(of global: [Element], part: Int, parts: Int) -> [Element] {
     precondition(parts >= 1 && (0..<parts).contains(part), "part \(part) of \(parts)")
     let base = global.count / parts, extra = global.count % parts
     let start = part * base + min(part, extra)

@@ -9,11 +9,17 @@ import ReplicaNN
 /// --model gcn`), one optimizer step per epoch.
 ///
 /// Data parallelism: each epoch the training nodes are permuted from (seed, epoch) and split into
-/// contiguous, nearly equal slices, one per rank (sizes differ by at most one; nothing is dropped).
+/// contiguous, nearly equal slices, one per rank and micro-step (`--grad-accum`; sizes differ by at
+/// most one; nothing is dropped). A micro-step is one more replica: micro-step m of rank r draws
+/// its dropout and augmentation as rank m·R + r would, so 1 rank × 2 micro-steps computes exactly
+/// what 2 ranks compute.
 /// A rank computes the loss of its nodes on their k-hop in-neighbourhood (k = layers; all
 /// neighbours, or `--fanout` samples), with its own dropout, augmentation and BatchNorm batch.
 /// The loss is divided by the global number of training nodes, so summed gradients are the
-/// full-batch gradient. One rank without fanout trains on the whole graph: full-batch training.
+/// full-batch gradient. One rank without fanout or micro-steps trains on the whole graph: full-batch training.
+///
+/// The gradients are all-reduced after backward (in `--bucket-mb` buckets): a model of two layers
+/// leaves nothing to overlap, so `--no-overlap` is refused rather than silently ignored.
 ///
 /// Early stopping as the GAT paper's code: an epoch whose validation accuracy is at least the best
 /// so far, or whose validation loss is at most the lowest, resets the patience counter; one that
@@ -49,7 +55,7 @@ public final class GATTask: DataParallelTask {
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "nodes" }
     public var stepsPerEpoch: Int { 1 }
-    public var unitsPerMicroStep: Int { dataset.train.count / ranks }
+    public var unitsPerMicroStep: Int { dataset.train.count / (ranks * options.gradientAccumulation) }
 
     /// `normalizeFeatures` divides each node's features by their sum (GAT's and PyG's preprocessing).
     public convenience init(dataset: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,
@@ -68,6 +74,9 @@ public final class GATTask: DataParallelTask {
         if normalizeFeatures { dataset.features = dataset.features.rowNormalized() }
         guard dataset.train.count >= ranks else {
             throw UserError("\(dataset.name): \(dataset.train.count) training nodes cannot be split over \(ranks) ranks")
+        }
+        guard options.overlap else {
+            throw UserError("--no-overlap: node classification all-reduces its gradients after backward already (its layers report no gradients early); leave the flag out")
         }
         if let fanout, fanout.count != model.layerCount {
             throw UserError("--fanout gives \(fanout.count) hop(s) for a \(model.layerCount)-layer model; give one per layer, such as 10,10")
@@ -97,21 +106,23 @@ public final class GATTask: DataParallelTask {
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
     public var batchNorms: [BatchNorm] { model.batchNorms }
 
-    /// This rank's training nodes in epoch `step`: a contiguous slice of the epoch's permutation.
-    func trainingNodes(step: Int) -> [Int32] {
+    /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank.
+    func replica(micro: Int) -> Int { micro * ranks + rank }
+
+    /// This rank's training nodes in micro-step `micro` of epoch `step`: a contiguous slice of the
+    /// epoch's permutation, part micro·ranks + rank of ranks × `--grad-accum`.
+    func trainingNodes(step: Int, micro: Int) -> [Int32] {
         var generator = SeededGenerator(seed: options.seed, 0x6761_7470, UInt64(step))
         var order = dataset.train
         order.shuffle(using: &generator)
-        let base = order.count / ranks, extra = order.count % ranks
-        let start = rank * base + min(rank, extra)
-        return Array(order[start..<(start + base + (rank < extra ? 1 : 0))])
+        return contiguousShare(of: order, part: replica(micro: micro), parts: ranks * options.gradientAccumulation)
     }
 
-    public func targetCount(step: Int, micro: Int) -> Int { trainingNodes(step: step).count }
+    public func targetCount(step: Int, micro: Int) -> Int { trainingNodes(step: step, micro: micro).count }
 
-    /// The graph, node ids and features this rank trains on in epoch `step`, augmented.
-    func trainingInput(seeds: [Int32], step: Int) -> (graph: CSRGraph, nodes: [Int32]?, features: CSRMatrix) {
-        var generator = SeededGenerator(seed: options.seed, 0x6175_6767, UInt64(rank), UInt64(step))
+    /// The graph, node ids and features this rank trains on in micro-step `micro` of epoch `step`, augmented.
+    func trainingInput(seeds: [Int32], step: Int, micro: Int) -> (graph: CSRGraph, nodes: [Int32]?, features: CSRMatrix) {
+        var generator = SeededGenerator(seed: options.seed, 0x6175_6767, UInt64(replica(micro: micro)), UInt64(step))
         var local: CSRGraph
         var nodes: [Int32]? = nil
         var features: CSRMatrix
@@ -120,7 +131,7 @@ public final class GATTask: DataParallelTask {
         let base = dropEdge > 0 && model.normalizesGraph
             ? model.propagationGraph(patternGraph.dropEdges(probability: dropEdge, generator: &generator))
             : graph
-        if ranks == 1 && fanout == nil {
+        if ranks == 1 && fanout == nil && options.gradientAccumulation == 1 {
             local = base
             features = dataset.features
         } else {
@@ -139,10 +150,10 @@ public final class GATTask: DataParallelTask {
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
-        let seeds = trainingNodes(step: step)
-        let input = trainingInput(seeds: seeds, step: step)
+        let seeds = trainingNodes(step: step, micro: micro)
+        let input = trainingInput(seeds: seeds, step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step)
+        model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let logits = model.forward(features: input.features, graph: input.graph)
         var targets = [Int32](repeating: -100, count: logits.rowCount)
         for (index, node) in seeds.enumerated() {

@@ -9,7 +9,9 @@ import ReplicaNN
 /// over the whole graph, then a linear probe on the frozen embeddings.
 ///
 /// Data parallelism: every rank holds the whole graph and draws its own mask from (seed, rank,
-/// epoch), so R ranks reconstruct R independent masks per step. A rank's loss is the sum over its
+/// epoch), so R ranks reconstruct R independent masks per step. A micro-step (`--grad-accum`) is
+/// one more such replica: micro-step m of rank r draws its mask, dropout and DropEdge as rank
+/// m·R + r would, so 1 rank × 2 micro-steps computes exactly what 2 ranks compute. A rank's loss is the sum over its
 /// mask nodes divided by the global number of mask nodes (`targetCount` is this rank's count), so
 /// the summed gradient is the mean over all ranks' masks: with one rank, the authors' full-batch
 /// step. `evaluate` is cheap (the reconstruction loss of one fixed mask in evaluation mode); the
@@ -23,7 +25,7 @@ public final class GraphMAETask: DataParallelTask {
     let options: TrainingOptions
     let rank: Int
     let ranks: Int
-    private var drawn: (step: Int, mask: GraphMAEMask)?
+    private var drawn: (step: Int, micro: Int, mask: GraphMAEMask)?
 
     public var taskName: String { "graphmae" }
     public var arena: ParameterArena { model.arena }
@@ -70,27 +72,30 @@ public final class GraphMAETask: DataParallelTask {
                            "gamma": Double(c.gamma)] as [String: Any]]
     }
 
-    /// This rank's mask in epoch `step`, drawn from (seed, rank, step).
-    public func mask(step: Int) -> GraphMAEMask {
-        if let drawn, drawn.step == step { return drawn.mask }
-        var generator = SeededGenerator(seed: options.seed, 0x6d61_736b, UInt64(rank), UInt64(step))
+    /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank.
+    func replica(micro: Int) -> Int { micro * ranks + rank }
+
+    /// This rank's mask in micro-step `micro` of epoch `step`, drawn from (seed, replica, step).
+    public func mask(step: Int, micro: Int = 0) -> GraphMAEMask {
+        if let drawn, drawn.step == step, drawn.micro == micro { return drawn.mask }
+        var generator = SeededGenerator(seed: options.seed, 0x6d61_736b, UInt64(replica(micro: micro)), UInt64(step))
         let c = model.config
         let mask = GraphMAEMask(nodeCount: dataset.nodeCount, maskRate: c.maskRate, replaceRate: c.replaceRate,
                                 generator: &generator)
-        drawn = (step, mask)
+        drawn = (step, micro, mask)
         return mask
     }
 
-    public func targetCount(step: Int, micro: Int) -> Int { mask(step: step).maskNodes.count }
+    public func targetCount(step: Int, micro: Int) -> Int { mask(step: step, micro: micro).maskNodes.count }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
-        let mask = mask(step: step)
+        let mask = mask(step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step)
+        model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         var encoderGraph = graph
         if let q = options.augmentation["drop-edge"], q > 0 {
             // The encoder sees the graph after DropEdge, the decoder the whole graph (edcoder.py).
-            var generator = SeededGenerator(seed: options.seed, 0x6475_6467, UInt64(rank), UInt64(step))
+            var generator = SeededGenerator(seed: options.seed, 0x6475_6467, UInt64(replica(micro: micro)), UInt64(step))
             encoderGraph = graph.dropEdges(probability: q, generator: &generator)
         }
         let value = model.forward(features: dataset.features, graph: encoderGraph, mask: mask, normalizer: normalizer,

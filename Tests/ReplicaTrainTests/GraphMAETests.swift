@@ -241,6 +241,27 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
         #expect(maximumRelativeDifference(reduced.value[0]!, sum, floor: 1e-4) < allReduceTolerance)
     }
 
+    /// A micro-step is one more replica (its own mask, dropout and DropEdge): 1 rank × 2
+    /// micro-steps ends with the parameters of 2 ranks × 1, up to the order of the gradient sum.
+    @Test func oneRankWithTwoMicroStepsEqualsTwoRanks() throws {
+        func train(ranks: Int, accumulation: Int) throws -> [Float] {
+            var options = Self.smallOptions(epochs: 2)
+            options.gradientAccumulation = accumulation
+            options.augmentation = ["drop-edge": 0.2]
+            let group = ThreadCommunicatorGroup(size: ranks)
+            let values = Locked<[Int: [Float]]>([:])
+            try group.run { rank in
+                let task = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: rank, ranks: ranks)
+                let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
+                try trainer.synchronizeInitialState()
+                _ = try trainer.run()
+                values.update { $0[rank] = task.arena.allValues.scalars }
+            }
+            return values.value[0]!
+        }
+        #expect(maximumRelativeDifference(try train(ranks: 1, accumulation: 2), try train(ranks: 2, accumulation: 1), floor: 1e-3) < 1e-5)
+    }
+
     @Test func aFewEpochsOfPreTrainingReduceTheReconstructionLoss() throws {
         let options = Self.smallOptions(epochs: 6)
         let task = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: 0, ranks: 1)
