@@ -23,65 +23,59 @@ struct BenchStep: ParsableCommand {
         """
     )
 
-    @Option(help: "Model: charlm, gat or translate.") var model = "charlm"
+    @Option(help: "The task whose training step is timed, with that task's defaults.") var model = BenchModel.charlm
     @Option(help: "Timed steps (the median is reported).") var steps = 30
     @Option(help: "Untimed steps first.") var warmupSteps = 5
     @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
-    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
+    @Option(help: "Normalisation of charlm.") var norm = TransformerNorm.layer
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard ["charlm", "gat", "translate"].contains(model) else {
-            throw ValidationError("--model \(model): the benchmark knows charlm, gat and translate.")
-        }
         guard steps >= 1, warmupSteps >= 0, (batchSize ?? 1) >= 1 else {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
-        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
     }
 
     func run() throws {
         let context = try Runtime(runtime)
         let communicator = context.communicator
-        var options = TrainingOptions()
+        var options: TrainingOptions
+        switch model {
+        case .charlm: options = .characterLanguageModel()
+        case .gat: options = .nodeClassification(gcn: false)
+        case .translate: options = .translation(preset: .small)
+        }
         options.steps = warmupSteps + steps
-        options.batchSize = batchSize ?? (model == "translate" ? 2000 : 12)
+        if let batchSize { options.batchSize = batchSize }
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
         options.progress = .none
+        options.evaluationInterval = 0
         let task: DataParallelTask
         let parameterCount: Int
         var translation: TranslateTask?
-        if model == "translate" {
+        switch model {
+        case .translate:
             let preset = TranslatePreset.small
-            options.learningRate = preset.learningRate
-            options.warmupSteps = preset.warmup
-            options.schedule = .inverseSquareRoot
-            options.weightDecay = 0
-            options.beta2 = 0.98
             let translate = TranslateTask(data: try TranslationData.multi30k(), vocabularySize: preset.vocabulary, config: preset.config,
                                           options: options, tokensPerRank: options.batchSize, labelSmoothing: 0.1,
                                           rank: communicator.rank, ranks: communicator.size)
             task = translate
             translation = translate
             parameterCount = translate.model.parameterCount
-        } else if model == "gat" {
-            options.optimizer = .adam
-            options.learningRate = 0.005
-            options.weightDecay = 5e-4
-            options.clip = 0
+        case .gat:
             let gat = try GATTask(dataset: try NodePropertyDataset.cora(), config: GATConfig(), options: options, fanout: nil,
                                   patience: 0, rank: communicator.rank, ranks: communicator.size)
             task = gat
             parameterCount = gat.model.parameterCount
-        } else {
+        case .charlm:
             var config = GPTConfig()
-            config.norm = NormKind(rawValue: norm) ?? .layer
+            config.norm = norm.kind
             let charlm = try CharLMTask(text: try TextCorpus.tinyShakespeare(), dataDescription: "Tiny Shakespeare", config: config,
                                         options: options, rank: communicator.rank, ranks: communicator.size)
             task = charlm
@@ -128,10 +122,10 @@ struct BenchStep: ParsableCommand {
             extra["tokens_per_cpu_s"] = .number(counts[0] / cpu[0])
         }
         context.log(String(format: "%@ step: %.2f ms/step (compute %.2f ms, all-reduce %.2f ms, %.0f%% hidden), %.0f %@/s on %d rank(s) × %d thread(s), %d parameters",
-                           model, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokensPerSecond,
+                           model.rawValue, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokensPerSecond,
                            task.throughputUnit, communicator.size, context.threads, parameterCount))
         context.emit(summary: [
-            "task": .string("bench step"), "model": .string(model), "ranks": .integer(communicator.size),
+            "task": .string("bench step"), "model": .string(model.rawValue), "ranks": .integer(communicator.size),
             "steps": .integer(steps), "seconds": .number(results.map(\.seconds).reduce(0, +)),
             "param_count": .integer(parameterCount), "ms_per_step": .number(figures[0] * 1e3),
             "tokens_per_s": .number(tokensPerSecond), "comm_ms": .number(figures[1] * 1e3),

@@ -30,7 +30,7 @@ struct TrainCBOW: ParsableCommand {
 
     @OptionGroup var common: CommonTrainOptions
     @Option(help: "Embedded text without --data: multi30k (English captions, validation captions held out) or shakespeare (Tiny Shakespeare, last 10% of lines held out).")
-    var corpus = "multi30k"
+    var corpus = WordCorpusChoice.multi30k
     @Option(help: "Words seen fewer times are left out (default 3 for multi30k, 5 otherwise).") var minCount: Int?
     @Option(help: "Largest reach each side of the centre; each window's reach is drawn from 1...window.") var window = 5
     @Option(help: "Negative words per window, from the unigram^0.75 table.") var negatives = 5
@@ -40,8 +40,7 @@ struct TrainCBOW: ParsableCommand {
     @Option(help: "Held-out windows per evaluation.") var evalWindows = 4096
 
     func validate() throws {
-        guard ["multi30k", "shakespeare"].contains(corpus) else { throw ValidationError("--corpus \(corpus): use multi30k or shakespeare.") }
-        if common.data != nil && corpus != "multi30k" { throw ValidationError("give --data FILE or --corpus, not both.") }
+        if common.data != nil && corpus != .multi30k { throw ValidationError("give --data FILE or --corpus, not both.") }
         if let minCount, minCount < 1 { throw ValidationError("--min-count \(minCount) must be at least 1.") }
         guard (1...50).contains(window) else { throw ValidationError("--window \(window) must be in 1...50.") }
         guard (1...50).contains(negatives) else { throw ValidationError("--negatives \(negatives) must be in 1...50.") }
@@ -53,20 +52,10 @@ struct TrainCBOW: ParsableCommand {
     }
 
     func run() throws {
-        var defaults = TrainingOptions()
-        defaults.steps = 3000
-        defaults.batchSize = 512
-        defaults.optimizer = .adam
-        defaults.learningRate = 1e-2
-        defaults.warmupSteps = 100
-        defaults.schedule = .cosine
-        defaults.weightDecay = 0
-        defaults.beta2 = 0.999
-        defaults.clip = 0
+        var defaults = TrainingOptions.continuousBagOfWords()
         defaults.evaluationInterval = evalInterval
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: [])
         var settings = CBOWSettings()
-        settings.minimumCount = minCount ?? (common.data == nil && corpus == "multi30k" ? 3 : 5)
+        settings.minimumCount = minCount ?? (common.data == nil && corpus == .multi30k ? 3 : 5)
         settings.window = window
         settings.negatives = negatives
         settings.sample = sample
@@ -75,37 +64,28 @@ struct TrainCBOW: ParsableCommand {
         let text: WordCorpus
         if let path = common.data {
             text = try WordCorpus.load(path: path)
-        } else if corpus == "shakespeare" {
+        } else if corpus == .shakespeare {
             text = try WordCorpus.tinyShakespeare()
         } else {
             text = try WordCorpus.multi30kEnglish()
         }
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        let task = try CBOWTask(corpus: text, settings: settings, options: options, rank: communicator.rank, ranks: communicator.size)
-        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        let global = options.batchSize * communicator.size * options.gradientAccumulation
-        runtime.log("cbow: \(task.model.parameterCount) parameters, vocabulary \(task.vocabulary.count) words (min count "
+        let run = try TrainingRun(common, defaults: defaults, augmentations: []) { options, communicator in
+            try CBOWTask(corpus: text, settings: settings, options: options, rank: communicator.rank, ranks: communicator.size)
+        }
+        let task = run.task
+        try run.train(banner: "cbow: \(task.model.parameterCount) parameters, vocabulary \(task.vocabulary.count) words (min count "
             + "\(settings.minimumCount)), \(task.sampler.stream.count) training words (\(text.description)), "
-            + String(format: "%.0f", task.sampler.expectedKeptTokens) + " after subsampling, \(communicator.size) rank(s) × "
-            + "\(runtime.threads) thread(s), global batch \(global) windows, \(options.steps) steps")
-        let outcome = try trainer.run()
-        let evaluation = outcome.evaluation
-        let valLoss = evaluation["val_loss"] ?? .nan
-        let accuracy = evaluation["val_accuracy"] ?? .nan, top10 = evaluation["val_top10"] ?? .nan
-        runtime.log(String(format: "done: train loss %.4f, val loss %.4f, centre above its %d negatives %.2f%%, in the top 10 of %d words %.2f%%, %.0f words/s, %.1f s",
+            + String(format: "%.0f", task.sampler.expectedKeptTokens) + " after subsampling, \(run.communicator.size) rank(s) × "
+            + "\(run.runtime.threads) thread(s), global batch \(run.globalBatch) windows, \(run.options.steps) steps") { outcome in
+            let evaluation = outcome.evaluation
+            let valLoss = evaluation["val_loss"] ?? .nan
+            let accuracy = evaluation["val_accuracy"] ?? .nan, top10 = evaluation["val_top10"] ?? .nan
+            return (String(format: "done: train loss %.4f, val loss %.4f, centre above its %d negatives %.2f%%, in the top 10 of %d words %.2f%%, %.0f words/s, %.1f s",
                            outcome.trainLoss, valLoss, negatives, 100 * accuracy, task.vocabulary.count, 100 * top10,
-                           outcome.unitsPerSecond, outcome.seconds))
-        runtime.emit(summary: [
-            "task": .string("cbow"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
-            "train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss), "val_accuracy": .number(accuracy),
-            "val_top10": .number(top10), "vocab_size": .integer(task.vocabulary.count),
-            "words_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps),
-            "threads": .integer(runtime.threads),
-        ])
+                           outcome.unitsPerSecond, outcome.seconds),
+                    ["train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss), "val_accuracy": .number(accuracy),
+                     "val_top10": .number(top10), "vocab_size": .integer(task.vocabulary.count),
+                     "words_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps)])
+        }
     }
 }

@@ -30,8 +30,8 @@ struct CommonTrainOptions: ParsableArguments {
     var lr: Float?
     @Option(help: "Linear warmup steps.")
     var warmup: Int?
-    @Option(help: "Learning-rate schedule: constant, cosine or inverse-sqrt.")
-    var schedule: String?
+    @Option(help: "Learning-rate schedule (default: the task's).")
+    var schedule: LearningRateSchedule?
     @Option(help: "Floor of the cosine schedule (default: the task's; charlm lr/10, as nanoGPT's min_lr).")
     var minLr: Float?
     @Option(help: "Adam's β2, the second-moment decay (default: the task's; charlm 0.99).")
@@ -73,7 +73,6 @@ struct CommonTrainOptions: ParsableArguments {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size \(batchSize) must be at least 1.") }
         if let lr, !(lr > 0) { throw ValidationError("--lr \(lr) must be positive.") }
         if let warmup, warmup < 0 { throw ValidationError("--warmup \(warmup) must not be negative.") }
-        if let schedule { _ = try LearningRateSchedule.parse(schedule) }
         guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
         if let clip, clip < 0 { throw ValidationError("--clip \(clip) must not be negative.") }
@@ -95,7 +94,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.batchSize = batchSize ?? defaults.batchSize
         options.learningRate = lr ?? defaults.learningRate
         options.warmupSteps = warmup ?? defaults.warmupSteps
-        options.schedule = try schedule.map(LearningRateSchedule.parse) ?? defaults.schedule
+        options.schedule = schedule ?? defaults.schedule
         options.weightDecay = weightDecay ?? defaults.weightDecay
         options.minimumLearningRate = minLr ?? defaults.minimumLearningRate
         options.beta2 = beta2 ?? defaults.beta2
@@ -136,7 +135,7 @@ struct TrainCharLM: ParsableCommand {
     @Option(help: "Embedding width.") var embedding = 128
     @Option(help: "Context length.") var blockSize = 64
     @Option(help: "Dropout probability.") var dropout: Float = 0
-    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
+    @Option(help: "Normalisation.") var norm = TransformerNorm.layer
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 250
     @Option(help: "Validation batches per evaluation.") var evalBatches = 40
 
@@ -148,44 +147,32 @@ struct TrainCharLM: ParsableCommand {
             throw ValidationError("--embedding \(embedding) is not divisible by --heads \(heads).")
         }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout \(dropout) must be in [0, 1).") }
-        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
         guard evalBatches >= 1, evalInterval >= 0 else { throw ValidationError("--eval-batches must be ≥ 1 and --eval-interval ≥ 0.") }
     }
 
     func run() throws {
-        var defaults = TrainingOptions()
+        var defaults = TrainingOptions.characterLanguageModel()
         defaults.evaluationInterval = evalInterval
         defaults.evaluationBatches = evalBatches
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["substitute"])
         var config = GPTConfig()
         config.layerCount = layers
         config.headCount = heads
         config.embedding = embedding
         config.blockSize = blockSize
         config.dropout = dropout
-        config.norm = NormKind(rawValue: norm) ?? .layer
+        config.norm = norm.kind
         let text = try common.data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        let task = try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
-                                  options: options, rank: communicator.rank, ranks: communicator.size)
-        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
-        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        runtime.log("charlm: \(task.model.parameterCount) parameters, \(communicator.size) rank(s) × \(runtime.threads) thread(s), "
-            + "global batch \(options.batchSize * communicator.size * options.gradientAccumulation) × \(blockSize) tokens, \(options.steps) steps")
-        let outcome = try trainer.run()
-        let valLoss = outcome.evaluation["val_loss"] ?? .nan
-        runtime.log(String(format: "done: train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s", outcome.trainLoss, valLoss,
-                           outcome.unitsPerSecond, outcome.seconds))
-        runtime.emit(summary: [
-            "task": .string("charlm"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
-            "train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss),
-            "tokens_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps),
-            "threads": .integer(runtime.threads),
-        ])
+        let run = try TrainingRun(common, defaults: defaults, augmentations: ["substitute"]) { options, communicator in
+            try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
+                           options: options, rank: communicator.rank, ranks: communicator.size)
+        }
+        try run.train(banner: "charlm: \(run.task.model.parameterCount) parameters, \(run.communicator.size) rank(s) × "
+            + "\(run.runtime.threads) thread(s), global batch \(run.globalBatch) × \(blockSize) tokens, \(run.options.steps) steps") { outcome in
+            let valLoss = outcome.evaluation["val_loss"] ?? .nan
+            return (String(format: "done: train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s", outcome.trainLoss, valLoss,
+                           outcome.unitsPerSecond, outcome.seconds),
+                    ["train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss),
+                     "tokens_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps)])
+        }
     }
 }

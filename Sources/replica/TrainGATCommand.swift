@@ -25,7 +25,7 @@ struct TrainGAT: ParsableCommand {
     )
 
     @OptionGroup var common: CommonTrainOptions
-    @Option(help: "The model: gat or gcn (Kipf & Welling's graph convolutional network).") var model = "gat"
+    @Option(help: "The model: gat, or gcn (Kipf & Welling's graph convolutional network).") var model = NodeClassifierKind.gat
     @Option(help: "Features per head in hidden layers (default: 8; gcn 16).") var hidden: Int?
     @Option(help: "Attention heads in hidden layers (concatenated; gat only).") var heads = 8
     @Option(help: "Attention heads of the output layer (averaged; gat only).") var outputHeads = 1
@@ -35,22 +35,20 @@ struct TrainGAT: ParsableCommand {
     @Option(help: "Dropout on projected features where they are aggregated (the GAT code's; 0 as PyG).") var valueDropout: Float = 0.6
     @Flag(inversion: .prefixedNo, help: "Divide each node's features by their sum (GAT's and PyG's preprocessing).")
     var normalizeFeatures = true
-    @Option(help: "Normalisation between layers: none or batch.") var norm = "none"
+    @Option(help: "Normalisation between layers.") var norm = GraphNorm.none
     @Option(help: "Neighbours sampled per node and hop, such as 10,10 (default: all).") var fanout: String?
     @Option(help: "Stop after this many epochs without validation improvement (0: never).") var patience = 100
 
-    var isGCN: Bool { model == "gcn" }
+    var isGCN: Bool { model == .gcn }
 
     func validate() throws {
-        guard ["gat", "gcn"].contains(model) else { throw ValidationError("--model \(model): use gat or gcn.") }
         guard hidden ?? 1 >= 1, heads >= 1, outputHeads >= 1, layers >= 1 else {
             throw ValidationError("--hidden, --heads, --output-heads and --layers must be at least 1.")
         }
-        if isGCN && norm != "none" { throw ValidationError("--norm \(norm) is for --model gat; GCN has no normalisation layers.") }
+        if isGCN && norm != .none { throw ValidationError("--norm \(norm) is for --model gat; GCN has no normalisation layers.") }
         guard (0..<1).contains(dropout ?? 0), (0..<1).contains(attentionDropout), (0..<1).contains(valueDropout) else {
             throw ValidationError("--dropout, --attention-dropout and --value-dropout must be in [0, 1).")
         }
-        guard ["none", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use none or batch.") }
         guard patience >= 0 else { throw ValidationError("--patience must not be negative.") }
         _ = try parsedFanout()
     }
@@ -65,23 +63,6 @@ struct TrainGAT: ParsableCommand {
     }
 
     func run() throws {
-        var defaults = TrainingOptions()
-        defaults.steps = 100_000   // the paper's cap; early stopping ends training long before
-        defaults.learningRate = 0.005
-        defaults.weightDecay = 5e-4
-        defaults.warmupSteps = 0
-        defaults.schedule = .constant
-        defaults.optimizer = .adam
-        defaults.beta2 = 0.999
-        defaults.evaluationInterval = 1
-        defaults.clip = 0
-        if isGCN {
-            // Kipf & Welling's Cora settings (their code: lr 0.01, 200 epochs, L2 5e-4 on layer 0 only).
-            defaults.steps = 200
-            defaults.learningRate = 0.01
-        }
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["feature-mask", "drop-edge"])
-        if let epochs = common.epochs { options.steps = epochs }
         let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
             ?? NodePropertyDataset.cora()
         let network: NodeClassifier
@@ -104,32 +85,24 @@ struct TrainGAT: ParsableCommand {
             config.inputDropout = dropout ?? 0.6
             config.attentionDropout = attentionDropout
             config.valueDropout = valueDropout
-            config.norm = NormKind(rawValue: norm) ?? .none
+            config.norm = norm.kind
             network = GAT(config)
         }
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        let task = try GATTask(dataset: dataset, model: network, options: options, fanout: try parsedFanout(),
-                               patience: patience, normalizeFeatures: normalizeFeatures,
-                               rank: communicator.rank, ranks: communicator.size)
-        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        runtime.log("\(model): \(task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
+        let fanout = try parsedFanout()
+        let run = try TrainingRun(common, defaults: .nodeClassification(gcn: isGCN), augmentations: ["feature-mask", "drop-edge"]) { options, communicator in
+            try GATTask(dataset: dataset, model: network, options: options, fanout: fanout, patience: patience,
+                        normalizeFeatures: normalizeFeatures, rank: communicator.rank, ranks: communicator.size)
+        }
+        try run.train(banner: "\(model): \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.train.count)/\(dataset.validation.count)/\(dataset.test.count) train/val/test, "
-            + "\(communicator.size) rank(s) × \(runtime.threads) thread(s), up to \(options.steps) epochs, patience \(patience)")
-        let outcome = try trainer.run()
-        let chosen = task.selected.isEmpty ? outcome.evaluation : task.selected
-        let validation = chosen["val_accuracy"] ?? .nan, test = chosen["test_accuracy"] ?? .nan
-        runtime.log(String(format: "done: %d epochs, selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.1f s",
-                           outcome.steps, task.selectedEpoch, validation, test, outcome.secondsPerStep * 1e3, outcome.seconds))
-        runtime.emit(summary: [
-            "task": .string("gat"), "model": .string(model), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
-            "val_accuracy": .number(validation), "test_accuracy": .number(test),
-            "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch),
-            "threads": .integer(runtime.threads),
-        ])
+            + "\(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), up to \(run.options.steps) epochs, patience \(patience)") { outcome in
+            let task = run.task
+            let chosen = task.selected.isEmpty ? outcome.evaluation : task.selected
+            let validation = chosen["val_accuracy"] ?? .nan, test = chosen["test_accuracy"] ?? .nan
+            return (String(format: "done: %d epochs, selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.1f s",
+                           outcome.steps, task.selectedEpoch, validation, test, outcome.secondsPerStep * 1e3, outcome.seconds),
+                    ["model": .string(model.rawValue), "val_accuracy": .number(validation), "test_accuracy": .number(test),
+                     "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch)])
+        }
     }
 }

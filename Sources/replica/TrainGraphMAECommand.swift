@@ -57,19 +57,6 @@ struct TrainGraphMAE: ParsableCommand {
 
     func run() throws {
         let started = Date()
-        var defaults = TrainingOptions()
-        defaults.steps = 1500
-        defaults.learningRate = 1e-3
-        defaults.weightDecay = 2e-4
-        defaults.warmupSteps = 0
-        defaults.schedule = .cosine          // lr·(1 + cos(π·epoch/epochs))/2, the authors' LambdaLR
-        defaults.minimumLearningRate = 0
-        defaults.optimizer = .adam
-        defaults.beta2 = 0.999
-        defaults.evaluationInterval = 0      // the reconstruction loss at the end; the probe after
-        defaults.clip = 0
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["drop-edge"])
-        if let epochs = common.epochs { options.steps = epochs }
         var config = GraphMAEConfig()
         config.hidden = hidden
         config.heads = heads
@@ -81,38 +68,32 @@ struct TrainGraphMAE: ParsableCommand {
         config.gamma = gamma
         let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
             ?? NodePropertyDataset.cora()
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        let task = try GraphMAETask(dataset: dataset, config: config, options: options, normalizeFeatures: normalizeFeatures,
-                                    rank: communicator.rank, ranks: communicator.size)
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        runtime.log("graphmae: \(task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
-            + "\(dataset.featureCount) features, \(communicator.size) rank(s) × \(runtime.threads) thread(s), "
-            + "\(task.mask(step: 0).maskNodes.count) mask nodes per rank, \(options.steps) epochs")
-        let outcome = try trainer.run()
-        var probeOptions = LinearProbeOptions()
-        probeOptions.epochs = probeEpochs
-        probeOptions.learningRate = probeLr
-        probeOptions.weightDecay = probeWeightDecay
-        probeOptions.seed = options.seed
-        let probeStarted = Date()
-        let probe = task.probe(options: probeOptions)
-        let probeSeconds = Date().timeIntervalSince(probeStarted)
-        runtime.log(String(format: "done: %d epochs, reconstruction loss %.4f, %.2f ms/epoch, %.1f s",
-                           outcome.steps, outcome.evaluation["reconstruction_loss"] ?? .nan, outcome.secondsPerStep * 1e3,
-                           outcome.seconds))
-        runtime.log(String(format: "linear probe: test accuracy %.4f at the best validation accuracy %.4f (epoch %d of %d); final test accuracy %.4f",
-                           probe.testAccuracy, probe.validationAccuracy, probe.bestEpoch, probeEpochs, probe.finalTestAccuracy))
-        runtime.emit(summary: [
-            "task": .string("graphmae"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(Date().timeIntervalSince(started)), "param_count": .integer(task.model.parameterCount),
-            "test_accuracy": .number(probe.testAccuracy), "val_accuracy": .number(probe.validationAccuracy),
-            "probe_test_accuracy": .number(probe.finalTestAccuracy), "probe_best_epoch": .integer(probe.bestEpoch),
-            "epoch_ms": .number(outcome.secondsPerStep * 1e3), "train_loss": .number(outcome.trainLoss),
-            "reconstruction_loss": .number(outcome.evaluation["reconstruction_loss"] ?? .nan),
-            "probe_seconds": .number(probeSeconds), "threads": .integer(runtime.threads),
-        ])
+        let run = try TrainingRun(common, defaults: .graphMAE(), augmentations: ["drop-edge"]) { options, communicator in
+            try GraphMAETask(dataset: dataset, config: config, options: options, normalizeFeatures: normalizeFeatures,
+                             rank: communicator.rank, ranks: communicator.size)
+        }
+        try run.train(banner: "graphmae: \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
+            + "\(dataset.featureCount) features, \(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), "
+            + "\(run.task.mask(step: 0).maskNodes.count) mask nodes per rank, \(run.options.steps) epochs") { outcome in
+            run.runtime.log(String(format: "done: %d epochs, reconstruction loss %.4f, %.2f ms/epoch, %.1f s",
+                                   outcome.steps, outcome.evaluation["reconstruction_loss"] ?? .nan, outcome.secondsPerStep * 1e3,
+                                   outcome.seconds))
+            var probeOptions = LinearProbeOptions()
+            probeOptions.epochs = probeEpochs
+            probeOptions.learningRate = probeLr
+            probeOptions.weightDecay = probeWeightDecay
+            probeOptions.seed = run.options.seed
+            let probeStarted = Date()
+            let probe = run.task.probe(options: probeOptions)
+            let probeSeconds = Date().timeIntervalSince(probeStarted)
+            return (String(format: "linear probe: test accuracy %.4f at the best validation accuracy %.4f (epoch %d of %d); final test accuracy %.4f",
+                           probe.testAccuracy, probe.validationAccuracy, probe.bestEpoch, probeEpochs, probe.finalTestAccuracy),
+                    ["seconds": .number(Date().timeIntervalSince(started)),
+                     "test_accuracy": .number(probe.testAccuracy), "val_accuracy": .number(probe.validationAccuracy),
+                     "probe_test_accuracy": .number(probe.finalTestAccuracy), "probe_best_epoch": .integer(probe.bestEpoch),
+                     "epoch_ms": .number(outcome.secondsPerStep * 1e3), "train_loss": .number(outcome.trainLoss),
+                     "reconstruction_loss": .number(outcome.evaluation["reconstruction_loss"] ?? .nan),
+                     "probe_seconds": .number(probeSeconds)])
+        }
     }
 }

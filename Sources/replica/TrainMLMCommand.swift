@@ -32,9 +32,9 @@ struct TrainMLM: ParsableCommand {
     @Option(help: "Encoder layers.") var layers = 4
     @Option(help: "Feed-forward width.") var feedForward = 512
     @Option(help: "Dropout.") var dropout: Float = 0.1
-    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
-    @Option(help: "Attention scorer: dot or additive.") var attention = "dot"
-    @Option(help: "Positions: learned or sinusoidal.") var positions = "learned"
+    @Option(help: "Normalisation.") var norm = TransformerNorm.layer
+    @Option(help: "Attention scorer: dot (scaled dot product) or additive (Bahdanau).") var attention = AttentionScorer.dot
+    @Option(help: "Position encoding.") var positions = PositionKind.learned
     @Option(help: "Tokens a sentence at most, <s> and </s> included (longer ones are cut).") var maxLength = 64
     @Option(help: "Fraction of tokens chosen for prediction.") var maskRate: Float = BERTMasking.defaultRate
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 500
@@ -47,25 +47,14 @@ struct TrainMLM: ParsableCommand {
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout \(dropout) must be in [0, 1).") }
         guard maskRate > 0 && maskRate <= 1 else { throw ValidationError("--mask-rate \(maskRate) must be in (0, 1].") }
         guard maxLength >= 3 else { throw ValidationError("--max-length \(maxLength) must be at least 3 (<s>, a token, </s>).") }
-        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
-        guard AttentionScorer(rawValue: attention) != nil else { throw ValidationError("--attention \(attention): use dot or additive.") }
-        guard PositionKind(rawValue: positions) != nil else { throw ValidationError("--positions \(positions): use learned or sinusoidal.") }
         guard evalInterval >= 0 else { throw ValidationError("--eval-interval must not be negative.") }
         if common.augment != nil { throw ValidationError("train mlm takes no --augment: its masking is the augmentation (--mask-rate).") }
         if valData != nil && common.data == nil { throw ValidationError("--val-data goes with --data FILE.") }
     }
 
     func run() throws {
-        var defaults = TrainingOptions()
-        defaults.steps = 3000
-        defaults.batchSize = 64
-        defaults.learningRate = 1e-3
-        defaults.warmupSteps = 200
-        defaults.schedule = .cosine
-        defaults.weightDecay = 0.01
-        defaults.beta2 = 0.99
+        var defaults = TrainingOptions.maskedLanguageModel()
         defaults.evaluationInterval = evalInterval
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: [])
         var config = MaskedLanguageModelConfig()
         config.embedding = embedding
         config.heads = heads
@@ -73,36 +62,27 @@ struct TrainMLM: ParsableCommand {
         config.feedForward = feedForward
         config.dropout = dropout
         config.maximumLength = maxLength
-        config.norm = NormKind(rawValue: norm) ?? .layer
-        config.scorer = AttentionScorer(rawValue: attention) ?? .dot
-        config.positions = PositionKind(rawValue: positions) ?? .learned
+        config.norm = norm.kind
+        config.scorer = attention
+        config.positions = positions
         let splits = try common.data.map { try SentenceSplits.load(path: $0, validationPath: valData) }
             ?? SentenceSplits.multi30kEnglish()
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        let task = MLMTask(splits: splits, vocabularySize: vocabulary, config: config, options: options, rate: maskRate,
-                           rank: communicator.rank, ranks: communicator.size)
-        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
-        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        runtime.log("mlm: \(task.model.parameterCount) parameters, vocabulary \(task.tokenizer.count), \(splits.train.count) "
-            + "training sentences (\(splits.description)), \(task.stepsPerEpoch) steps an epoch, \(communicator.size) rank(s) × "
-            + "\(runtime.threads) thread(s), global batch \(options.batchSize * communicator.size * options.gradientAccumulation) "
-            + "sentences, \(options.steps) steps")
-        let outcome = try trainer.run()
-        let evaluation = outcome.evaluation
-        let valLoss = evaluation["val_loss"] ?? .nan
-        let accuracy = evaluation["masked_accuracy"] ?? .nan, unigram = evaluation["unigram_accuracy"] ?? .nan
-        runtime.log(String(format: "done: val loss %.4f, masked accuracy %.2f%% (unigram baseline %.2f%%), %.0f tokens/s, %.1f s",
-                           valLoss, 100 * accuracy, 100 * unigram, outcome.unitsPerSecond, outcome.seconds))
-        runtime.emit(summary: [
-            "task": .string("mlm"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
-            "train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss), "masked_accuracy": .number(accuracy),
-            "unigram_accuracy": .number(unigram), "tokens_per_s": .number(outcome.unitsPerSecond),
-            "skipped_steps": .integer(outcome.skippedSteps), "threads": .integer(runtime.threads),
-        ])
+        let run = try TrainingRun(common, defaults: defaults, augmentations: []) { options, communicator in
+            MLMTask(splits: splits, vocabularySize: vocabulary, config: config, options: options, rate: maskRate,
+                    rank: communicator.rank, ranks: communicator.size)
+        }
+        let task = run.task
+        try run.train(banner: "mlm: \(task.model.parameterCount) parameters, vocabulary \(task.tokenizer.count), \(splits.train.count) "
+            + "training sentences (\(splits.description)), \(task.stepsPerEpoch) steps an epoch, \(run.communicator.size) rank(s) × "
+            + "\(run.runtime.threads) thread(s), global batch \(run.globalBatch) sentences, \(run.options.steps) steps") { outcome in
+            let evaluation = outcome.evaluation
+            let valLoss = evaluation["val_loss"] ?? .nan
+            let accuracy = evaluation["masked_accuracy"] ?? .nan, unigram = evaluation["unigram_accuracy"] ?? .nan
+            return (String(format: "done: val loss %.4f, masked accuracy %.2f%% (unigram baseline %.2f%%), %.0f tokens/s, %.1f s",
+                           valLoss, 100 * accuracy, 100 * unigram, outcome.unitsPerSecond, outcome.seconds),
+                    ["train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss), "masked_accuracy": .number(accuracy),
+                     "unigram_accuracy": .number(unigram), "tokens_per_s": .number(outcome.unitsPerSecond),
+                     "skipped_steps": .integer(outcome.skippedSteps)])
+        }
     }
 }

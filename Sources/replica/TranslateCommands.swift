@@ -33,8 +33,8 @@ struct TrainTranslate: ParsableCommand {
     @Option(help: "Feed-forward width (default 1024).") var feedForward: Int?
     @Option(help: "Dropout (default 0.1).") var dropout: Float?
     @Option(help: "Label smoothing.") var labelSmoothing: Float = 0.1
-    @Option(help: "Normalisation: layer or batch.") var norm = "layer"
-    @Option(help: "Attention scorer: dot or additive.") var attention = "dot"
+    @Option(help: "Normalisation.") var norm = TransformerNorm.layer
+    @Option(help: "Attention scorer: dot (scaled dot product) or additive (Bahdanau).") var attention = AttentionScorer.dot
     @Option(help: "Beam size for the test BLEU.") var beam = 4
     @Option(help: "GNMT length penalty exponent for beam search.") var lengthPenalty: Float = 0.6
     @Option(help: "Evaluate every N steps (0: only at the end; a preset's default otherwise).") var evalInterval: Int?
@@ -51,8 +51,8 @@ struct TrainTranslate: ParsableCommand {
         config.decoderLayers = layers ?? config.decoderLayers
         config.feedForward = feedForward ?? config.feedForward
         config.dropout = dropout ?? config.dropout
-        config.norm = NormKind(rawValue: norm) ?? .layer
-        config.scorer = AttentionScorer(rawValue: attention) ?? .dot
+        config.norm = norm.kind
+        config.scorer = attention
         return config
     }
 
@@ -72,55 +72,37 @@ struct TrainTranslate: ParsableCommand {
             throw ValidationError("--dropout and --label-smoothing must be in [0, 1).")
         }
         if let evalInterval, evalInterval < 0 { throw ValidationError("--eval-interval \(evalInterval) must not be negative.") }
-        guard ["layer", "batch"].contains(norm) else { throw ValidationError("--norm \(norm): use layer or batch.") }
-        guard AttentionScorer(rawValue: attention) != nil else { throw ValidationError("--attention \(attention): use dot or additive.") }
     }
 
     func run() throws {
         let preset = chosenPreset
-        var defaults = TrainingOptions()
-        defaults.steps = preset?.steps ?? 2500
-        defaults.batchSize = 2000
-        defaults.learningRate = preset?.learningRate ?? 1e-3
-        defaults.warmupSteps = preset?.warmup ?? 500
-        defaults.schedule = .inverseSquareRoot
-        defaults.weightDecay = 0
-        defaults.beta2 = 0.98
-        defaults.evaluationInterval = evalInterval ?? preset?.evaluationInterval ?? 0
-        var options = try common.trainingOptions(defaults: defaults, augmentationNames: ["mask", "substitute"])
+        var defaults = TrainingOptions.translation(preset: preset)
+        if let evalInterval { defaults.evaluationInterval = evalInterval }
         let config = modelConfig
         let data = try common.data.map { try TranslationData.load(directory: URL(fileURLWithPath: $0), testPrefix: testPrefix) }
             ?? TranslationData.multi30k()
-        let runtime = try Runtime(common.runtime)
-        let communicator = runtime.communicator
-        if let preset, common.batchSize == nil {
-            options.batchSize = preset.tokensPerRank(ranks: communicator.size, gradientAccumulation: options.gradientAccumulation)
+        let run = try TrainingRun(common, defaults: defaults, augmentations: ["mask", "substitute"], adjust: { options, communicator in
+            // A preset fixes the global batch: each rank takes its share.
+            if let preset, common.batchSize == nil {
+                options.batchSize = preset.tokensPerRank(ranks: communicator.size, gradientAccumulation: options.gradientAccumulation)
+            }
+        }) { options, communicator in
+            TranslateTask(data: data, vocabularySize: vocabulary ?? preset?.vocabulary ?? 8000, config: config,
+                          options: options, tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
+                          rank: communicator.rank, ranks: communicator.size)
         }
-        let task = TranslateTask(data: data, vocabularySize: vocabulary ?? preset?.vocabulary ?? 8000, config: config,
-                                 options: options, tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
-                                 rank: communicator.rank, ranks: communicator.size)
-        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
-        if options.syncBatchNorm { task.synchronizeBatchNorm(over: communicator) }
-        let trainer = try Trainer(task: task, options: options, communicator: communicator)
-        try trainer.synchronizeInitialState()
-        try trainer.resumeIfAsked()
-        runtime.log("translate\(preset.map { " (preset \($0.name))" } ?? ""): \(task.model.parameterCount) parameters, "
-            + "vocabulary \(task.tokenizer.count), global batch \(options.batchSize * communicator.size * options.gradientAccumulation) "
-            + "padded tokens, "
-            + "\(data.train.count) training pairs, \(task.stepsPerEpoch) steps an epoch, \(communicator.size) rank(s) × "
-            + "\(runtime.threads) thread(s), \(options.steps) steps")
-        let outcome = try trainer.run()
-        let (score, _) = try task.testBLEU(beam: beam, lengthPenalty: lengthPenalty, communicator: communicator)
-        let valLoss = outcome.evaluation["val_loss"] ?? .nan
-        runtime.log(String(format: "done: val loss %.4f, test %@, %.0f tokens/s, %.1f s", valLoss, score.line,
-                           outcome.unitsPerSecond, outcome.seconds))
-        runtime.emit(summary: [
-            "task": .string("translate"), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
-            "seconds": .number(outcome.seconds), "param_count": .integer(task.model.parameterCount),
-            "val_loss": .number(valLoss), "bleu": .number(score.score), "tokens_per_s": .number(outcome.unitsPerSecond),
-            "threads": .integer(runtime.threads), "preset": preset.map { .string($0.name) } ?? .null,
-            "global_batch_tokens": .integer(options.batchSize * communicator.size * options.gradientAccumulation),
-        ])
+        let task = run.task
+        try run.train(banner: "translate\(preset.map { " (preset \($0.name))" } ?? ""): \(task.model.parameterCount) parameters, "
+            + "vocabulary \(task.tokenizer.count), global batch \(run.globalBatch) padded tokens, "
+            + "\(data.train.count) training pairs, \(task.stepsPerEpoch) steps an epoch, \(run.communicator.size) rank(s) × "
+            + "\(run.runtime.threads) thread(s), \(run.options.steps) steps") { outcome in
+            let (score, _) = try task.testBLEU(beam: beam, lengthPenalty: lengthPenalty, communicator: run.communicator)
+            let valLoss = outcome.evaluation["val_loss"] ?? .nan
+            return (String(format: "done: val loss %.4f, test %@, %.0f tokens/s, %.1f s", valLoss, score.line,
+                           outcome.unitsPerSecond, outcome.seconds),
+                    ["val_loss": .number(valLoss), "bleu": .number(score.score), "tokens_per_s": .number(outcome.unitsPerSecond),
+                     "preset": preset.map { .string($0.name) } ?? .null, "global_batch_tokens": .integer(run.globalBatch)])
+        }
     }
 }
 

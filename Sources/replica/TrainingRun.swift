@@ -1,0 +1,53 @@
+import Foundation
+import ReplicaCore
+import ReplicaDistributed
+import ReplicaTrain
+
+/// The one way a `train` command runs a job, in the only valid order: runtime, task, SyncBN,
+/// `--epochs` as steps, trainer, rank 0's parameters broadcast, every rank's agreement on the
+/// configuration and parameters, resume; then the loop and the summary.
+///
+/// A command declares its arguments, loads its data (so that bad input fails before MPI starts),
+/// and makes one call: `TrainingRun(...).train(...)`.
+struct TrainingRun<Task: DataParallelTask> {
+    let runtime: Runtime
+    let task: Task
+    let trainer: Trainer
+    var options: TrainingOptions { trainer.options }
+    var communicator: Communicator { runtime.communicator }
+    /// The global batch: per-rank batch × ranks × micro-steps.
+    var globalBatch: Int { options.batchSize * communicator.size * options.gradientAccumulation }
+
+    /// Sets the job up. `defaults` are the task's (`TrainingOptions.characterLanguageModel()`, ...);
+    /// `adjust` changes them once the ranks are known (a preset's per-rank batch); `makeTask`
+    /// builds this rank's task.
+    init(_ common: CommonTrainOptions, defaults: TrainingOptions, augmentations: [String],
+         adjust: (inout TrainingOptions, Communicator) -> Void = { _, _ in },
+         makeTask: (TrainingOptions, Communicator) throws -> Task) throws {
+        var options = try common.trainingOptions(defaults: defaults, augmentationNames: augmentations)
+        runtime = try Runtime(common.runtime)
+        adjust(&options, runtime.communicator)
+        task = try makeTask(options, runtime.communicator)
+        if options.syncBatchNorm { task.synchronizeBatchNorm(over: runtime.communicator) }
+        if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
+        trainer = try Trainer(task: task, options: options, communicator: runtime.communicator)
+        try trainer.synchronizeInitialState()
+        try trainer.resumeIfAsked()
+    }
+
+    /// Logs `banner`, trains, and hands the outcome to `finish`, which returns the closing line
+    /// and the task's summary fields. Every summary also has task, ranks, steps, seconds,
+    /// param_count and threads (a field of `finish` with the same key wins).
+    func train(banner: String, finish: (Trainer.Outcome) throws -> (line: String, fields: [String: JSONValue])) throws {
+        runtime.log(banner)
+        let outcome = try trainer.run()
+        let (line, fields) = try finish(outcome)
+        runtime.log(line)
+        let common: [String: JSONValue] = [
+            "task": .string(task.taskName), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
+            "seconds": .number(outcome.seconds), "param_count": .integer(task.arena.count),
+            "threads": .integer(runtime.threads),
+        ]
+        runtime.emit(summary: common.merging(fields) { _, task in task })
+    }
+}
