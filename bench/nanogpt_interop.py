@@ -1,5 +1,5 @@
 """Loads a Replica charlm checkpoint into nanoGPT's model with load_state_dict(strict=True) and
-evaluates it on Tiny Shakespeare's validation split (CONTRACT: charlm checkpoints open in nanoGPT).
+evaluates it on Tiny Shakespeare's validation split (docs/interface.md: charlm checkpoints open in nanoGPT).
 
 The model class below follows nanoGPT's model.py (GPTConfig(bias=False, dropout=0)); it is written
 here so that the check runs without the nanoGPT repository.

@@ -2,7 +2,7 @@
 # Runs replica across the nodes of an MPI hostfile over TCP.
 #
 #   ./launch/hostfile.sh HOSTFILE RANKS REPLICA-ARGS...
-#   ./launch/hostfile.sh hosts 4 train charlm --checkpoint-dir /shared/runs/charlm
+#   ./launch/hostfile.sh hosts 4 train charlm --checkpoint-dir /nfs/runs/charlm
 #
 # The hostfile is Open MPI's: one node a line, "node1 slots=2". The binary and the data must be at
 # the same path on every node (a shared folder, or the same checkout built on each).

@@ -2,11 +2,11 @@
  * supervisor.c: under mpirun, the process mpirun starts watches the rank that does the work.
  *
  * Why: a rank killed by a signal makes mpirun exit with 128 + signal (137 for SIGKILL) and a
- * message of its own. CONTRACT promises exit status 2 and a message naming the rank for every
- * distributed failure. So the launched process spawns itself once more as the worker and waits;
- * if the worker dies by a signal it says which rank died and how, and exits 2, which mpirun
- * reports as the job's status while it ends the other ranks. Signals mpirun (or a user) sends to
- * the launched process are passed on to the worker; the worker dies with its supervisor
+ * message of its own. docs/interface.md promises exit status 2 and a message naming the rank
+ * for every distributed failure. So the launched process spawns itself once more as the worker
+ * and waits; if the worker dies by a signal it says which rank died and how, and exits 2, which
+ * mpirun reports as the job's status while it ends the other ranks. Signals mpirun (or a user)
+ * sends to the launched process are passed on to the worker; the worker dies with its supervisor
  * (PR_SET_PDEATHSIG), so no rank is ever left behind.
  */
 #include "mpi_wrapper.h"

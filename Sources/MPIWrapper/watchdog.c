@@ -1,5 +1,5 @@
 /*
- * watchdog.c: a thread per rank that turns hangs into messages (CONTRACT: exit status 2).
+ * watchdog.c: a thread per rank that turns hangs into messages (docs/interface.md: exit status 2).
  *
  * Every rank's watchdog thread sends a small heartbeat to every other rank once a second, on a
  * communicator of its own, carrying what the rank is doing: the sequence number, operation and

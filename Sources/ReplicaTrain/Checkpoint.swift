@@ -2,7 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaNN
 
-/// Checkpoint folders (CONTRACT): `step-NNNNNNNN/` with `model.safetensors`, `optimizer.safetensors`
+/// Checkpoint folders (docs/interface.md): `step-NNNNNNNN/` with `model.safetensors`, `optimizer.safetensors`
 /// and `state.json`, written atomically, and a `latest` file naming the newest complete one.
 public enum Checkpoint {
     public static let formatVersion = 1

@@ -1,7 +1,7 @@
 import Foundation
 import ReplicaCore
 
-/// Faults for tests and demonstrations, from `REPLICA_FAULT` (CONTRACT); inert when unset.
+/// Faults for tests and demonstrations, from `REPLICA_FAULT` (docs/interface.md); inert when unset.
 ///
 /// `kill:rank=R:step=S` (SIGKILL before step S), `nan:rank=R:step=S` (NaN loss at step S),
 /// `stall:rank=R:step=S:seconds=T`, `crash-during-checkpoint:step=S`; several separated by `;`.

@@ -2,7 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaNN
 
-/// Everything `replica train` was asked to do that the loop needs (CONTRACT: options every task takes).
+/// Everything `replica train` was asked to do that the loop needs (docs/interface.md: options every task takes).
 public struct TrainingOptions: Sendable {
     public var seed: UInt64 = 1337
     public var steps = 2000

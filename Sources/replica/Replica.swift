@@ -20,7 +20,7 @@ struct Replica: ParsableCommand {
 enum ReplicaMain {
     static func main() {
         // Under mpirun, this process supervises a worker copy of itself, so a rank killed by a
-        // signal still ends the job with status 2 and a message naming it (CONTRACT).
+        // signal still ends the job with status 2 and a message naming it (docs/interface.md).
         if let status = MPIEnvironment.superviseIfLaunched() { exit(status) }
         #if os(Linux)
         // Activations of a step are freed and allocated again every step; keep them on the heap

@@ -14,7 +14,7 @@ struct Train: ParsableCommand {
     )
 }
 
-/// The options every `train` task takes (CONTRACT).
+/// The options every `train` task takes (docs/interface.md).
 struct CommonTrainOptions: ParsableArguments {
     @Option(help: "Data set; without it the embedded default.")
     var data: String?

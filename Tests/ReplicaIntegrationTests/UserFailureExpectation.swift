@@ -1,7 +1,7 @@
 import Testing
 import _ReplicaTestSupport
 
-/// A user error as CONTRACT says: exit 1, exactly one stderr line starting "Error:" that names
+/// A user error as docs/interface.md says: exit 1, exactly one stderr line starting "Error:" that names
 /// `path`, and no crash report; with `noOutput`, nothing on stdout either.
 func expectUserFailure(_ result: ProcessResult, naming path: String, noOutput: Bool = false,
                        sourceLocation: SourceLocation = #_sourceLocation) {
