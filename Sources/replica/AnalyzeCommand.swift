@@ -15,12 +15,7 @@ struct AnalyzeEmbeddings: ParsableCommand {
         commandName: "embeddings",
         abstract: "Anisotropy of a checkpoint's token embeddings, before and after whitening.",
         discussion: """
-        Reads the token-embedding matrix of a charlm, translate, mlm or cbow checkpoint (one row per token,
-        special tokens left out) and reports the mean pairwise cosine similarity and the fraction of
-        variance along the top 1 and top K principal directions, before and after whitening
-        (subtract the mean, multiply by the inverse square root of the covariance); for mlm and
-        cbow checkpoints also the correlation between a token's embedding norm and its log
-        frequency, and the mean norm by frequency decade, before and after whitening.
+        Reads the token-embedding matrix of a charlm, translate, mlm or cbow checkpoint (one row per token, special tokens left out) and reports the mean pairwise cosine similarity and the fraction of variance along the top 1 and top K principal directions, before and after whitening (subtract the mean, multiply by the inverse square root of the covariance); for mlm and cbow checkpoints also the correlation between a token's embedding norm and its log frequency, and the mean norm by frequency decade, before and after whitening.
           replica analyze embeddings --checkpoint runs/mlm --json
           replica analyze embeddings --checkpoint runs/mlm --nearest dog,red,running
         """

@@ -9,11 +9,9 @@ struct BLEUCommand: ParsableCommand {
         commandName: "bleu",
         abstract: "Corpus BLEU of a hypothesis file against a reference file (sacreBLEU 2.x default: 13a tokens, exp smoothing).",
         discussion: """
-        Both files are UTF-8 text (or gzip-compressed UTF-8 text), one segment a line, the same number of lines.
-        Prints sacreBLEU's line, for example
+        Both files are UTF-8 text (or gzip-compressed UTF-8 text), one segment a line, the same number of lines. Prints sacreBLEU's line, for example
           BLEU = 35.12 66.1/41.5/28.0/19.3 (BP = 0.987 ratio = 0.987 hyp_len = 12345 ref_len = 12504)
-        or with --json one object with bleu, precisions, bp, ratio, sys_len and ref_len.
-        Example: replica bleu --reference test_2016_flickr.en --hypothesis output.en
+        or with --json one object with bleu, precisions, bp, ratio, sys_len and ref_len. Example: replica bleu --reference test_2016_flickr.en --hypothesis output.en
         """
     )
 

@@ -55,8 +55,7 @@ struct BenchAllReduce: ParsableCommand {
         commandName: "allreduce",
         abstract: "In-place float32 all-reduce: time per call and bus bandwidth, through Replica and through MPI directly.",
         discussion: """
-        busbw = bytes / time × 2(p−1)/p in GB/s (nccl-tests' convention); raw_mpi_busbw_gbps is the same
-        figure for the C wrapper called with no Swift layer around it. Example:
+        busbw = bytes / time × 2(p−1)/p in GB/s (nccl-tests' convention); raw_mpi_busbw_gbps is the same figure for the C wrapper called with no Swift layer around it. Example:
           mpirun -np 2 replica bench allreduce --sizes 4K,1M,64M --json
         """
     )

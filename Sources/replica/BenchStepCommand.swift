@@ -11,15 +11,11 @@ struct BenchStep: ParsableCommand {
         commandName: "step",
         abstract: "One training step (forward, backward, all-reduce, optimizer): ms/step and tokens/s.",
         discussion: """
-        Times steps of the real training loop on the embedded data at the task's default configuration.
-        Under mpirun, tokens/s is global and comm_ms / overlap_fraction show the all-reduce.
+        Times steps of the real training loop on the embedded data at the task's default configuration. Under mpirun, tokens/s is global and comm_ms / overlap_fraction show the all-reduce.
           replica bench step --model charlm --threads 1 --json
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
-        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank
-        (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the
-        timed steps over their time; padded_tokens_per_s the padded source and target tokens;
-        tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
+        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens; tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
         """
     )
 

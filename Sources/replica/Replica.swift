@@ -9,8 +9,7 @@ struct Replica: ParsableCommand {
         commandName: "replica",
         abstract: "Data-parallel training of Transformers and graph attention networks on CPUs with MPI.",
         discussion: """
-        Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`.
-        Exit status: 0 success, 1 a user error, 2 a distributed failure.
+        Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`. Exit status: 0 success, 1 a user error, 2 a distributed failure.
         """,
         subcommands: [Train.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self, Study.self]
     )

@@ -60,11 +60,7 @@ struct StudyAttentionScaling: ParsableCommand {
         commandName: "attention-scaling",
         abstract: "Softmax entropy and the gradient reaching Q and K with and without 1/√d_k; char-LM curves with and without it.",
         discussion: """
-        Random inputs: for each d_k, q, k, v ~ N(0, 1) over --length keys (full attention, --random-heads
-        heads), upstream gradient N(0, 1/d_k). Trained inputs: every attention layer's own Q, K, V on
-        validation blocks (causal) — of --checkpoint if given, and of the char-LMs the curves train.
-        Curves: the char-LM (--layers 4, --embedding 128, block 64, batch 12) trained --curve-steps steps
-        from the same seed with and without the factor, at each --curve-head-sizes (heads = width / d_k).
+        Random inputs: for each d_k, q, k, v ~ N(0, 1) over --length keys (full attention, --random-heads heads), upstream gradient N(0, 1/d_k). Trained inputs: every attention layer's own Q, K, V on validation blocks (causal) — of --checkpoint if given, and of the char-LMs the curves train. Curves: the char-LM (--layers 4, --embedding 128, block 64, batch 12) trained --curve-steps steps from the same seed with and without the factor, at each --curve-head-sizes (heads = width / d_k).
           replica study attention-scaling --out docs/studies
           replica study attention-scaling --checkpoint runs/charlm --curve-steps 0 --json
         """
@@ -228,12 +224,7 @@ struct StudyTemperature: ParsableCommand {
         commandName: "temperature",
         abstract: "Entropy, distinct-n and real-word rate of text sampled from one charlm checkpoint at τ = 0.2 ... 2.0.",
         discussion: """
-        For every τ, --samples samples of --tokens characters after the same prompt (sample s with seed
-        --seed + s, as `replica generate --seed` would draw it). Reports the mean entropy of each step's
-        sampling distribution softmax(logits/τ), word distinct-1/2/3 (distinct ÷ total word n-grams,
-        pooled over the samples; words are runs of letters, lowercased), and the fraction of generated
-        words that occur in the training text (--data, default Tiny Shakespeare; its first 90%, the
-        charlm training split).
+        For every τ, --samples samples of --tokens characters after the same prompt (sample s with seed --seed + s, as `replica generate --seed` would draw it). Reports the mean entropy of each step's sampling distribution softmax(logits/τ), word distinct-1/2/3 (distinct ÷ total word n-grams, pooled over the samples; words are runs of letters, lowercased), and the fraction of generated words that occur in the training text (--data, default Tiny Shakespeare; its first 90%, the charlm training split).
           replica study temperature --checkpoint runs/charlm --json
         """
     )

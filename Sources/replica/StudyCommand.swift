@@ -52,9 +52,7 @@ struct StudyRewiring: ParsableCommand {
         commandName: "rewiring",
         abstract: "GAT vs GCN tested on graphs with a fraction p of edges randomly rewired.",
         discussion: """
-        Trains GAT and GCN on the intact graph (the defaults of `replica train gat` and `--model gcn`),
-        then tests each with p = 0, 0.1, ..., 0.5 of the edges rewired: an edge {u, v} is removed and u
-        joined to a uniformly drawn node; the graph stays symmetric with its self-loops and edge count.
+        Trains GAT and GCN on the intact graph (the defaults of `replica train gat` and `--model gcn`), then tests each with p = 0, 0.1, ..., 0.5 of the edges rewired: an edge {u, v} is removed and u joined to a uniformly drawn node; the graph stays symmetric with its self-loops and edge count.
           replica study rewiring --seeds 5 --out docs/studies/rewiring
         """
     )
@@ -126,11 +124,7 @@ struct StudyOversmoothing: ParsableCommand {
         commandName: "oversmoothing",
         abstract: "GCN, GAT and graph-Transformer networks of growing depth: accuracy and how alike node representations become.",
         discussion: """
-        For each depth trains a GCN (width 64), a GAT (8 heads × 8) and a graph Transformer (full
-        attention over all nodes with a learnt bias on the graph's edges, initially ln N; width 16),
-        full batch, keeping the epoch `replica train gat` would select, and reports the test accuracy, the mean pairwise
-        cosine similarity of the last hidden layer's node representations, and their Dirichlet energy
-        per node, (1/N) Σ_{edges uv} ‖x_u/√(1+d_u) − x_v/√(1+d_v)‖².
+        For each depth trains a GCN (width 64), a GAT (8 heads × 8) and a graph Transformer (full attention over all nodes with a learnt bias on the graph's edges, initially ln N; width 16), full batch, keeping the epoch `replica train gat` would select, and reports the test accuracy, the mean pairwise cosine similarity of the last hidden layer's node representations, and their Dirichlet energy per node, (1/N) Σ_{edges uv} ‖x_u/√(1+d_u) − x_v/√(1+d_v)‖².
           replica study oversmoothing --out docs/studies/oversmoothing
           replica study oversmoothing --residual --depths 2,4,8,16 --json
         """

@@ -12,19 +12,12 @@ struct TrainCBOW: ParsableCommand {
         commandName: "cbow",
         abstract: "word2vec CBOW with negative sampling (default: the English side of the embedded Multi30k).",
         discussion: """
-        Lower-cased words; the words seen at least --min-count times form the vocabulary. Each centre \
-        word is predicted from the mean input vector of up to b words each side (b drawn from \
-        1...--window, word2vec's shrinking), against --negatives words drawn from the unigram^0.75 \
-        table; frequent words are subsampled with word2vec's threshold --sample. Each rank draws its \
-        own windows every step; the loss is divided by the global number of windows. Adam with \
-        cosine decay. Reports val_loss, val_accuracy (centre above its negatives) and val_top10 \
-        (centre among the 10 best of the whole vocabulary) on fixed held-out windows.
+        Lower-cased words; the words seen at least --min-count times form the vocabulary. Each centre word is predicted from the mean input vector of up to b words each side (b drawn from 1...--window, word2vec's shrinking), against --negatives words drawn from the unigram^0.75 table; frequent words are subsampled with word2vec's threshold --sample. Each rank draws its own windows every step; the loss is divided by the global number of windows. Adam with cosine decay. Reports val_loss, val_accuracy (centre above its negatives) and val_top10 (centre among the 10 best of the whole vocabulary) on fixed held-out windows.
           replica train cbow --json --checkpoint-dir runs/cbow
           replica analyze embeddings --checkpoint runs/cbow --nearest man,dog,red
           replica train cbow --corpus shakespeare
           mpirun -np 2 replica train cbow --data sentences.txt
-        --data takes a UTF-8 text file, one sentence a line (its last 10% are held out).
-        --batch-size is windows (centre words) per rank per micro-step.
+        --data takes a UTF-8 text file, one sentence a line (its last 10% are held out). --batch-size is windows (centre words) per rank per micro-step.
         """
     )
 

@@ -122,8 +122,7 @@ struct TrainCharLM: ParsableCommand {
         commandName: "charlm",
         abstract: "Character-level GPT on text (default: the embedded Tiny Shakespeare).",
         discussion: """
-        Defaults are nanoGPT's CPU configuration: 4 layers, 4 heads, 128 embedding, block 64, batch 12,
-        dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine decay to 1e-4, 2000 steps.
+        Defaults are nanoGPT's CPU configuration: 4 layers, 4 heads, 128 embedding, block 64, batch 12, dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine decay to 1e-4, 2000 steps.
           replica train charlm --json
           mpirun -np 2 replica train charlm --checkpoint-dir runs/charlm
         """

@@ -11,12 +11,7 @@ struct TrainGAT: ParsableCommand {
         commandName: "gat",
         abstract: "Graph attention network (or GCN) node classification (default: the embedded Cora).",
         discussion: """
-        Defaults are the GAT paper's Cora configuration: 8 heads × 8 hidden features, 1 output head,
-        dropout 0.6 on inputs and attention, Adam lr 0.005 with L2 weight decay 5e-4, early stopping on
-        validation with patience 100. Reports test accuracy at the selected (best validation) epoch.
-        --model gcn trains Kipf & Welling's GCN instead, with its defaults wherever no value is given:
-        2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, L2 5e-4 on the first layer's weight, 200 epochs
-        (the same selection of the best validation epoch).
+        Defaults are the GAT paper's Cora configuration: 8 heads × 8 hidden features, 1 output head, dropout 0.6 on inputs and attention, Adam lr 0.005 with L2 weight decay 5e-4, early stopping on validation with patience 100. Reports test accuracy at the selected (best validation) epoch. --model gcn trains Kipf & Welling's GCN instead, with its defaults wherever no value is given: 2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, L2 5e-4 on the first layer's weight, 200 epochs (the same selection of the best validation epoch).
           replica train gat --seed 0 --json
           replica train gat --model gcn --seed 0 --json
           mpirun -np 2 replica train gat --augment feature-mask=0.1,drop-edge=0.1

@@ -11,12 +11,7 @@ struct TrainGraphMAE: ParsableCommand {
         commandName: "graphmae",
         abstract: "GraphMAE self-supervised pre-training, then a linear probe (default: the embedded Cora).",
         discussion: """
-        Defaults are the authors' Cora configuration: a 2-layer GAT encoder of 4 heads × 128 with PReLU,
-        a 1-layer GAT decoder, mask rate 0.5 (5% of the masked nodes replaced by random nodes), scaled
-        cosine error with γ = 3, dropout 0.2 on inputs and 0.1 on attention, Adam lr 1e-3 with L2 weight
-        decay 2e-4 and cosine decay to 0 over 1500 epochs. Then a logistic regression on the frozen
-        embeddings (Adam lr 0.01, weight decay 1e-4, 300 epochs); reports the test accuracy at its best
-        validation epoch. Each rank draws its own mask; the gradient is the mean over all ranks' masks.
+        Defaults are the authors' Cora configuration: a 2-layer GAT encoder of 4 heads × 128 with PReLU, a 1-layer GAT decoder, mask rate 0.5 (5% of the masked nodes replaced by random nodes), scaled cosine error with γ = 3, dropout 0.2 on inputs and 0.1 on attention, Adam lr 1e-3 with L2 weight decay 2e-4 and cosine decay to 0 over 1500 epochs. Then a logistic regression on the frozen embeddings (Adam lr 0.01, weight decay 1e-4, 300 epochs); reports the test accuracy at its best validation epoch. Each rank draws its own mask; the gradient is the mean over all ranks' masks.
           replica train graphmae --seed 0 --json
           mpirun -np 2 replica train graphmae --epochs 500
         --data takes a folder in the OGB raw layout (raw/*.csv.gz, split/<name>/*.csv.gz).

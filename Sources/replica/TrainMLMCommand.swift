@@ -12,15 +12,10 @@ struct TrainMLM: ParsableCommand {
         commandName: "mlm",
         abstract: "BERT-style masked-language-model pre-training (default: the English side of the embedded Multi30k).",
         discussion: """
-        15% of the ordinary tokens are chosen (80% become <mask>, 10% a random token, 10% stay) and
-        predicted by a pre-norm Transformer encoder whose output layer is tied to its token
-        embedding; the loss is over the chosen tokens, normalised by their global count. Reports
-        val_loss, masked_accuracy and unigram_accuracy (always answering the most frequent token)
-        on fixed validation masks.
+        15% of the ordinary tokens are chosen (80% become <mask>, 10% a random token, 10% stay) and predicted by a pre-norm Transformer encoder whose output layer is tied to its token embedding; the loss is over the chosen tokens, normalised by their global count. Reports val_loss, masked_accuracy and unigram_accuracy (always answering the most frequent token) on fixed validation masks.
           replica train mlm --json --checkpoint-dir runs/mlm
           mpirun -np 2 replica train mlm --data sentences.txt
-        --data takes a UTF-8 text file, one sentence a line (its last 10% validate, or --val-data FILE).
-        --batch-size is sentences per rank per micro-step.
+        --data takes a UTF-8 text file, one sentence a line (its last 10% validate, or --val-data FILE). --batch-size is sentences per rank per micro-step.
         """
     )
 

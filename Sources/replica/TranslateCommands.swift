@@ -12,13 +12,10 @@ struct TrainTranslate: ParsableCommand {
         commandName: "translate",
         abstract: "Encoder–decoder Transformer, German → English (default: the embedded Multi30k).",
         discussion: """
-        A joint BPE vocabulary of both languages, shared embeddings and output projection, label
-        smoothing 0.1, inverse-square-root schedule with warmup. At the end the test set is
-        translated (beam search) and scored with sacreBLEU-compatible corpus BLEU.
+        A joint BPE vocabulary of both languages, shared embeddings and output projection, label smoothing 0.1, inverse-square-root schedule with warmup. At the end the test set is translated (beam search) and scored with sacreBLEU-compatible corpus BLEU.
           replica train translate --epochs 10 --checkpoint-dir runs/de-en
           mpirun -np 2 replica train translate --preset small
-        --batch-size is padded tokens per rank per micro-step. A --preset fixes the global batch
-        instead: each rank takes its share (2 ranks: 1000 each of 2000), so any rank count trains alike.
+        --batch-size is padded tokens per rank per micro-step. A --preset fixes the global batch instead: each rank takes its share (2 ranks: 1000 each of 2000), so any rank count trains alike.
         """
     )
 
