@@ -35,7 +35,9 @@ struct AnalyzeEmbeddings: ParsableCommand {
     func run() throws {
         let folder = Checkpoint.folder(forPath: checkpoint)
         let table = try EmbeddingTable.load(try Checkpoint.load(folder))
-        let words = nearest.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
+        let words = try nearest.map {
+            try commaSeparated($0, option: "--nearest", expecting: "words", example: "dog,red") { $0.isEmpty ? nil : $0 }
+        } ?? []
         let rows = try words.map { word in
             guard let row = table.row(of: word) else {
                 throw UserError("--nearest: '\(word)' is not a token of \(folder.path)'s vocabulary")

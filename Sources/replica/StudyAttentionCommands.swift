@@ -32,11 +32,8 @@ private func oneRankRuntime(_ options: RuntimeOptions) throws -> Runtime {
 
 private func parseIntegers(_ text: String, option: String, minimum: Int) throws -> [Int] {
     if text.isEmpty || text == "none" { return [] }
-    let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard values.allSatisfy({ ($0 ?? Int.min) >= minimum }) else {
-        throw ValidationError("\(option) \(text): give integers of at least \(minimum), comma-separated, such as 16,32,64.")
-    }
-    return values.map { $0! }
+    return try commaSeparated(text, option: option, expecting: "integers of at least \(minimum)", example: "16,32,64",
+                              isValid: { $0 >= minimum }) { Int($0) }
 }
 
 private func json(_ s: AttentionStatistics) -> [String: JSONValue] {
@@ -239,11 +236,8 @@ struct StudyTemperature: ParsableCommand {
     @OptionGroup var runtimeOptions: RuntimeOptions
 
     func parsedTemperatures() throws -> [Float] {
-        let values = temperatures.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) > 0 && $0!.isFinite }) else {
-            throw ValidationError("--temperatures \(temperatures): give positive numbers, comma-separated, such as 0.5,1,1.5.")
-        }
-        return values.map { $0! }
+        try commaSeparated(temperatures, option: "--temperatures", expecting: "positive numbers", example: "0.5,1,1.5",
+                           isValid: { $0 > 0 && $0.isFinite }) { Float($0) }
     }
 
     func validate() throws {

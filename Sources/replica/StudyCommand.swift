@@ -64,11 +64,8 @@ struct StudyRewiring: ParsableCommand {
     @OptionGroup var runtimeOptions: RuntimeOptions
 
     func parsedFractions() throws -> [Double] {
-        let values = fractions.split(separator: ",").map { Double($0) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil && (0...1).contains($0!) }) else {
-            throw ValidationError("--fractions \(fractions): give numbers in [0, 1], such as 0,0.1,0.2.")
-        }
-        return values.map { $0! }
+        try commaSeparated(fractions, option: "--fractions", expecting: "numbers in [0, 1]", example: "0,0.1,0.2",
+                           isValid: { (0...1).contains($0) }) { Double($0) }
     }
 
     func validate() throws {
@@ -141,19 +138,13 @@ struct StudyOversmoothing: ParsableCommand {
     @OptionGroup var runtimeOptions: RuntimeOptions
 
     func parsedDepths() throws -> [Int] {
-        let values = depths.split(separator: ",").map { Int($0) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 2 }) else {
-            throw ValidationError("--depths \(depths): give layer counts of at least 2, such as 2,4,8,16.")
-        }
-        return values.map { $0! }
+        try commaSeparated(depths, option: "--depths", expecting: "layer counts of at least 2", example: "2,4,8,16",
+                           isValid: { $0 >= 2 }) { Int($0) }
     }
 
     func parsedModels() throws -> [GraphLayerKind] {
-        let values = models.split(separator: ",").map { GraphLayerKind(rawValue: String($0)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
-            throw ValidationError("--models \(models): use gcn, gat and transformer, comma-separated.")
-        }
-        return values.map { $0! }
+        try commaSeparated(models, option: "--models", expecting: GraphLayerKind.allCases.map(\.rawValue).joined(separator: ", "),
+                           example: "gcn,gat") { GraphLayerKind(rawValue: $0) }
     }
 
     func validate() throws {

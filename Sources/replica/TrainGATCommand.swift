@@ -50,11 +50,8 @@ struct TrainGAT: ParsableCommand {
 
     func parsedFanout() throws -> [Int]? {
         guard let fanout else { return nil }
-        let values = fanout.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-            throw ValidationError("--fanout \(fanout): give a positive count per layer, such as 10,10.")
-        }
-        return values.map { $0! }
+        return try commaSeparated(fanout, option: "--fanout", expecting: "a positive count per layer", example: "10,10",
+                                  isValid: { $0 >= 1 }) { Int($0) }
     }
 
     func run() throws {
