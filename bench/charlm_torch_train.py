@@ -4,7 +4,7 @@ validation loss and tokens/s with `replica train charlm` on the same machine.
 Same model as bench/nanogpt_interop.py, nanoGPT's get_batch (random blocks), get_lr (warmup 100,
 cosine to 1e-4 at 2000), AdamW(betas 0.9/0.99, weight decay 0.1 on 2-D parameters), clip 1.0.
 
-    python3 bench/charlm_torch_train.py --threads 1 --seed 1337 [--steps 2000] [--json]
+    bench/run.sh bench/charlm_torch_train.py --threads 1 --seed 1337 [--steps 2000] [--json]
 """
 import argparse
 import json

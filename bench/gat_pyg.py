@@ -2,8 +2,7 @@
 (8 heads × 8 hidden, 1 output head, dropout 0.6 on inputs and attention, Adam lr 0.005, weight
 decay 5e-4), on the same embedded Cora (read from ../shared/data/cora, the OGB raw layout).
 
-    pip install torch-geometric   # plus torch as in bench/charlm_torch.py
-    python3 bench/gat_pyg.py --threads 1 --epochs 200 [--seed 0] [--json]
+    bench/run.sh bench/gat_pyg.py --threads 1 --epochs 200 [--seed 0] [--json]
 Reports ms per training epoch (forward + backward + Adam, full batch) and test accuracy at the
 best validation accuracy.
 """

@@ -13,7 +13,7 @@ land on different edges; same distribution).
 
 For comparing `replica train graphmae` with the authors' algorithm on the same data and machine:
 
-    python3 bench/graphmae_torch.py --seeds 0 1 2 3 4 --threads 1 [--json results.jsonl]
+    bench/run.sh bench/graphmae_torch.py --seeds 0 1 2 3 4 --threads 1 [--json results.jsonl]
 
 prints, per seed, the linear probe's test accuracy at the best validation epoch (the authors'
 `estp_test_acc`, what `replica train graphmae` reports as test_accuracy) and after its last epoch

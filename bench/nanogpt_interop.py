@@ -4,8 +4,7 @@ evaluates it on Tiny Shakespeare's validation split (CONTRACT: charlm checkpoint
 The model class below follows nanoGPT's model.py (GPTConfig(bias=False, dropout=0)); it is written
 here so that the check runs without the nanoGPT repository.
 
-    pip install safetensors   # plus torch as in bench/charlm_torch.py
-    python3 bench/nanogpt_interop.py CHECKPOINT_FOLDER [--data ../shared/data/tinyshakespeare/input.txt]
+    bench/run.sh bench/nanogpt_interop.py CHECKPOINT_FOLDER [--data ../shared/data/tinyshakespeare/input.txt]
 
 Prints the validation loss over every non-overlapping block of the validation split, and the
 spread of nanoGPT's own estimate (20 random batches of 12, as `estimate_loss` with eval_iters=20).

@@ -13,7 +13,7 @@ not), summed over the timed steps and divided by their summed time -- the same d
 divides by the process's CPU time instead (steadier when other jobs share the cores).
 
 Run (1 thread, as `replica bench step --model translate --threads 1`):
-    python3 bench/translate_torch.py --checkpoint runs/de-en --threads 1 [--json]
+    bench/run.sh bench/translate_torch.py --checkpoint runs/de-en --threads 1 [--json]
 """
 import argparse
 import gzip
