@@ -1,11 +1,9 @@
 """PyTorch peer of `replica bench step --model charlm`: the same GPT (nanoGPT's architecture,
 bias-free, tied head, pre-norm, exact GELU), the same batch, AdamW, timed the same way.
 
-Install (CPU wheel; plain `pip install torch` pulls a CUDA build):
-    pip install --no-deps "torch==2.13.0+cpu"
-    pip install filelock typing-extensions sympy networkx jinja2 fsspec mpmath MarkupSafe numpy
-Run (1 thread, as `replica bench step --threads 1`):
-    python3 bench/charlm_torch.py --threads 1 --steps 50 [--json]
+Run (1 thread, as `replica bench step --threads 1`; bench/run.sh installs PyTorch's CPU wheel
+into the repository's venv the first time, see launch/python.sh):
+    bench/run.sh bench/charlm_torch.py --threads 1 --steps 50 [--json]
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 """PyTorch DDP (gloo, loopback) peer of `mpirun -np N replica bench step --model charlm`: the same
 GPT and per-rank batch on N processes of this machine, 1 thread each; reports global tokens/s.
 
-    python3 bench/charlm_torch_ddp.py --ranks 2 --steps 30 [--json]
+    bench/run.sh bench/charlm_torch_ddp.py --ranks 2 --steps 30 [--json]
 Weak-scaling efficiency = tokens/s(N ranks) / (N × tokens/s(1 rank)).
 """
 import argparse

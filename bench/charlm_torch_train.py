@@ -4,7 +4,7 @@ validation loss and tokens/s with `replica train charlm` on the same machine.
 Same model as bench/nanogpt_interop.py, nanoGPT's get_batch (random blocks), get_lr (warmup 100,
 cosine to 1e-4 at 2000), AdamW(betas 0.9/0.99, weight decay 0.1 on 2-D parameters), clip 1.0.
 
-    python3 bench/charlm_torch_train.py --threads 1 --seed 1337 [--steps 2000] [--json]
+    bench/run.sh bench/charlm_torch_train.py --threads 1 --seed 1337 [--steps 2000] [--json]
 """
 import argparse
 import json
@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../shared/data/tinyshakespeare/input.txt"))
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/tinyshakespeare.txt"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

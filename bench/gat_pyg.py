@@ -1,9 +1,9 @@
 """PyTorch Geometric peer of `replica train gat`: the GAT paper's Cora model with PyG's GATConv
 (8 heads × 8 hidden, 1 output head, dropout 0.6 on inputs and attention, Adam lr 0.005, weight
-decay 5e-4), on the same embedded Cora (read from ../shared/data/cora, the OGB raw layout).
+decay 5e-4), on the same embedded Cora (read from Sources/ReplicaData/Resources/cora, the OGB raw
+layout).
 
-    pip install torch-geometric   # plus torch as in bench/charlm_torch.py
-    python3 bench/gat_pyg.py --threads 1 --epochs 200 [--seed 0] [--json]
+    bench/run.sh bench/gat_pyg.py --threads 1 --epochs 200 [--seed 0] [--json]
 Reports ms per training epoch (forward + backward + Adam, full batch) and test accuracy at the
 best validation accuracy.
 """
@@ -39,7 +39,7 @@ class GAT(torch.nn.Module):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../shared/data/cora"))
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/cora"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

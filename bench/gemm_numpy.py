@@ -1,6 +1,6 @@
 """NumPy's float32 matmul at the sizes of `replica bench gemm`, timed the same way (median of N calls).
 
-Usage: OPENBLAS_NUM_THREADS=1 python3 bench/gemm_numpy.py --sizes 1024 --iters 10 [--json]
+Usage: OPENBLAS_NUM_THREADS=1 bench/run.sh bench/gemm_numpy.py --sizes 1024 --iters 10 [--json]
 """
 import argparse
 import json

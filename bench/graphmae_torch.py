@@ -13,7 +13,7 @@ land on different edges; same distribution).
 
 For comparing `replica train graphmae` with the authors' algorithm on the same data and machine:
 
-    python3 bench/graphmae_torch.py --seeds 0 1 2 3 4 --threads 1 [--json results.jsonl]
+    bench/run.sh bench/graphmae_torch.py --seeds 0 1 2 3 4 --threads 1 [--json results.jsonl]
 
 prints, per seed, the linear probe's test accuracy at the best validation epoch (the authors'
 `estp_test_acc`, what `replica train graphmae` reports as test_accuracy) and after its last epoch
@@ -358,7 +358,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=1500)
     ap.add_argument("--json", type=str, default=None, help="append per-seed results (JSON lines) here")
-    ap.add_argument("--data", type=str, default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/data/cora"))
+    ap.add_argument("--data", type=str, default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/cora"))
     ap.add_argument("--tag", type=str, default="authors")
     ap.add_argument("--token-after-dropout", action="store_true")
     ap.add_argument("--decay-weights-only", action="store_true")

@@ -4,8 +4,7 @@ evaluates it on Tiny Shakespeare's validation split (docs/interface.md: charlm c
 The model class below follows nanoGPT's model.py (GPTConfig(bias=False, dropout=0)); it is written
 here so that the check runs without the nanoGPT repository.
 
-    pip install safetensors   # plus torch as in bench/charlm_torch.py
-    python3 bench/nanogpt_interop.py CHECKPOINT_FOLDER [--data ../shared/data/tinyshakespeare/input.txt]
+    bench/run.sh bench/nanogpt_interop.py CHECKPOINT_FOLDER [--data Sources/ReplicaData/Resources/tinyshakespeare.txt]
 
 Prints the validation loss over every non-overlapping block of the validation split, and the
 spread of nanoGPT's own estimate (20 random batches of 12, as `estimate_loss` with eval_iters=20).
@@ -83,7 +82,7 @@ class GPT(nn.Module):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../shared/data/tinyshakespeare/input.txt"))
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/tinyshakespeare.txt"))
     args = parser.parse_args()
     state = json.load(open(os.path.join(args.checkpoint, "state.json")))
     config = state["config"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns launch/scaling.sh's raw runs (DIR/raw.jsonl) into DIR/scaling.csv and DIR/scaling.png.
 
-    python3 bench/scaling_plot.py scaling-results/
+    bench/run.sh bench/scaling_plot.py scaling-results/   # (launch/scaling.sh runs it)
 
 Each configuration keeps its fastest repeat. Efficiency = tokens/s on p ranks / (p * tokens/s on
 one rank) for the same benchmark and mode: the 1-rank baseline has batch 12 (weak scaling, and

@@ -13,7 +13,7 @@ not), summed over the timed steps and divided by their summed time -- the same d
 divides by the process's CPU time instead (steadier when other jobs share the cores).
 
 Run (1 thread, as `replica bench step --model translate --threads 1`):
-    python3 bench/translate_torch.py --checkpoint runs/de-en --threads 1 [--json]
+    bench/run.sh bench/translate_torch.py --checkpoint runs/de-en --threads 1 [--json]
 """
 import argparse
 import gzip
@@ -175,7 +175,7 @@ def read_lines(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a translate checkpoint folder or --checkpoint-dir (for its tokenizer)")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../shared/data/multi30k"))
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/multi30k"))
     parser.add_argument("--batch-size", type=int, default=2000, help="padded tokens a batch, B x max(S, T)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup-steps", type=int, default=5)

@@ -4,19 +4,24 @@
 # iproute2 (ip, tc) is for the simulated cluster in cluster/.
 REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev iproute2)
 
-# Installs the Debian packages Replica builds and runs with, if any is missing.
-replica_install_dependencies() {
-    local missing=()
-    for package in "${REPLICA_APT_PACKAGES[@]}"; do
+# Installs the Debian packages given that are missing (as root, or with sudo); messages on stderr.
+replica_apt_install() {
+    local missing=() package
+    for package in "$@"; do
         dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
     done
     if ((${#missing[@]})); then
         local sudo=""
         [[ $(id -u) -eq 0 ]] || sudo="sudo"
-        echo "installing: ${missing[*]}"
-        $sudo apt-get update -qq
+        echo "installing: ${missing[*]}" >&2
+        $sudo apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Installs the Debian packages Replica builds and runs with, if any is missing.
+replica_install_dependencies() {
+    replica_apt_install "${REPLICA_APT_PACKAGES[@]}"
     command -v swift >/dev/null || { echo "error: swift is not on PATH; install Swift 6 (swift.org) first" >&2; exit 1; }
 }
 

@@ -18,11 +18,13 @@
 # BUCKETS ("25 0.5", MiB: 25 is one bucket for the 3.2 MB of charlm gradients, 0.5 gives 7),
 # STEPS (timed bench steps, 20), REPEATS (runs of each configuration, the fastest kept; 1),
 # LOCAL_REPEATS (the same for the one-node runs, which take seconds and whose ranks share the cores
-# with the OS and each other, so one run can catch a disturbance; 3).
+# with the OS and each other, so one run can catch a disturbance; 3). Python (numpy, matplotlib)
+# runs in the repository's venv, made and filled by launch/python.sh (REPLICA_VENV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 source launch/common.sh
+source launch/python.sh
 source cluster/common.sh
 
 out=scaling-results quick=0
@@ -39,11 +41,10 @@ STEPS=${STEPS:-20}
 REPEATS=${REPEATS:-1}
 LOCAL_REPEATS=${LOCAL_REPEATS:-3}
 if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8 LOCAL_REPEATS=1; fi
+python=$(replica_python_env "${REPLICA_PYTHON_PLOT[@]}") # the CSV and plot
 BINARY=$(realpath "${REPLICA_BIN:-.build/release/replica}" 2>/dev/null || true)
 [[ -x $BINARY ]] || { swift build -c release --product replica; BINARY=$root/.build/release/replica; }
 export REPLICA_BIN=$BINARY
-command -v python3 >/dev/null && python3 -c "import matplotlib, numpy" 2>/dev/null \
-    || { echo "error: python3 with numpy and matplotlib is needed for the CSV and plot (pip install numpy matplotlib)" >&2; exit 1; }
 mkdir -p "$out"
 raw=$out/raw.jsonl
 : >"$raw"
@@ -72,7 +73,7 @@ run() {
         printf '{"config": {"benchmark": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "batch_per_rank": %d, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
             "$benchmark" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$batch" "$oversubscribed" \
             "$(cut -d' ' -f1 /proc/loadavg)" "$line" >>"$raw"
-        echo "  $benchmark $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
+        echo "  $benchmark $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap: $("$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
     done
 }
 
@@ -146,6 +147,6 @@ else
     echo "== not root: the cross-node configurations (network namespaces) are left out" >&2
 fi
 
-python3 bench/scaling_plot.py "$out"
-python3 bench/cost_model.py "$out" | tee "$out/cost_model.txt"
+"$python" bench/scaling_plot.py "$out"
+"$python" bench/cost_model.py "$out" | tee "$out/cost_model.txt"
 echo "wrote $out/scaling.csv, $out/scaling.png, $out/cost_model.txt"

@@ -18,11 +18,13 @@
 #
 # Knobs: BINARY (.build/release/replica), OUT (a new temporary folder), RANKS (2),
 # CHECKPOINT_EVERY (5), SOAK_SEED (random), END_WITHIN (seconds a killed job may take to end, 60),
-# MODEL_ARGS (a small charlm). One machine only: the outside kill finds the ranks as mpirun's
+# MODEL_ARGS (a small charlm); the comparison's numpy comes from launch/python.sh's venv
+# (REPLICA_VENV). One machine only: the outside kill finds the ranks as mpirun's
 # child processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/common.sh
+source launch/python.sh
 
 CYCLES=${1:-5}
 STEPS=${2:-60}
@@ -34,6 +36,7 @@ SOAK_SEED=${SOAK_SEED:-$((RANDOM * 32768 + RANDOM))}
 OUT=${OUT:-$(mktemp -d /tmp/replica-soak.XXXXXX)}
 MODEL_ARGS=${MODEL_ARGS:---layers 2 --heads 2 --embedding 32 --block-size 32 --batch-size 4 --warmup 10}
 [[ $CYCLES =~ ^[0-9]+$ && $STEPS =~ ^[1-9][0-9]*$ ]] || { echo "usage: launch/soak.sh [CYCLES] [STEPS]" >&2; exit 1; }
+python=$(replica_python_env "${REPLICA_PYTHON_SOAK[@]}") # the final comparison
 [[ -x $BINARY ]] || swift build -c release --product replica
 read -r -a flags <<<"$(replica_mpirun_flags)"
 read -r -a model <<<"$MODEL_ARGS"
@@ -203,7 +206,7 @@ echo "final: resumed from step $from, mpirun exit $status after ${seconds} s"
 partial=$(find "$soak" -maxdepth 1 -name '.tmp-*' | wc -l)
 ((partial == 0)) || echo "note: $partial partly written checkpoint folder(s) left in $soak (.tmp-*), not used by --resume"
 last=$(printf 'step-%08d' "$STEPS")
-python3 - "$reference/$last" "$soak/$last" <<'PYTHON' || failures=$((failures + 1))
+"$python" - "$reference/$last" "$soak/$last" <<'PYTHON' || failures=$((failures + 1))
 # Compares two checkpoints' safetensors files tensor by tensor, bit for bit (numpy only).
 import json, struct, sys
 import numpy as np

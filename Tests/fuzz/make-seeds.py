@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Rebuilds the seed corpus in Tests/fuzz/corpus/ from the real data in ../shared/data/.
+"""Rebuilds the seed corpus in Tests/fuzz/corpus/ from the real data the program embeds,
+Sources/ReplicaData/Resources/.
 
     python3 Tests/fuzz/make-seeds.py [--replica PATH]
 
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(ROOT, "..", "shared", "data")
+DATA = os.path.join(ROOT, "Sources", "ReplicaData", "Resources")
 CORPUS = os.path.join(ROOT, "Tests", "fuzz", "corpus")
 SEPARATOR = b"\n#FILE\n"
 LIMIT = 64 * 1024
@@ -93,7 +94,7 @@ def main():
     args = parser.parse_args()
     shutil.rmtree(CORPUS, ignore_errors=True)
 
-    shakespeare = open(os.path.join(DATA, "tinyshakespeare", "input.txt"), "rb").read()
+    shakespeare = open(os.path.join(DATA, "tinyshakespeare.txt"), "rb").read()
     german = text_file(lines(os.path.join(DATA, "multi30k", "train.de.gz"), 60))
 
     # gzip-lines: real .gz files as they are (small ones) and trimmed, re-compressed pieces.
