@@ -5,31 +5,6 @@ import ReplicaData
 import ReplicaModels
 import ReplicaTrain
 
-/// Writes `files` (name -> contents) into `folder`, if given; returns the paths written.
-private func writeStudyFiles(_ files: [(String, String)], into folder: String?) throws -> [String] {
-    guard let folder else { return [] }
-    let url = URL(fileURLWithPath: folder)
-    do {
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return try files.map { name, contents in
-            let file = url.appendingPathComponent(name)
-            try contents.write(to: file, atomically: true, encoding: .utf8)
-            return file.path
-        }
-    } catch {
-        throw UserError("--out \(folder): cannot write the study's files (\(error.localizedDescription))")
-    }
-}
-
-/// Both studies run on one rank; under mpirun every rank would repeat the same work.
-private func oneRankRuntime(_ options: RuntimeOptions) throws -> Runtime {
-    let runtime = try Runtime(options)
-    guard runtime.communicator.size == 1 else {
-        throw UserError("replica study runs on one rank; start it without mpirun")
-    }
-    return runtime
-}
-
 private func parseIntegers(_ text: String, option: String, minimum: Int) throws -> [Int] {
     if text.isEmpty || text == "none" { return [] }
     return try commaSeparated(text, option: option, expecting: "integers of at least \(minimum)", example: "16,32,64",
@@ -91,7 +66,7 @@ struct StudyAttentionScaling: ParsableCommand {
     }
 
     func run() throws {
-        let runtime = try oneRankRuntime(runtimeOptions)
+        let runtime = try singleRankRuntime(runtimeOptions)
         var study = AttentionScalingStudy()
         study.headSizes = try parseIntegers(headSizes, option: "--head-sizes", minimum: 1)
         study.sequenceLength = length
@@ -246,7 +221,7 @@ struct StudyTemperature: ParsableCommand {
     }
 
     func run() throws {
-        let runtime = try oneRankRuntime(runtimeOptions)
+        let runtime = try singleRankRuntime(runtimeOptions)
         let started = Date()
         let generator = try TextGenerator(checkpoint: Checkpoint.folder(forPath: checkpoint))
         do { _ = try generator.vocabulary.encode(prompt) } catch {

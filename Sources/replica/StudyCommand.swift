@@ -22,24 +22,27 @@ struct StudyOutputOptions: ParsableArguments {
     }
 
     /// Writes `files` (name -> contents) into --out, if given; returns the paths written.
-    func write(_ files: [(String, String)]) throws -> [String] {
-        guard let out else { return [] }
-        let folder = URL(fileURLWithPath: out)
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            return try files.map { name, contents in
-                let url = folder.appendingPathComponent(name)
-                try contents.write(to: url, atomically: true, encoding: .utf8)
-                return url.path
-            }
-        } catch {
-            throw UserError("--out \(out): cannot write the study's files (\(error.localizedDescription))")
+    func write(_ files: [(String, String)]) throws -> [String] { try writeStudyFiles(files, into: out) }
+}
+
+/// Writes `files` (name -> contents) into `folder` (`--out`), if given; returns the paths written.
+func writeStudyFiles(_ files: [(String, String)], into folder: String?) throws -> [String] {
+    guard let folder else { return [] }
+    let url = URL(fileURLWithPath: folder)
+    do {
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return try files.map { name, contents in
+            let file = url.appendingPathComponent(name)
+            try contents.write(to: file, atomically: true, encoding: .utf8)
+            return file.path
         }
+    } catch {
+        throw UserError("--out \(folder): cannot write the study's files (\(error.localizedDescription))")
     }
 }
 
 /// The study runs on one rank; under mpirun, rank 0 would repeat what the others do.
-private func singleRankRuntime(_ options: RuntimeOptions) throws -> Runtime {
+func singleRankRuntime(_ options: RuntimeOptions) throws -> Runtime {
     let runtime = try Runtime(options)
     guard runtime.communicator.size == 1 else {
         throw UserError("replica study runs on one rank (it trains many small models in turn); start it without mpirun")
