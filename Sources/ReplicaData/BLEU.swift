@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaCore
 
 /// Corpus BLEU of one system against one reference, as sacreBLEU 2.x reports it.
 ///
@@ -365,12 +366,6 @@ public enum BLEU {
     }
 }
 
-/// FNV-1a over 64-bit words, for the hash tables below.
-@inline(__always)
-private func fnv1a(_ hash: inout UInt64, _ word: UInt64) {
-    hash = (hash ^ word) &* 0x0000_0100_0000_01B3
-}
-
 /// Tokens (code-point sequences, compared exactly as Python compares str) to dense ids, in an
 /// open-addressing hash table over one flat store of code points.
 struct TokenVocabulary {
@@ -392,9 +387,9 @@ struct TokenVocabulary {
     }
 
     private mutating func id(of token: UnsafeBufferPointer<UInt32>) -> UInt32 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        var hash = FNV1a.offsetBasis
         var index = 0
-        while index < token.count { fnv1a(&hash, UInt64(token[index])); index += 1 }
+        while index < token.count { hash = FNV1a.combine(hash, UInt64(token[index])); index += 1 }
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: hash ^ (hash >> 29)) & mask
         while true {
@@ -461,8 +456,7 @@ struct NGramCounter {
                 // The slot of key (prefix, token); inserts it when `insert`, else -1 when absent.
                 func slot(_ prefix: Int, _ token: UInt32, insert: Bool) -> Int {
                     let key = UInt64(prefix + 2) << 32 | UInt64(token)
-                    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-                    fnv1a(&hash, key)
+                    let hash = FNV1a.combine(FNV1a.offsetBasis, key)
                     var slot = Int(truncatingIfNeeded: hash ^ (hash >> 31)) & mask
                     while true {
                         let found = keys[slot]
