@@ -29,6 +29,7 @@ let package = Package(
                 "ReplicaData",
                 "ReplicaModels",
                 "ReplicaTrain",
+                "ReplicaStudies",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,6 +52,13 @@ let package = Package(
 
         /// The training loop, checkpoints, metrics and progress output.
         .target(name: "ReplicaTrain", dependencies: ["ReplicaModels", "ReplicaData", "ReplicaDistributed"]),
+
+        /// Studies and analyses built on the engine: attention scaling, temperature, oversmoothing,
+        /// rewiring, embedding anisotropy, their statistics and SVG plots. The engine never imports it.
+        .target(
+            name: "ReplicaStudies",
+            dependencies: ["ReplicaTrain", "ReplicaModels", "ReplicaData", "ReplicaDistributed", "ReplicaNN", "ReplicaCore"]
+        ),
 
         /// Communicator protocol with MPI and in-process implementations.
         .target(name: "ReplicaDistributed", dependencies: ["ReplicaCore", "MPIWrapper"]),
@@ -89,6 +97,7 @@ let package = Package(
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaTrainTests", dependencies: ["ReplicaTrain", "_ReplicaTestSupport"]),
+        .testTarget(name: "ReplicaStudiesTests", dependencies: ["ReplicaStudies", "_ReplicaTestSupport"]),
         .testTarget(
             name: "ReplicaDistributedTests",
             dependencies: ["ReplicaDistributed", "MPIWrapper", "_ReplicaTestSupport"]

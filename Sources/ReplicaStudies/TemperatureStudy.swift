@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 /// Entropy in nats of softmax(logits / temperature), computed in Double.
 public func softmaxEntropy(_ logits: UnsafeBufferPointer<Float>, temperature: Float) -> Double {

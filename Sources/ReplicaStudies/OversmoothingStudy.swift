@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 // Legend: N nodes, W features per node representation.
 

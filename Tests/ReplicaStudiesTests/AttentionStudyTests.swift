@@ -5,6 +5,7 @@ import ReplicaData
 import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
+import ReplicaStudies
 import ReplicaTrain
 import _ReplicaTestSupport
 

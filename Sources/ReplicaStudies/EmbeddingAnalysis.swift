@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 /// A checkpoint's token-embedding matrix: one row per vocabulary token, special tokens left out.
 public struct EmbeddingTable: Sendable {
