@@ -70,7 +70,7 @@ public struct RewiringStudy: Sendable {
         public var fraction: Double
         /// Test accuracy per seed (the mean over `draws` rewirings).
         public var accuracies: [Double]
-        public var mean: Double { accuracies.reduce(0, +) / Double(max(accuracies.count, 1)) }
+        public var mean: Double { arithmeticMean(accuracies) }
         public var standardDeviation: Double { sampleStandardDeviation(accuracies) }
     }
 
@@ -120,11 +120,4 @@ public struct RewiringStudy: Sendable {
         }
         return rows
     }
-}
-
-/// The sample standard deviation (n − 1), 0 for fewer than two values.
-public func sampleStandardDeviation(_ values: [Double]) -> Double {
-    guard values.count > 1 else { return 0 }
-    let mean = values.reduce(0, +) / Double(values.count)
-    return (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count - 1)).squareRoot()
 }

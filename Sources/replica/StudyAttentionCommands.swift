@@ -269,7 +269,7 @@ struct StudyTemperature: ParsableCommand {
             throw UserError("--prompt: \(error)")
         }
         let text = try data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
-        let vocabulary = Set(lowercasedWords(in: String(text.prefix(text.count * 9 / 10))))
+        let vocabulary = Set(WordTokenizer.words(String(text.prefix(text.count * 9 / 10)), includingDigits: false))
         var study = TemperatureStudy()
         study.temperatures = try parsedTemperatures()
         study.samples = samples

@@ -24,15 +24,15 @@ import _ReplicaTestSupport
 
     @Test func meanCosineOfConstructedVectors() {
         // Equal directions (any lengths): 1. An orthonormal basis: 0. Two vectors 60° apart: 0.5.
-        #expect(abs(EmbeddingStatistics.meanPairwiseCosine([1, 2, 2, 4, 3, 6], count: 3, dimension: 2) - 1) < 1e-12)
+        #expect(abs(meanPairwiseCosine([1, 2, 2, 4, 3, 6], count: 3, dimension: 2) - 1) < 1e-12)
         let identity = (0..<16).map { $0 % 5 == 0 ? 1.0 : 0 }
-        #expect(abs(EmbeddingStatistics.meanPairwiseCosine(identity, count: 4, dimension: 4)) < 1e-12)
-        #expect(abs(EmbeddingStatistics.meanPairwiseCosine([1, 0, 0.5, 0.75.squareRoot()], count: 2, dimension: 2) - 0.5) < 1e-12)
+        #expect(abs(meanPairwiseCosine(identity, count: 4, dimension: 4)) < 1e-12)
+        #expect(abs(meanPairwiseCosine([1, 0, 0.5, 0.75.squareRoot()], count: 2, dimension: 2) - 0.5) < 1e-12)
         // Opposite vectors: −1.
-        #expect(abs(EmbeddingStatistics.meanPairwiseCosine([1, 1, -2, -2], count: 2, dimension: 2) + 1) < 1e-12)
+        #expect(abs(meanPairwiseCosine([1, 1, -2, -2], count: 2, dimension: 2) + 1) < 1e-12)
         var generator = SeededGenerator(seed: 8)
         let random = (0..<(40 * 6)).map { _ in Double(generator.nextNormal()) + 0.7 }
-        #expect(abs(EmbeddingStatistics.meanPairwiseCosine(random, count: 40, dimension: 6) - Self.brute(random, n: 40, d: 6)) < 1e-12)
+        #expect(abs(meanPairwiseCosine(random, count: 40, dimension: 6) - Self.brute(random, n: 40, d: 6)) < 1e-12)
     }
 
     /// Anisotropic vectors: a common offset, and one direction with most of the variance.
