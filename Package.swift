@@ -96,6 +96,7 @@ let package = Package(
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),
+        .testTarget(name: "ReplicaModelsTests", dependencies: ["ReplicaModels", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaTrainTests", dependencies: ["ReplicaTrain", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaStudiesTests", dependencies: ["ReplicaStudies", "_ReplicaTestSupport"]),
         .testTarget(
