@@ -29,28 +29,35 @@ let package = Package(
                 "ReplicaData",
                 "ReplicaModels",
                 "ReplicaTrain",
+                "ReplicaStudies",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        /// Tensors, sgemm, seeded RNG, the parameter arena.
+        /// Tensors, sgemm, seeded RNG, the parameter arena, sparse graphs, safetensors, FNV-1a.
         .target(name: "ReplicaCore", dependencies: ["CBLAS"], swiftSettings: hotLoopSettings),
 
         /// Layers with explicit forward and backward passes, optimisers, schedules.
         .target(name: "ReplicaNN", dependencies: ["ReplicaCore"], swiftSettings: hotLoopSettings),
 
-        /// Data sets, tokenisers, the distributed sampler. Embeds Tiny Shakespeare.
+        /// Data sets, tokenisers (BPE, 13a), BLEU, the sampler. Embeds Tiny Shakespeare, Cora, Multi30k.
         .target(
             name: "ReplicaData",
             dependencies: ["ReplicaCore", "CZlib"],
             resources: [.copy("Resources/tinyshakespeare.txt"), .copy("Resources/cora"), .copy("Resources/multi30k")]
         ),
 
-        /// Models built from ReplicaNN layers: GPT.
+        /// Models built from ReplicaNN layers: GPT, encoder–decoder, masked LM, CBOW, GAT/GCN, GraphMAE.
         .target(name: "ReplicaModels", dependencies: ["ReplicaNN"], swiftSettings: hotLoopSettings),
 
-        /// The training loop, checkpoints, metrics and progress output.
+        /// The engine: the data-parallel loop, one task per model, checkpoints, metrics, progress.
         .target(name: "ReplicaTrain", dependencies: ["ReplicaModels", "ReplicaData", "ReplicaDistributed"]),
+
+        /// Studies and checkpoint analyses on the engine (which never imports them), statistics, SVG plots.
+        .target(
+            name: "ReplicaStudies",
+            dependencies: ["ReplicaTrain", "ReplicaModels", "ReplicaData", "ReplicaDistributed", "ReplicaNN", "ReplicaCore"]
+        ),
 
         /// Communicator protocol with MPI and in-process implementations.
         .target(name: "ReplicaDistributed", dependencies: ["ReplicaCore", "MPIWrapper"]),
@@ -88,7 +95,11 @@ let package = Package(
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),
+        /// The models alone: gradients, shapes, names; no task or trainer.
+        .testTarget(name: "ReplicaModelsTests", dependencies: ["ReplicaModels", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaTrainTests", dependencies: ["ReplicaTrain", "_ReplicaTestSupport"]),
+        /// The studies' measures and statistics.
+        .testTarget(name: "ReplicaStudiesTests", dependencies: ["ReplicaStudies", "_ReplicaTestSupport"]),
         .testTarget(
             name: "ReplicaDistributedTests",
             dependencies: ["ReplicaDistributed", "MPIWrapper", "_ReplicaTestSupport"]

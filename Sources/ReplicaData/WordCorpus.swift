@@ -6,14 +6,16 @@ import ReplicaCore
 // unigram^0.75 table that negatives are drawn from, and CBOW windows with word2vec's random
 // window shrinking. Legend: V vocabulary size, B windows, k negatives per window.
 
-/// Lower-cased word tokens: maximal runs of letters and digits; an apostrophe between two such
-/// characters stays inside the word ("don't", "o'er"). Everything else separates words.
+/// Lower-cased word tokens: maximal runs of letters and digits (letters only when
+/// `includingDigits` is false); an apostrophe between two such characters stays inside the word
+/// ("don't", "o'er"). Everything else separates words. word2vec's corpus keeps digits; the
+/// temperature study, counting real English words, does not.
 public enum WordTokenizer {
-    public static func words(_ line: String) -> [String] {
+    public static func words(_ line: String, includingDigits: Bool = true) -> [String] {
         var result: [String] = []
         var current = ""
         var pendingApostrophe = false
-        func isWordCharacter(_ c: Character) -> Bool { c.isLetter || c.isNumber }
+        func isWordCharacter(_ c: Character) -> Bool { c.isLetter || (includingDigits && c.isNumber) }
         for character in line.lowercased() {
             if isWordCharacter(character) {
                 if pendingApostrophe { current.append("'") }
@@ -248,8 +250,8 @@ public struct WordCorpus: Sendable {
     /// captions are held out.
     public static func multi30kEnglish() throws -> WordCorpus {
         let data = try TranslationData.multi30k()
-        return WordCorpus(train: data.train.target.map(WordTokenizer.words),
-                          heldOut: data.validation.target.map(WordTokenizer.words), description: "Multi30k English")
+        return WordCorpus(train: data.train.target.map { WordTokenizer.words($0) },
+                          heldOut: data.validation.target.map { WordTokenizer.words($0) }, description: "Multi30k English")
     }
 
     /// The embedded Tiny Shakespeare, one verse line a sentence; its last 10% of lines are held out.

@@ -336,16 +336,6 @@ public func configurationHash(_ fields: [String: String]) -> String {
     String(fnv1a(fields.keys.sorted().map { "\($0)=\(fields[$0]!);" }.joined()), radix: 16)
 }
 
-/// FNV-1a of a string's UTF-8 bytes.
-func fnv1a(_ text: String) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
-        hash ^= UInt64(byte)
-        hash &*= 0x0000_0100_0000_01b3
-    }
-    return hash
-}
-
 /// A 64-bit hash of every parameter and buffer bit, to check that replicas are identical.
 public func parameterChecksum(_ arena: ParameterArena) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ReplicaCore
+import ReplicaStudies
 import ReplicaTrain
 
 struct Analyze: ParsableCommand {

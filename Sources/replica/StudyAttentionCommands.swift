@@ -3,6 +3,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaStudies
 import ReplicaTrain
 
 private func parseIntegers(_ text: String, option: String, minimum: Int) throws -> [Int] {
@@ -228,7 +229,7 @@ struct StudyTemperature: ParsableCommand {
             throw UserError("--prompt: \(error)")
         }
         let text = try data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
-        let vocabulary = Set(lowercasedWords(in: String(text.prefix(text.count * 9 / 10))))
+        let vocabulary = Set(WordTokenizer.words(String(text.prefix(text.count * 9 / 10)), includingDigits: false))
         var study = TemperatureStudy()
         study.temperatures = try parsedTemperatures()
         study.samples = samples

@@ -3,6 +3,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaStudies
 import ReplicaTrain
 
 struct Study: ParsableCommand {

@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 /// A checkpoint's token-embedding matrix: one row per vocabulary token, special tokens left out.
 public struct EmbeddingTable: Sendable {
@@ -96,7 +97,7 @@ public struct EmbeddingTable: Sendable {
     /// The `count` tokens nearest to row `row` by cosine similarity (the row itself left out).
     public func nearest(to row: Int, count: Int) -> [(token: String, cosine: Double)] {
         let d = dimension
-        let unit = EmbeddingStatistics.normalizedRows(vectors, count: self.count, dimension: d)
+        let unit = normalizedRows(vectors, count: self.count, dimension: d)
         var scored: [(Int, Double)] = []
         for other in 0..<self.count where other != row {
             var dot = 0.0
@@ -162,38 +163,6 @@ public struct EmbeddingStatistics: Sendable {
                                     topKVariance: share(k))
     }
 
-    /// Rows scaled to unit length (a zero row stays zero). [n, d]
-    static func normalizedRows(_ x: [Double], count n: Int, dimension d: Int) -> [Double] {
-        var unit = x
-        for i in 0..<n {
-            var norm = 0.0
-            for j in 0..<d { norm += x[i * d + j] * x[i * d + j] }
-            let scale = norm > 0 ? 1 / norm.squareRoot() : 0
-            for j in 0..<d { unit[i * d + j] *= scale }
-        }
-        return unit
-    }
-
-    /// The mean of uᵢ·uⱼ over pairs i ≠ j of unit rows: (‖Σ uᵢ‖² − n) / n(n − 1), exact in O(n·d).
-    /// Zero rows (no direction) are left out.
-    public static func meanPairwiseCosine(_ x: [Double], count n: Int, dimension d: Int) -> Double {
-        let unit = normalizedRows(x, count: n, dimension: d)
-        var sum = [Double](repeating: 0, count: d)
-        var nonzero = 0
-        for i in 0..<n {
-            var norm = 0.0
-            for j in 0..<d {
-                sum[j] += unit[i * d + j]
-                norm += unit[i * d + j] * unit[i * d + j]
-            }
-            if norm > 0 { nonzero += 1 }
-        }
-        guard nonzero >= 2 else { return .nan }
-        let m = Double(nonzero)
-        let squared = sum.reduce(0) { $0 + $1 * $1 }
-        return (squared - m) / (m * (m - 1))
-    }
-
     /// The mean [d] and the covariance (1/n) Σ (xᵢ − μ)(xᵢ − μ)ᵀ [d, d] of the rows.
     public static func covariance(_ x: [Double], count n: Int, dimension d: Int) -> (mean: [Double], covariance: [Double]) {
         var mean = [Double](repeating: 0, count: d)
@@ -252,22 +221,11 @@ public struct EmbeddingStatistics: Sendable {
     public static func normLogFrequencyCorrelation(_ x: [Double], dimension d: Int, frequencies: [Int]) -> Double? {
         var norms: [Double] = [], logs: [Double] = []
         for (i, frequency) in frequencies.enumerated() where frequency > 0 {
-            var norm = 0.0
-            for j in 0..<d { norm += x[i * d + j] * x[i * d + j] }
-            norms.append(norm.squareRoot())
+            norms.append(rowNorm(x, row: i, dimension: d))
             logs.append(log(Double(frequency)))
         }
         // Fewer than 3 tokens, or all equally frequent: no correlation to speak of.
         guard norms.count >= 3, Set(logs).count > 1, Set(norms).count > 1 else { return nil }
-        let m = Double(norms.count)
-        let meanNorm = norms.reduce(0, +) / m, meanLog = logs.reduce(0, +) / m
-        var covariance = 0.0, normVariance = 0.0, logVariance = 0.0
-        for (a, b) in zip(norms, logs) {
-            covariance += (a - meanNorm) * (b - meanLog)
-            normVariance += (a - meanNorm) * (a - meanNorm)
-            logVariance += (b - meanLog) * (b - meanLog)
-        }
-        guard normVariance > 0, logVariance > 0 else { return nil }
-        return covariance / (normVariance * logVariance).squareRoot()
+        return pearsonCorrelation(norms, logs)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 // Legend: N nodes, W features per node representation.
 
@@ -43,27 +44,6 @@ public func relativeDirichletEnergy(_ x: Tensor, graph: CSRGraph) -> Double {
     var squares = 0.0
     for k in 0..<x.count { squares += Double(x[k]) * Double(x[k]) }
     return squares > 0 ? dirichletEnergy(x, graph: graph) / (squares / Double(x.rowCount)) : .nan
-}
-
-/// The mean cosine similarity over all pairs of distinct rows of x [N, W], in O(N·W):
-/// Σ_{i≠j} cos(x_i, x_j) = ‖Σ_i x_i/‖x_i‖‖² − M over the M rows with a nonzero norm (all-zero
-/// rows have no direction and are left out). 1 when all rows point the same way. nan for M < 2.
-public func meanPairwiseCosine(_ x: Tensor) -> Double {
-    let N = x.rowCount, W = x.columnCount
-    var sum = [Double](repeating: 0, count: W)
-    var rows = 0
-    for i in 0..<N {
-        let row = x.data + i * W
-        var norm = 0.0
-        for k in 0..<W { norm += Double(row[k]) * Double(row[k]) }
-        guard norm > 0 else { continue }
-        rows += 1
-        let inverse = 1 / norm.squareRoot()
-        for k in 0..<W { sum[k] += Double(row[k]) * inverse }
-    }
-    guard rows > 1 else { return .nan }
-    let total = sum.reduce(0) { $0 + $1 * $1 }
-    return (total - Double(rows)) / (Double(rows) * Double(rows - 1))
 }
 
 /// GCN, GAT and graph-Transformer networks of growing depth on one data set: test accuracy and how
@@ -158,6 +138,3 @@ public struct OversmoothingStudy: Sendable {
         return rows
     }
 }
-
-/// The arithmetic mean (nan of nothing).
-public func arithmeticMean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }

@@ -5,6 +5,7 @@ import ReplicaData
 import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
+import ReplicaStudies
 import ReplicaTrain
 import _ReplicaTestSupport
 
@@ -35,8 +36,9 @@ private let entropyTolerance = 1e-9
     }
 
     @Test func wordsAreLowercasedRunsOfLetters() {
-        #expect(lowercasedWords(in: "To be, or NOT to be -- 'tis the lord's!\nKING:") == ["to", "be", "or", "not", "to", "be", "tis", "the", "lord's", "king"])
-        #expect(lowercasedWords(in: " ,.; 12 ").isEmpty)
+        #expect(WordTokenizer.words("To be, or NOT to be -- 'tis the lord's!\nKING:", includingDigits: false)
+            == ["to", "be", "or", "not", "to", "be", "tis", "the", "lord's", "king"])
+        #expect(WordTokenizer.words(" ,.; 12 ", includingDigits: false).isEmpty)
     }
 
     @Test func distinctNGramsOnConstructedSequences() {
@@ -150,7 +152,7 @@ enum TinyCharLM {
         study.temperatures = [0.25, 0.5, 1, 1.5, 2]
         study.samples = 2
         study.characters = 150
-        let rows = try study.run(generator: generator, vocabulary: Set(lowercasedWords(in: TinyCharLM.text)))
+        let rows = try study.run(generator: generator, vocabulary: Set(WordTokenizer.words(TinyCharLM.text, includingDigits: false)))
         #expect(rows.count == 5)
         for (a, b) in zip(rows, rows.dropFirst()) {
             #expect(a.meanEntropy < b.meanEntropy, "τ \(a.temperature): \(a.meanEntropy), τ \(b.temperature): \(b.meanEntropy)")

@@ -4,6 +4,7 @@ import ReplicaData
 import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
+import ReplicaTrain
 
 /// Shannon entropy in nats of a probability vector; zero entries contribute nothing.
 public func shannonEntropy<S: Sequence>(_ probabilities: S) -> Double where S.Element: BinaryFloatingPoint {

@@ -5,6 +5,7 @@ import ReplicaData
 import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
+import ReplicaStudies
 import ReplicaTrain
 import _ReplicaTestSupport
 
@@ -88,99 +89,5 @@ private func edgeSet(_ sources: [Int32], _ targets: [Int32]) -> Set<[Int32]> {
         #expect(abs(meanPairwiseCosine(x) - 2.0.squareRoot() / 3) < 1e-12)
         // Opposite rows.
         #expect(abs(meanPairwiseCosine(Tensor(shape: [2, 2], values: [1, 1, -1, -1])) + 1) < 1e-12)
-    }
-}
-
-@Suite struct GCNTests {
-    static let cora = Result { try NodePropertyDataset.cora() }
-
-    static func gcn(_ configure: (inout GraphNetworkConfig) -> Void = { _ in }) -> GraphNetwork {
-        var config = GraphNetworkConfig()
-        configure(&config)
-        return GraphNetwork(config)
-    }
-
-    @Test func theGCNLearnsCoraWellAboveChance() throws {
-        var options = TrainingOptions.nodeClassification(gcn: true)
-        options.steps = 40
-        options.seed = 0
-        let task = try trainNodeClassifier(Self.gcn(), dataset: Self.cora.get(), options: options, patience: 0)
-        let evaluation = task.evaluate(onGraph: task.graph)
-        #expect(evaluation["test_accuracy"]! > 0.7, "\(evaluation)")   // chance: about 0.3 (the largest class)
-    }
-
-    @Test func weightDecayReachesTheFirstLayerOnly() {
-        let model = Self.gcn { $0.layerCount = 3 }
-        let decaying = model.arena.slots.filter(\.decays).map(\.name)
-        #expect(decaying == ["net.layers.0.weight"], "\(decaying)")
-    }
-
-    /// Without dropout, ranks that each train on their nodes' 2-hop subgraphs (carrying the whole
-    /// graph's normalised weights) reach the same parameters as full-batch training.
-    @Test func ranksOnSubgraphsEqualFullBatchTraining() throws {
-        var settings = TrainingOptions.nodeClassification(gcn: true)
-        settings.steps = 4
-        settings.progress = .none
-        let options = settings
-        func train(ranks: Int) throws -> [GATTask] {
-            let group = ThreadCommunicatorGroup(size: ranks)
-            let tasks = Locked<[Int: GATTask]>([:])
-            try group.run { rank in
-                let task = try GATTask(dataset: Self.cora.get(), model: Self.gcn { $0.dropout = 0 }, options: options, fanout: nil,
-                                       patience: 0, rank: rank, ranks: ranks)
-                let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
-                try trainer.synchronizeInitialState()
-                _ = try trainer.run()
-                tasks.update { $0[rank] = task }
-            }
-            return (0..<ranks).map { tasks.value[$0]! }
-        }
-        let full = try train(ranks: 1)[0].arena.allValues.scalars, split = try train(ranks: 2)
-        let a = split[0].arena.allValues.scalars
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, full) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
-        #expect((difference / norm).squareRoot() < 1e-5)
-    }
-
-    /// Every kind of network, residual paths included, end to end against central differences.
-    @Test(arguments: GraphLayerKind.allCases)
-    func networkGradientsMatchFiniteDifferences(kind: GraphLayerKind) {
-        var config = GraphNetworkConfig()
-        config.kind = kind
-        config.featureCount = 9
-        config.classCount = 3
-        config.hidden = 4
-        config.heads = kind == .gcn ? 1 : 2
-        config.layerCount = 4
-        config.residual = true
-        config.dropout = 0.3
-        config.bias = true
-        let model = GraphNetwork(config)
-        var generator = SeededGenerator(seed: 51)
-        model.arena.allValues.fillUniform(bound: 0.8, using: &generator)
-        model.randomContext = RandomContext(seed: 3, rank: 0, step: 1)   // fixed dropout masks
-        var offsets = [0], columns: [Int32] = [], values: [Float] = []
-        for _ in 0..<7 {
-            for f in 0..<9 where generator.nextUniform() < 0.4 { columns.append(Int32(f)); values.append(generator.nextUniform()) }
-            offsets.append(columns.count)
-        }
-        let features = CSRMatrix(rowCount: 7, columnCount: 9, rowOffsets: offsets, columnIndices: columns, values: values)
-        let pattern = CSRMatrix.graph(nodeCount: 7, sources: [0, 0, 1, 2, 3, 4, 5], targets: [1, 2, 3, 4, 5, 6, 6],
-                                      symmetric: true, selfLoops: true)
-        let graph = model.propagationGraph(pattern)
-        let r = randomTensor([7, 3], seed: 52)
-        let results = checkGradients(arena: model.arena, inputs: [], directions: 4,
-            loss: { dot(model.forward(features: features, graph: graph), r) },
-            gradients: { model.backward(model.forward(features: features, graph: graph).copyingFrom(r)); return [] })
-        for result in results { #expect(result.relativeError < finiteDifferenceTolerance, "\(kind): \(result)") }
-        #expect(model.lastHidden?.shape == [7, config.hidden * config.heads])
-    }
-}
-
-private extension Tensor {
-    /// `other` itself (the loss Σ y·r has gradient r), after checking the shapes agree.
-    func copyingFrom(_ other: Tensor) -> Tensor {
-        precondition(shape == other.shape, "\(shape) vs \(other.shape)")
-        return other
     }
 }

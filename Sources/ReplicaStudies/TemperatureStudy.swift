@@ -2,6 +2,7 @@ import Foundation
 import ReplicaCore
 import ReplicaData
 import ReplicaModels
+import ReplicaTrain
 
 /// Entropy in nats of softmax(logits / temperature), computed in Double.
 public func softmaxEntropy(_ logits: UnsafeBufferPointer<Float>, temperature: Float) -> Double {
@@ -17,28 +18,6 @@ public func softmaxEntropy(_ logits: UnsafeBufferPointer<Float>, temperature: Fl
     }
     // H = log Σ e^z − Σ p·z with p = e^z / Σ e^z.
     return log(sum) - weighted / sum
-}
-
-/// The words of `text`: maximal runs of letters, with apostrophes inside a word kept ("lord's"), lowercased.
-public func lowercasedWords(in text: String) -> [String] {
-    var result: [String] = []
-    var current = ""
-    func finish() {
-        while current.hasSuffix("'") { current.removeLast() }
-        if !current.isEmpty { result.append(current.lowercased()) }
-        current = ""
-    }
-    for character in text {
-        if character.isLetter {
-            current.append(character)
-        } else if character == "'" && !current.isEmpty {
-            current.append(character)
-        } else {
-            finish()
-        }
-    }
-    finish()
-    return result
 }
 
 /// distinct-n (Li et al. 2016): distinct n-grams ÷ n-grams, pooled over `sequences`; an n-gram never
@@ -116,12 +95,12 @@ public struct TemperatureStudy {
                 texts.append(text)
                 entropies += steps
             }
-            let sampleWords = texts.map { lowercasedWords(in: $0) }
+            let sampleWords = texts.map { WordTokenizer.words($0, includingDigits: false) }
             let allWords = sampleWords.flatMap { $0 }
             let known = allWords.filter { vocabulary.contains($0) }.count
             let first = (texts.first ?? "").drop { $0.isWhitespace }
             let line = String(first.replacingOccurrences(of: "\n", with: " / ").prefix(72))
-            let row = Row(temperature: temperature, meanEntropy: entropies.reduce(0, +) / Double(max(entropies.count, 1)),
+            let row = Row(temperature: temperature, meanEntropy: arithmeticMean(entropies),
                           distinct: (1...3).map { distinctNGramRatio(sampleWords, n: $0) },
                           knownWordFraction: allWords.isEmpty ? 0 : Double(known) / Double(allWords.count),
                           wordCount: allWords.count, sampleLine: line, seconds: Date().timeIntervalSince(started))

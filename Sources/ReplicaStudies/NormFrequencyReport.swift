@@ -30,11 +30,6 @@ public struct NormFrequencyReport: Sendable {
         let whitened = EmbeddingStatistics.whiten(vectors, count: n, dimension: d, mean: mean, eigen: eigen)
         correlation = EmbeddingStatistics.normLogFrequencyCorrelation(vectors, dimension: d, frequencies: frequencies)
         whitenedCorrelation = EmbeddingStatistics.normLogFrequencyCorrelation(whitened, dimension: d, frequencies: frequencies)
-        func norm(_ x: [Double], _ i: Int) -> Double {
-            var sum = 0.0
-            for j in 0..<d { sum += x[i * d + j] * x[i * d + j] }
-            return sum.squareRoot()
-        }
         let largest = frequencies.max() ?? 1
         var buckets: [Bucket] = []
         var lower = 1
@@ -44,8 +39,8 @@ public struct NormFrequencyReport: Sendable {
             if !members.isEmpty {
                 let m = Double(members.count)
                 buckets.append(Bucket(lowerCount: lower, upperCount: upper, wordCount: members.count,
-                                      meanNorm: members.reduce(0) { $0 + norm(vectors, $1) } / m,
-                                      meanWhitenedNorm: members.reduce(0) { $0 + norm(whitened, $1) } / m))
+                                      meanNorm: members.reduce(0) { $0 + rowNorm(vectors, row: $1, dimension: d) } / m,
+                                      meanWhitenedNorm: members.reduce(0) { $0 + rowNorm(whitened, row: $1, dimension: d) } / m))
             }
             lower = upper
         }

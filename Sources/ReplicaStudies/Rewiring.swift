@@ -1,8 +1,8 @@
 import Foundation
 import ReplicaCore
 import ReplicaData
-import ReplicaDistributed
 import ReplicaModels
+import ReplicaTrain
 
 // Legend: N nodes, E undirected edges (each listed once, self-loops aside).
 
@@ -55,20 +55,6 @@ public func rewiredEdges(sources: [Int32], targets: [Int32], nodeCount: Int, fra
     return (edges.map(\.0), edges.map(\.1))
 }
 
-/// Trains `model` on `dataset` alone (one in-process rank, the data-parallel loop) and puts the
-/// selected epoch's parameters back. Returns the task, ready to evaluate.
-public func trainNodeClassifier(_ model: NodeClassifier, dataset: NodePropertyDataset, options: TrainingOptions,
-                                patience: Int) throws -> GATTask {
-    var options = options
-    options.progress = .none
-    let task = try GATTask(dataset: dataset, model: model, options: options, fanout: nil, patience: patience, rank: 0, ranks: 1)
-    let trainer = try Trainer(task: task, options: options, communicator: LocalCommunicator())
-    try trainer.synchronizeInitialState()
-    _ = try trainer.run()
-    task.restoreSelectedParameters()
-    return task
-}
-
 /// GAT and GCN, trained on the intact graph, tested on graphs with a fraction p of edges rewired.
 public struct RewiringStudy: Sendable {
     public var seeds: [UInt64] = [0, 1, 2, 3, 4]
@@ -84,7 +70,7 @@ public struct RewiringStudy: Sendable {
         public var fraction: Double
         /// Test accuracy per seed (the mean over `draws` rewirings).
         public var accuracies: [Double]
-        public var mean: Double { accuracies.reduce(0, +) / Double(max(accuracies.count, 1)) }
+        public var mean: Double { arithmeticMean(accuracies) }
         public var standardDeviation: Double { sampleStandardDeviation(accuracies) }
     }
 
@@ -134,11 +120,4 @@ public struct RewiringStudy: Sendable {
         }
         return rows
     }
-}
-
-/// The sample standard deviation (n − 1), 0 for fewer than two values.
-public func sampleStandardDeviation(_ values: [Double]) -> Double {
-    guard values.count > 1 else { return 0 }
-    let mean = values.reduce(0, +) / Double(values.count)
-    return (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count - 1)).squareRoot()
 }
