@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import _ReplicaTestSupport
 
-/// `replica bleu` against the real sacreBLEU from PyPI (installed here if missing), on hypothesis
+/// `replica bleu` against the real sacreBLEU from PyPI (in the repository's venv), on hypothesis
 /// files made from the Multi30k test references: perturbed words, shuffled lines, empty lines,
 /// sentences shorter than 4 tokens, and a lower-cased comparison. Scores must agree to 0.01.
 @Suite(.serialized) struct SacreBLEUComparisonTests {
@@ -41,26 +41,24 @@ import _ReplicaTestSupport
     print(json.dumps(scores))
     """#
 
-    static func python(_ arguments: [String], timeout: TimeInterval = 120) throws -> ProcessResult {
-        try runProcess("/usr/bin/env", ["python3"] + arguments, timeout: timeout)
-    }
-
-    /// sacreBLEU importable, from PyPI if it was not there (CI has PyPI, not the open internet).
-    static func ensureSacreBLEU() throws {
-        if try python(["-c", "import sacrebleu"]).status == 0 { return }
-        let install = try python(["-m", "pip", "install", "--quiet", "sacrebleu"], timeout: 600)
-        try #require(install.status == 0, "pip install sacrebleu failed: \(install.standardError)")
+    /// The python of the repository's venv with sacreBLEU importable, installed from PyPI if it was
+    /// not there (CI has PyPI, not the open internet): launch/python.sh, as the bench scripts use.
+    static func python() throws -> String {
+        let helper = repositoryRoot.appendingPathComponent("launch/python.sh").path
+        let made = try runProcess("/bin/bash", [helper, "sacrebleu"], timeout: 600)
+        try #require(made.status == 0, "launch/python.sh sacrebleu failed: \(made.standardError)")
+        return try #require(made.lines.last)
     }
 
     @Test func replicaBLEUEqualsSacreBLEUFromPyPI() throws {
-        try Self.ensureSacreBLEU()
+        let python = try Self.python()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replica-sacrebleu-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = folder.appendingPathComponent("make.py")
         try Data(Self.script.utf8).write(to: script)
         let source = try Fixtures.multi30kFile("test_2016_flickr.en.gz").path
-        let made = try Self.python([script.path, folder.path, source])
+        let made = try runProcess(python, [script.path, folder.path, source], timeout: 120)
         try #require(made.status == 0, "\(made.standardError)")
         let expected = try #require(JSONSerialization.jsonObject(with: Data(made.lines.last!.utf8)) as? [String: [String: Any]])
         #expect(expected.count == 10)
