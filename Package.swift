@@ -91,7 +91,7 @@ let package = Package(
         // MARK: - Tests
 
         /// Finite differences, tolerances, subprocesses, and fixtures cut from the embedded data sets.
-        .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore", "ReplicaData"]),
+        .target(name: "_ReplicaTestSupport", dependencies: ["ReplicaCore", "ReplicaData", "ReplicaModels"]),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaNNTests", dependencies: ["ReplicaNN", "_ReplicaTestSupport"]),
         .testTarget(name: "ReplicaDataTests", dependencies: ["ReplicaData", "_ReplicaTestSupport"]),

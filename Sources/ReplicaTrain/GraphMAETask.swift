@@ -25,7 +25,9 @@ public final class GraphMAETask: DataParallelTask {
     let options: TrainingOptions
     let rank: Int
     let ranks: Int
-    private var drawn: (step: Int, micro: Int, mask: GraphMAEMask)?
+    /// The masks of the step last asked for, by micro-step: the loop asks for each twice (the
+    /// global count, then the micro-step), so none is drawn twice.
+    private var drawn: (step: Int, masks: [Int: GraphMAEMask]) = (-1, [:])
 
     public var taskName: String { "graphmae" }
     public var arena: ParameterArena { model.arena }
@@ -77,12 +79,13 @@ public final class GraphMAETask: DataParallelTask {
 
     /// This rank's mask in micro-step `micro` of epoch `step`, drawn from (seed, replica, step).
     public func mask(step: Int, micro: Int = 0) -> GraphMAEMask {
-        if let drawn, drawn.step == step, drawn.micro == micro { return drawn.mask }
+        if drawn.step == step, let mask = drawn.masks[micro] { return mask }
         var generator = SeededGenerator(seed: options.seed, 0x6d61_736b, UInt64(replica(micro: micro)), UInt64(step))
         let c = model.config
         let mask = GraphMAEMask(nodeCount: dataset.nodeCount, maskRate: c.maskRate, replaceRate: c.replaceRate,
                                 generator: &generator)
-        drawn = (step, micro, mask)
+        if drawn.step != step { drawn = (step, [:]) }
+        drawn.masks[micro] = mask
         return mask
     }
 

@@ -1,6 +1,8 @@
 import Foundation
 import ReplicaCore
 import ReplicaData
+import ReplicaModels
+import ReplicaNN
 
 /// Small inputs for tests, cut from the data sets the program embeds: nothing outside the repository.
 public enum Fixtures {
@@ -40,5 +42,28 @@ public enum Fixtures {
             lines.append(String(decoding: bytes, as: UTF8.self))
         }
         return lines
+    }
+
+    /// A random 2 + 2-layer encoder–decoder (vocabulary 11, width 8), norm weights and biases moved
+    /// off 1 and 0 so that every term of the backward matters: for the model and decoding tests.
+    public static func tinySeq2SeqTransformer(norm: NormKind = .layer, scorer: AttentionScorer = .dot) -> Seq2SeqTransformer {
+        var config = TransformerConfig()
+        config.vocabularySize = 11
+        config.embedding = 8
+        config.heads = 2
+        config.encoderLayers = 2
+        config.decoderLayers = 2
+        config.feedForward = 16
+        config.dropout = 0
+        config.norm = norm
+        config.scorer = scorer
+        let model = Seq2SeqTransformer(config)
+        model.initialize(seed: 3)
+        var generator = SeededGenerator(seed: 4)
+        for slot in model.arena.slots where slot.name.contains("norm") {
+            let values = model.arena.value(slot)
+            for i in 0..<values.count { values[i] += 0.3 * (generator.nextUniform() - 0.5) }
+        }
+        return model
     }
 }

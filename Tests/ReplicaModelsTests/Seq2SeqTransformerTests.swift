@@ -6,25 +6,7 @@ import _ReplicaTestSupport
 
 @Suite struct Seq2SeqTransformerTests {
     static func tiny(norm: NormKind = .layer, scorer: AttentionScorer = .dot) -> Seq2SeqTransformer {
-        var config = TransformerConfig()
-        config.vocabularySize = 11
-        config.embedding = 8
-        config.heads = 2
-        config.encoderLayers = 2
-        config.decoderLayers = 2
-        config.feedForward = 16
-        config.dropout = 0
-        config.norm = norm
-        config.scorer = scorer
-        let model = Seq2SeqTransformer(config)
-        model.initialize(seed: 3)
-        // Norm weights and biases off 1 and 0, so every term of the backward matters.
-        var generator = SeededGenerator(seed: 4)
-        for slot in model.arena.slots where slot.name.contains("norm") {
-            let values = model.arena.value(slot)
-            for i in 0..<values.count { values[i] += 0.3 * (generator.nextUniform() - 0.5) }
-        }
-        return model
+        Fixtures.tinySeq2SeqTransformer(norm: norm, scorer: scorer)
     }
 
     // Batch of 2: source lengths 4 and 2 (padded to 4), targets 3 and 2 (padded to 3).

@@ -10,27 +10,8 @@ import _ReplicaTestSupport
 
 /// Greedy and beam decoding with and without the decoder's key/value cache.
 @Suite struct TranslatorTests {
-    /// A random encoder–decoder, as Seq2SeqTransformerTests builds it (ReplicaModelsTests).
     static func tiny(norm: NormKind = .layer, scorer: AttentionScorer = .dot) -> Seq2SeqTransformer {
-        var config = TransformerConfig()
-        config.vocabularySize = 11
-        config.embedding = 8
-        config.heads = 2
-        config.encoderLayers = 2
-        config.decoderLayers = 2
-        config.feedForward = 16
-        config.dropout = 0
-        config.norm = norm
-        config.scorer = scorer
-        let model = Seq2SeqTransformer(config)
-        model.initialize(seed: 3)
-        // Norm weights and biases off 1 and 0, so every term of the backward matters.
-        var generator = SeededGenerator(seed: 4)
-        for slot in model.arena.slots where slot.name.contains("norm") {
-            let values = model.arena.value(slot)
-            for i in 0..<values.count { values[i] += 0.3 * (generator.nextUniform() - 0.5) }
-        }
-        return model
+        Fixtures.tinySeq2SeqTransformer(norm: norm, scorer: scorer)
     }
 
     static let cases: [(NormKind, AttentionScorer)] = [(.layer, .dot), (.batch, .dot), (.layer, .additive)]
