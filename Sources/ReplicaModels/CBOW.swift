@@ -5,10 +5,14 @@ import ReplicaNN
 // Legend: V vocabulary size, d embedding width, B windows, k negatives per window.
 
 /// word2vec's CBOW sizes (word2vec.c's defaults in the comments).
-public struct CBOWConfig: Sendable, Equatable {
+public struct CBOWConfig: Codable, Sendable, Equatable {
     public var vocabularySize = 0      // Multi30k English, minimum count 3: 4,565
     public var embedding = 100         // word2vec -size 100
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case vocabularySize = "vocab_size", embedding
+    }
 }
 
 /// Continuous bag of words with negative sampling (Mikolov et al. 2013a, 2013b; word2vec.c).

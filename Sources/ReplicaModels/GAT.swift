@@ -2,7 +2,7 @@ import ReplicaCore
 import ReplicaNN
 
 /// A graph attention network's shape. Defaults: Veličković et al. 2018's Cora configuration.
-public struct GATConfig: Sendable, Equatable {
+public struct GATConfig: Codable, Sendable, Equatable {
     public var featureCount = 1433       // Cora's bag of words
     public var classCount = 7
     public var hidden = 8                // features per head in hidden layers
@@ -16,6 +16,12 @@ public struct GATConfig: Sendable, Equatable {
     public var valueDropout: Float = 0.6
     public var norm = NormKind.none      // .batch: BatchNorm after each hidden layer
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case featureCount = "features", classCount = "classes", hidden, heads, outputHeads = "output_heads"
+        case layerCount = "layers", inputDropout = "dropout", attentionDropout = "attention_dropout"
+        case valueDropout = "value_dropout", norm
+    }
 }
 
 /// GAT (Veličković et al. 2018): sparse input projection, GAT layers with ELU between them, the

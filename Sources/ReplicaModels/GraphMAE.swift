@@ -7,7 +7,7 @@ import ReplicaNN
 
 /// GraphMAE's shape and masking. Defaults: the authors' Cora configuration (THUDM/GraphMAE
 /// configs.yml "cora"; Hou et al., KDD 2022).
-public struct GraphMAEConfig: Sendable, Equatable {
+public struct GraphMAEConfig: Codable, Sendable, Equatable {
     public var featureCount = 1433        // F, Cora's bag of words
     public var hidden = 512               // D, the encoder's width: heads × features per head
     public var heads = 4                  // encoder heads (concatenated): 4 × 128
@@ -19,6 +19,12 @@ public struct GraphMAEConfig: Sendable, Equatable {
     public var replaceRate: Float = 0.05  // fraction of the mask nodes given another node's features
     public var gamma: Float = 3           // the scaled cosine error's exponent (`alpha_l`)
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case featureCount = "features", hidden, heads, layerCount = "layers", inputDropout = "dropout"
+        case attentionDropout = "attention_dropout", negativeSlope = "negative_slope", maskRate = "mask_rate"
+        case replaceRate = "replace_rate", gamma
+    }
 
     /// Features per encoder head, C = D / H.
     public var headFeatures: Int { hidden / heads }

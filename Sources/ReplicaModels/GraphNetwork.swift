@@ -22,7 +22,8 @@ public protocol NodeClassifier: AnyObject {
     var normalizesGraph: Bool { get }
     /// Model settings for the run fingerprint and checkpoints ("hidden": "8", ...).
     var configurationFields: [String: String] { get }
-    var checkpointConfig: [String: Any] { get }
+    /// The model's configuration, for the checkpoint's `config` (GATConfig, GraphNetworkConfig).
+    var encodableConfig: any Encodable { get }
 }
 
 extension GAT: NodeClassifier {
@@ -35,20 +36,16 @@ extension GAT: NodeClassifier {
                 "output_heads": "\(c.outputHeads)", "layers": "\(c.layerCount)", "dropout": "\(c.inputDropout)",
                 "attention_dropout": "\(c.attentionDropout)", "value_dropout": "\(c.valueDropout)", "norm": c.norm.rawValue]
     }
-    public var checkpointConfig: [String: Any] {
-        let c = config
-        return ["features": c.featureCount, "classes": c.classCount, "hidden": c.hidden, "heads": c.heads,
-                "output_heads": c.outputHeads, "layers": c.layerCount, "norm": c.norm.rawValue]
-    }
+    public var encodableConfig: any Encodable { config }
 }
 
 /// Which message-passing layer a `GraphNetwork` stacks.
-public enum GraphLayerKind: String, Sendable, CaseIterable {
+public enum GraphLayerKind: String, Codable, Sendable, CaseIterable {
     case gcn, gat, transformer
 }
 
 /// A `GraphNetwork`'s shape. Defaults: Kipf & Welling 2017's GCN on Cora.
-public struct GraphNetworkConfig: Sendable, Equatable {
+public struct GraphNetworkConfig: Codable, Sendable, Equatable {
     public var kind = GraphLayerKind.gcn
     public var featureCount = 1433          // Cora's bag of words
     public var classCount = 7
@@ -68,6 +65,13 @@ public struct GraphNetworkConfig: Sendable, Equatable {
     /// Graph-Transformer layers: the edge bias β at initialisation (ln N: mostly local attention at first).
     public var initialEdgeBias: Float = 0
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case kind = "model", featureCount = "features", classCount = "classes", hidden, heads
+        case outputHeads = "output_heads", layerCount = "layers", dropout, attentionDropout = "attention_dropout"
+        case valueDropout = "value_dropout", residual, decaysFirstLayerOnly = "decay_first_layer_only", bias
+        case initialEdgeBias = "initial_edge_bias"
+    }
 
     /// The GAT paper's layer settings (8 heads × 8, dropout 0.6) in a `GraphNetwork` of `layers` layers.
     public static func gat(layers: Int) -> GraphNetworkConfig {
@@ -231,11 +235,7 @@ public final class GraphNetwork: NodeClassifier {
                 "decay_first_layer_only": "\(c.decaysFirstLayerOnly)"]
     }
 
-    public var checkpointConfig: [String: Any] {
-        let c = config
-        return ["model": c.kind.rawValue, "features": c.featureCount, "classes": c.classCount, "hidden": c.hidden,
-                "heads": c.heads, "output_heads": c.outputHeads, "layers": c.layerCount, "residual": c.residual, "bias": c.bias]
-    }
+    public var encodableConfig: any Encodable { config }
 }
 
 /// a + b, a new tensor. [...]

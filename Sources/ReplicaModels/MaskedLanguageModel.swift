@@ -3,7 +3,7 @@ import ReplicaCore
 import ReplicaNN
 
 /// How a Transformer encoder learns where a token is.
-public enum PositionKind: String, Sendable, CaseIterable {
+public enum PositionKind: String, Codable, Sendable, CaseIterable {
     /// A trained table [maximum length, C] (BERT).
     case learned
     /// Fixed sin/cos of the position (Vaswani et al.), nothing to train.
@@ -12,7 +12,7 @@ public enum PositionKind: String, Sendable, CaseIterable {
 
 /// A masked language model's shape. Defaults: a small encoder that learns Multi30k's English
 /// captions in a few minutes on one core (BERT-mini: d 256, 4 layers, 4 heads, FFN 1024).
-public struct MaskedLanguageModelConfig: Sendable, Equatable {
+public struct MaskedLanguageModelConfig: Codable, Sendable, Equatable {
     public var vocabularySize = 4000     // English BPE of Multi30k; BERT: 30522 WordPieces
     public var embedding = 128           // BERT-base: 768
     public var heads = 4                 // BERT-base: 12
@@ -24,6 +24,11 @@ public struct MaskedLanguageModelConfig: Sendable, Equatable {
     public var scorer = AttentionScorer.dot
     public var positions = PositionKind.learned
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case vocabularySize = "vocab_size", embedding, heads, layers, feedForward = "feed_forward", dropout
+        case maximumLength = "max_length", norm, scorer = "attention", positions
+    }
 
     /// The encoder layers' shape (the layers of the encoder–decoder Transformer).
     var encoderLayerConfig: TransformerConfig {

@@ -3,7 +3,7 @@ import ReplicaCore
 import ReplicaNN
 
 /// An encoder–decoder Transformer's shape. Defaults: a small model for Multi30k.
-public struct TransformerConfig: Sendable, Equatable {
+public struct TransformerConfig: Codable, Sendable, Equatable {
     public var vocabularySize = 8000     // joint German+English subwords; WMT: 37000
     public var embedding = 256           // Vaswani base: 512
     public var heads = 4                 // base: 8
@@ -15,6 +15,12 @@ public struct TransformerConfig: Sendable, Equatable {
     public var norm = NormKind.layer
     public var scorer = AttentionScorer.dot
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case vocabularySize = "vocab_size", embedding, heads, encoderLayers = "encoder_layers"
+        case decoderLayers = "decoder_layers", feedForward = "feed_forward", dropout, maximumLength = "max_length"
+        case norm, scorer = "attention"
+    }
 }
 
 /// A pre-norm encoder–decoder Transformer (Vaswani et al. 2017, with normalisation before each

@@ -2,7 +2,7 @@ import Foundation
 import ReplicaCore
 
 /// How attention scores a query against a key.
-public enum AttentionScorer: String, CaseIterable, Sendable {
+public enum AttentionScorer: String, Codable, CaseIterable, Sendable {
     /// qᵀk / √d (Vaswani et al.).
     case dot
     /// vᵀ tanh(q + k) per head, over the already projected q and k (Bahdanau et al.).

@@ -94,8 +94,8 @@ public final class CBOWTask: DataParallelTask {
     /// The vocabulary in row order with its training counts, for `replica analyze embeddings`.
     public var checkpointState: [String: Any] {
         ["vocab": vocabulary.words, "counts": vocabulary.counts,
-         "config": ["embedding": settings.embedding, "window": settings.window, "negatives": settings.negatives,
-                    "sample": settings.sample, "min_count": settings.minimumCount, "vocab_size": vocabulary.count] as [String: Any]]
+         "config": Checkpoint.jsonObject(model.config, adding: ["window": settings.window, "negatives": settings.negatives,
+                                                                "sample": settings.sample, "min_count": settings.minimumCount])]
     }
 
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
@@ -114,7 +114,7 @@ public final class CBOWTask: DataParallelTask {
                       negatives: windows.negatives)
     }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let cache = forward(windows(step: step, micro: micro))
         let value = model.loss(cache) / Double(normalizer)
         let outputStart = model.outputEmbedding.range.lowerBound

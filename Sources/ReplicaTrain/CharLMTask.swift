@@ -72,12 +72,7 @@ public final class CharLMTask: DataParallelTask {
     }
 
     public var checkpointState: [String: Any] {
-        let c = model.config
-        return [
-            "vocab": vocabulary.characters.map { String($0) },
-            "config": ["layers": c.layerCount, "heads": c.headCount, "embedding": c.embedding, "block_size": c.blockSize,
-                       "vocab_size": c.vocabularySize, "dropout": Double(c.dropout), "norm": c.norm.rawValue, "bias": false] as [String: Any],
-        ]
+        ["vocab": vocabulary.characters.map { String($0) }, "config": Checkpoint.jsonObject(model.config, adding: ["bias": false])]
     }
 
     /// nanoGPT's `lm_head.weight`: the tied token embedding, saved under its own name too.
@@ -101,7 +96,7 @@ public final class CharLMTask: DataParallelTask {
         return sampler.indices(in: permutation, step: step % sampler.stepsPerEpoch, rank: slot, batchSize: options.batchSize)
     }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         var (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
         augment(&inputs, step: step, micro: micro)
         model.mode = .training

@@ -100,7 +100,7 @@ public final class GATTask: DataParallelTask {
     }
 
     public var checkpointState: [String: Any] {
-        ["config": model.checkpointConfig, "selected_epoch": selectedEpoch]
+        ["config": Checkpoint.jsonObject(model.encodableConfig), "selected_epoch": selectedEpoch]
     }
 
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
@@ -149,7 +149,7 @@ public final class GATTask: DataParallelTask {
         return (local, nodes, features)
     }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let seeds = trainingNodes(step: step, micro: micro)
         let input = trainingInput(seeds: seeds, step: step, micro: micro)
         model.mode = .training

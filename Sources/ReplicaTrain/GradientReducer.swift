@@ -2,6 +2,12 @@ import Foundation
 import ReplicaCore
 import ReplicaDistributed
 
+/// Where a task's backward reports how far down the arena its gradients are final, so that
+/// communication can start while backward goes on (the task knows nothing more of the reducer).
+public protocol GradientSink: AnyObject {
+    func gradientsReady(downTo offset: Int) throws
+}
+
 /// Sums the flat gradient buffer across ranks in buckets, overlapped with backward.
 ///
 /// Buckets are contiguous ranges of `--bucket-mb`, last parameter first (PyTorch DDP's order).
@@ -10,7 +16,7 @@ import ReplicaDistributed
 /// order on every rank, and the outstanding ones are polled so MPI makes progress while backward
 /// computes (DESIGN-NOTES: Open MPI advances only inside MPI calls). `finish()` waits for all.
 /// Losses are normalised by the global count before backward, so a sum is the global mean.
-public final class GradientReducer {
+public final class GradientReducer: GradientSink {
     public let communicator: Communicator
     public let arena: ParameterArena
     public let buckets: [Range<Int>]

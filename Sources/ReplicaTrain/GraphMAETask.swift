@@ -68,10 +68,7 @@ public final class GraphMAETask: DataParallelTask {
     }
 
     public var checkpointState: [String: Any] {
-        let c = model.config
-        return ["config": ["features": c.featureCount, "hidden": c.hidden, "heads": c.heads, "layers": c.layerCount,
-                           "mask_rate": Double(c.maskRate), "replace_rate": Double(c.replaceRate),
-                           "gamma": Double(c.gamma)] as [String: Any]]
+        ["config": Checkpoint.jsonObject(model.config)]
     }
 
     /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank.
@@ -91,7 +88,7 @@ public final class GraphMAETask: DataParallelTask {
 
     public func targetCount(step: Int, micro: Int) -> Int { mask(step: step, micro: micro).maskNodes.count }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let mask = mask(step: step, micro: micro)
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)

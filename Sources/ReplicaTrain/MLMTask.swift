@@ -5,118 +5,6 @@ import ReplicaDistributed
 import ReplicaModels
 import ReplicaNN
 
-/// Sentences for masked-language-model training, one a line, in two splits.
-public struct SentenceSplits: Sendable, Equatable {
-    public var train: [String]
-    public var validation: [String]
-    /// Where they came from, for messages ("Multi30k English", a path).
-    public var description: String
-
-    public init(train: [String], validation: [String], description: String) {
-        self.train = train
-        self.validation = validation
-        self.description = description
-    }
-
-    /// The English side of the embedded Multi30k: 29,000 training and 1,014 validation captions.
-    public static func multi30kEnglish() throws -> SentenceSplits {
-        let data = try TranslationData.multi30k()
-        return SentenceSplits(train: data.train.target, validation: data.validation.target, description: "Multi30k English")
-    }
-
-    /// The non-empty lines of the UTF-8 text file `path`; the last 10% are the validation split
-    /// unless `validationPath` names a file of its own. A missing, empty or non-UTF-8 file, or one
-    /// without a non-empty line, is a UserError naming it.
-    public static func load(path: String, validationPath: String? = nil) throws -> SentenceSplits {
-        func sentences(_ path: String) throws -> [String] {
-            let lines = try TextCorpus.load(path).split(whereSeparator: \.isNewline)
-                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            guard !lines.isEmpty else { throw UserError("\(path): has no non-empty line; it should hold one sentence a line") }
-            return lines
-        }
-        let lines = try sentences(path)
-        if let validationPath {
-            return SentenceSplits(train: lines, validation: try sentences(validationPath), description: path)
-        }
-        guard lines.count >= 2 else {
-            throw UserError("\(path): has 1 sentence; at least 2 are needed to hold 10% out for validation (or give --val-data FILE)")
-        }
-        let validationCount = max(1, lines.count / 10)
-        return SentenceSplits(train: Array(lines.dropLast(validationCount)), validation: Array(lines.suffix(validationCount)),
-                              description: path)
-    }
-}
-
-/// BERT's masking (Devlin et al. 2019, §3.1): each ordinary token is chosen with probability
-/// `rate` (15%); a chosen token becomes `<mask>` with probability 0.8, a uniformly random
-/// ordinary token with probability 0.1, and stays itself with probability 0.1. Special tokens
-/// (`<pad>`, `<s>`, `</s>`, `<unk>`, `<mask>`: ids below 5) are never chosen. The loss is taken at
-/// the chosen positions only. (Each token is chosen independently, as Hugging Face's collator;
-/// BERT's TensorFlow code picks exactly round(15%) of each sequence.)
-public enum BERTMasking {
-    /// Ids below this are special tokens.
-    public static let firstOrdinaryToken = Int32(BPETokenizer.specialTokens.count)
-    public static let defaultRate: Float = 0.15
-
-    /// The model's input for `ids` and the chosen positions (ascending).
-    public static func mask(_ ids: [Int32], rate: Float, vocabularySize V: Int,
-                            using generator: inout SeededGenerator) -> (input: [Int32], chosen: [Int]) {
-        precondition(V > Int(firstOrdinaryToken), "BERTMasking: a vocabulary of \(V) has no ordinary token")
-        var input = ids
-        var chosen: [Int] = []
-        for (position, id) in ids.enumerated() where id >= firstOrdinaryToken {
-            guard generator.nextUniform() < rate else { continue }
-            chosen.append(position)
-            let draw = generator.nextUniform()
-            if draw < 0.8 {
-                input[position] = BPETokenizer.mask
-            } else if draw < 0.9 {
-                input[position] = firstOrdinaryToken + Int32(generator.nextInt(below: V - Int(firstOrdinaryToken)))
-            }
-        }
-        return (input, chosen)
-    }
-}
-
-/// A padded batch of masked sentences, row-major.
-///
-/// ```
-/// inputs   [B, T]  ids after masking, then <pad> (0)
-/// mask     [B, T]  true at a real token, false at padding
-/// rows     [P]     flat positions (b·T + t) of the chosen tokens
-/// targets  [P]     their original ids
-/// ```
-public struct MaskedBatch: Sendable, Equatable {
-    public var batchSize: Int
-    public var length: Int
-    public var inputs: [Int32]
-    public var mask: [Bool]
-    public var rows: [Int32]
-    public var targets: [Int32]
-
-    /// Pads `sentences[indices]` and masks each with the generator `generator(index)` gives it.
-    public static func make(sentences: [[Int32]], indices: [Int], rate: Float, vocabularySize: Int,
-                            generator: (Int) -> SeededGenerator) -> MaskedBatch {
-        let B = indices.count, T = indices.map { sentences[$0].count }.max() ?? 0
-        var batch = MaskedBatch(batchSize: B, length: T, inputs: [Int32](repeating: BPETokenizer.padding, count: B * T),
-                                mask: [Bool](repeating: false, count: B * T), rows: [], targets: [])
-        for (row, index) in indices.enumerated() {
-            let ids = sentences[index]
-            var random = generator(index)
-            let (input, chosen) = BERTMasking.mask(ids, rate: rate, vocabularySize: vocabularySize, using: &random)
-            for t in ids.indices {
-                batch.inputs[row * T + t] = input[t]
-                batch.mask[row * T + t] = true
-            }
-            for t in chosen {
-                batch.rows.append(Int32(row * T + t))
-                batch.targets.append(ids[t])
-            }
-        }
-        return batch
-    }
-}
-
 /// BERT-style masked-language-model pre-training (`replica train mlm`).
 ///
 /// A BPE vocabulary is learned from the training sentences (the same on every rank) and saved in
@@ -195,12 +83,8 @@ public final class MLMTask: DataParallelTask {
     }
 
     public var checkpointState: [String: Any] {
-        let c = model.config
-        return ["tokenizer": tokenizer.serialized, "token_counts": tokenCounts,
-                "config": ["vocab_size": c.vocabularySize, "embedding": c.embedding, "heads": c.heads, "layers": c.layers,
-                           "feed_forward": c.feedForward, "dropout": Double(c.dropout), "norm": c.norm.rawValue,
-                           "attention": c.scorer.rawValue, "positions": c.positions.rawValue, "max_length": c.maximumLength,
-                           "mask_rate": Double(rate), "tied_output": true] as [String: Any]]
+        ["tokenizer": tokenizer.serialized, "token_counts": tokenCounts,
+         "config": Checkpoint.jsonObject(model.config, adding: ["mask_rate": Double(rate), "tied_output": true])]
     }
 
     /// The epoch's global batches of sentence indices (every rank computes the same list).
@@ -235,7 +119,7 @@ public final class MLMTask: DataParallelTask {
     /// The chosen tokens of this rank's micro-batch: the loss terms.
     public func targetCount(step: Int, micro: Int) -> Int { maskedBatch(step: step, micro: micro).targets.count }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let batch = maskedBatch(step: step, micro: micro)
         guard batch.batchSize > 0 else { return 0 }   // a short last batch: this rank adds nothing
         model.mode = .training

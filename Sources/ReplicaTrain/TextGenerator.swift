@@ -11,26 +11,14 @@ public final class TextGenerator {
 
     /// Rebuilds the GPT from the checkpoint's `state.json` and loads its parameters.
     public init(checkpoint folder: URL) throws {
-        let contents = try Checkpoint.load(folder)
-        try Checkpoint.requireTask(contents, "charlm")
+        let (model, contents) = try Checkpoint.loadModel(GPT.self, from: folder)
         let stateFile = folder.appendingPathComponent("state.json").path
         guard let characters = contents.state["vocab"] as? [String], characters.allSatisfy({ $0.unicodeScalars.count == 1 }),
-              let saved = contents.state["config"] as? [String: Any],
-              let layers = saved["layers"] as? Int, let heads = saved["heads"] as? Int,
-              let embedding = saved["embedding"] as? Int, let blockSize = saved["block_size"] as? Int,
-              layers > 0, heads > 0, embedding > 0, blockSize > 0, embedding % heads == 0 else {
-            throw UserError("\(stateFile): lacks a valid \"vocab\" or \"config\" (layers, heads, embedding, block_size)")
+              characters.count == model.config.vocabularySize else {
+            throw UserError("\(stateFile): lacks a \"vocab\" of \(model.config.vocabularySize) single characters (the config's vocab_size)")
         }
         vocabulary = CharacterVocabulary(characters: characters.map { $0.unicodeScalars.first! })
-        var config = GPTConfig()
-        config.layerCount = layers
-        config.headCount = heads
-        config.embedding = embedding
-        config.blockSize = blockSize
-        config.vocabularySize = characters.count
-        config.norm = (saved["norm"] as? String).flatMap(NormKind.init(rawValue:)) ?? .layer
-        model = GPT(config)
-        try Checkpoint.restore(contents, into: model.arena)
+        self.model = model
         model.mode = .evaluation
     }
 

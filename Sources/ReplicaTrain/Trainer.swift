@@ -18,7 +18,7 @@ public protocol DataParallelTask: AnyObject {
     func targetCount(step: Int, micro: Int) -> Int
     /// Forward and backward of this rank's micro-batch, the loss divided by `normalizer` (the global
     /// count). Reports finished gradients to `reducer` during backward. Returns the normalised loss.
-    func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double
+    func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double
     /// Evaluation metrics ("val_loss", ...), the same on every rank.
     func evaluate(communicator: Communicator) throws -> [String: Double]
     /// Optimizer steps in one pass over the training examples (for the epoch in checkpoints).
@@ -338,12 +338,10 @@ public func configurationHash(_ fields: [String: String]) -> String {
 
 /// A 64-bit hash of every parameter and buffer bit, to check that replicas are identical.
 public func parameterChecksum(_ arena: ParameterArena) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    var hash = FNV1a.offsetBasis
     for storage in [arena.values, arena.buffers] {
         let words = UnsafeRawPointer(storage.pointer).assumingMemoryBound(to: UInt32.self)
-        for i in 0..<storage.count {
-            hash = (hash ^ UInt64(words[i])) &* 0x0000_0100_0000_01b3
-        }
+        for i in 0..<storage.count { hash = FNV1a.combine(hash, UInt64(words[i])) }
     }
     return hash
 }

@@ -58,12 +58,7 @@ public final class TranslateTask: DataParallelTask {
     }
 
     public var checkpointState: [String: Any] {
-        let c = model.config
-        return ["tokenizer": tokenizer.serialized,
-                "config": ["vocab_size": c.vocabularySize, "embedding": c.embedding, "heads": c.heads,
-                           "encoder_layers": c.encoderLayers, "decoder_layers": c.decoderLayers, "feed_forward": c.feedForward,
-                           "dropout": Double(c.dropout), "norm": c.norm.rawValue, "attention": c.scorer.rawValue,
-                           "max_length": c.maximumLength, "shared_embeddings": true] as [String: Any]]
+        ["tokenizer": tokenizer.serialized, "config": Checkpoint.jsonObject(model.config, adding: ["shared_embeddings": true])]
     }
 
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
@@ -113,7 +108,7 @@ public final class TranslateTask: DataParallelTask {
         }
     }
 
-    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientReducer?) throws -> Double {
+    public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let indices = slice(step: step, micro: micro)
         guard !indices.isEmpty else { return 0 }   // a short last batch: this rank adds nothing
         var batch = PaddedBatch.make(examples: examples, indices: indices)

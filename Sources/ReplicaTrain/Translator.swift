@@ -23,6 +23,23 @@ public struct Translator {
         self.tokenizer = tokenizer
     }
 
+    /// Rebuilds the model and its tokenizer from a translate checkpoint folder.
+    public init(checkpoint folder: URL) throws {
+        let (model, contents) = try Checkpoint.loadModel(Seq2SeqTransformer.self, from: folder)
+        let stateFile = folder.appendingPathComponent("state.json").path
+        guard let serialized = contents.state["tokenizer"] as? [String: Any] else {
+            throw UserError("\(stateFile): lacks the \"tokenizer\"; not a translate checkpoint")
+        }
+        let tokenizer: BPETokenizer
+        do { tokenizer = try BPETokenizer(serialized: serialized) } catch {
+            throw UserError("\(stateFile): the saved tokenizer is damaged (\(error))")
+        }
+        guard tokenizer.count == model.config.vocabularySize else {
+            throw UserError("\(stateFile): the config and the tokenizer disagree (vocabulary \(model.config.vocabularySize) vs \(tokenizer.count))")
+        }
+        self.init(model: model, tokenizer: tokenizer)
+    }
+
     /// Translates `lines`, `batchSize` sentences at a time; `beam` 1 is greedy.
     /// Beam scores are log-probabilities divided by GNMT's length penalty ((5 + length) / 6)^α.
     public func translate(_ lines: [String], beam: Int = 1, lengthPenalty: Float = 0.6, batchSize: Int = 64) -> [String] {

@@ -27,10 +27,11 @@ struct BenchGEMM: ParsableCommand {
 
     func validate() throws {
         guard iters >= 1 else { throw ValidationError("--iters \(iters) must be at least 1.") }
+        _ = try SizeOption.matrixShapes(sizes)
     }
 
     func run() throws {
-        let shapes = try SizeList.matrixShapes(sizes)
+        let shapes = try SizeOption.matrixShapes(sizes)
         let context = try Runtime(runtime)
         context.log("sgemm, \(context.threads) thread(s), \(BLAS.configuration)")
         context.log(columns(["m", "n", "k", "ms/call", "GFLOP/s"], widths: [6, 6, 6, 10, 9]))
@@ -70,10 +71,11 @@ struct BenchAllReduce: ParsableCommand {
 
     func validate() throws {
         if let iters, iters < 1 { throw ValidationError("--iters \(iters) must be at least 1.") }
+        _ = try SizeOption.bytes(sizes, multipleOf: MemoryLayout<Float>.stride)
     }
 
     func run() throws {
-        let byteSizes = try SizeList.bytes(sizes, multipleOf: MemoryLayout<Float>.stride)
+        let byteSizes = try SizeOption.bytes(sizes, multipleOf: MemoryLayout<Float>.stride)
         let context = try Runtime(runtime, requireMPI: true)
         guard let communicator = context.communicator as? MPICommunicator else { return }
         context.log("all-reduce (float32 sum, in place), \(communicator.size) rank(s)")

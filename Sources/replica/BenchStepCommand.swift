@@ -35,6 +35,7 @@ struct BenchStep: ParsableCommand {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
+        if model == .gat { try CommonTrainOptions.refuseBatchSize(batchSize, task: "bench step --model gat") }
     }
 
     func run() throws {

@@ -68,6 +68,13 @@ struct CommonTrainOptions: ParsableArguments {
     var quiet = false
     @OptionGroup var runtime: RuntimeOptions
 
+    /// Graph tasks train on each rank's whole share of the nodes every step: `--batch-size` would mean nothing.
+    static func refuseBatchSize(_ batchSize: Int?, task: String) throws {
+        if batchSize != nil {
+            throw ValidationError("--batch-size: \(task) trains on each rank's whole share of the nodes every step (full batch), so there is no batch size to set; leave it out (--grad-accum splits the share into micro-steps).")
+        }
+    }
+
     func validate() throws {
         if let steps, steps < 1 { throw ValidationError("--steps \(steps) must be at least 1.") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size \(batchSize) must be at least 1.") }

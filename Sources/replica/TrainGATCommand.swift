@@ -37,6 +37,7 @@ struct TrainGAT: ParsableCommand {
     var isGCN: Bool { model == .gcn }
 
     func validate() throws {
+        try CommonTrainOptions.refuseBatchSize(common.batchSize, task: "train gat")
         guard hidden ?? 1 >= 1, heads >= 1, outputHeads >= 1, layers >= 1 else {
             throw ValidationError("--hidden, --heads, --output-heads and --layers must be at least 1.")
         }

@@ -34,6 +34,7 @@ struct TrainGraphMAE: ParsableCommand {
     @Option(help: "Linear-probe L2 weight decay.") var probeWeightDecay: Float = 1e-4
 
     func validate() throws {
+        try CommonTrainOptions.refuseBatchSize(common.batchSize, task: "train graphmae")
         guard hidden >= 1, heads >= 1, layers >= 1 else {
             throw ValidationError("--hidden, --heads and --layers must be at least 1.")
         }

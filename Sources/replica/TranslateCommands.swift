@@ -125,45 +125,12 @@ struct Translate: ParsableCommand {
     func run() throws {
         BLAS.setThreadCount(threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let folder = Checkpoint.folder(forPath: checkpoint)
-        var translator = try loadTranslator(folder)
+        var translator = try Translator(checkpoint: folder)
         translator.usesCache = !noCache
         var lines: [String] = []
         while let line = readLine(strippingNewline: true) { lines.append(line) }
         for output in translator.translate(lines, beam: beam, lengthPenalty: lengthPenalty, batchSize: batchSize) {
             print(output)
         }
-    }
-
-    /// Rebuilds the model and tokenizer from a translate checkpoint.
-    func loadTranslator(_ folder: URL) throws -> Translator {
-        let contents = try Checkpoint.load(folder)
-        try Checkpoint.requireTask(contents, "translate")
-        let stateFile = folder.appendingPathComponent("state.json").path
-        guard let serialized = contents.state["tokenizer"] as? [String: Any], let saved = contents.state["config"] as? [String: Any],
-              let vocabulary = saved["vocab_size"] as? Int, let embedding = saved["embedding"] as? Int,
-              let heads = saved["heads"] as? Int, let encoderLayers = saved["encoder_layers"] as? Int,
-              let decoderLayers = saved["decoder_layers"] as? Int, let feedForward = saved["feed_forward"] as? Int else {
-            throw UserError("\(stateFile): lacks the \"tokenizer\" or a complete \"config\"; not a translate checkpoint")
-        }
-        let tokenizer: BPETokenizer
-        do { tokenizer = try BPETokenizer(serialized: serialized) } catch {
-            throw UserError("\(stateFile): the saved tokenizer is damaged (\(error))")
-        }
-        var config = TransformerConfig()
-        config.vocabularySize = vocabulary
-        config.embedding = embedding
-        config.heads = heads
-        config.encoderLayers = encoderLayers
-        config.decoderLayers = decoderLayers
-        config.feedForward = feedForward
-        config.maximumLength = saved["max_length"] as? Int ?? config.maximumLength
-        config.norm = (saved["norm"] as? String).flatMap(NormKind.init(rawValue:)) ?? .layer
-        config.scorer = (saved["attention"] as? String).flatMap(AttentionScorer.init(rawValue:)) ?? .dot
-        guard embedding % max(heads, 1) == 0, tokenizer.count == vocabulary else {
-            throw UserError("\(stateFile): the config and the tokenizer disagree (vocabulary \(vocabulary) vs \(tokenizer.count))")
-        }
-        let model = Seq2SeqTransformer(config)
-        try Checkpoint.restore(contents, into: model.arena)
-        return Translator(model: model, tokenizer: tokenizer)
     }
 }

@@ -63,25 +63,3 @@ import ReplicaCore
         #expect(arena.allGradients.scalars.allSatisfy { $0 == 0 })
     }
 }
-
-@Suite struct SizeListTests {
-    @Test func byteSizesTakeBinarySuffixes() throws {
-        #expect(try SizeList.bytes("4K,1M,64M") == [4096, 1 << 20, 64 << 20])
-        #expect(try SizeList.bytes("12, 2KiB") == [12, 2048])
-    }
-
-    @Test(arguments: ["abc", "", "4X", "0", "-4K", "1,,2"])
-    func malformedSizesAreUserErrors(text: String) {
-        #expect(throws: UserError.self) { try SizeList.bytes(text) }
-    }
-
-    @Test func bytesMustBeWholeFloats() {
-        #expect(throws: UserError.self) { try SizeList.bytes("6", multipleOf: 4) }
-    }
-
-    @Test func matrixShapesAreSquareOrMByNByK() throws {
-        let shapes = try SizeList.matrixShapes("1024,512x768x1024")
-        #expect(shapes.map { [$0.m, $0.n, $0.k] } == [[1024, 1024, 1024], [512, 768, 1024]])
-        #expect(throws: UserError.self) { try SizeList.matrixShapes("12x3") }
-    }
-}

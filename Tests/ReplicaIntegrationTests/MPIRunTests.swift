@@ -38,7 +38,7 @@ import _ReplicaTestSupport
     }
 
     @Test func allReduceBenchmarkPrintsTheContractSummary() throws {
-        let result = try mpirun(2, ["bench", "allreduce", "--sizes", "4K,1M", "--iters", "3", "--json"])
+        let result = try mpirun(2, ["bench", "allreduce", "--sizes", "4K, 1MiB", "--iters", "3", "--json"])
         #expect(result.status == 0, "\(result.standardError)")
         let summary = try jsonObject(try #require(result.lines.last))
         #expect(summary["task"] as? String == "bench allreduce")
@@ -66,9 +66,17 @@ import _ReplicaTestSupport
 
     static let badInputs: [[String]] = [
         ["bench", "allreduce", "--sizes", "abc"],
+        ["bench", "allreduce", "--sizes", "6"],
+        ["bench", "allreduce", "--sizes", "1,,2"],
+        ["bench", "allreduce", "--sizes", "-4K"],
+        ["bench", "allreduce", "--sizes", "4X"],
         ["bench", "gemm", "--threads", "0"],
         ["bench", "gemm", "--sizes", "12x"],
+        ["bench", "gemm", "--sizes", "12x3"],
         ["frobnicate"],
+        ["train", "gat", "--batch-size", "4"],
+        ["train", "graphmae", "--batch-size", "4"],
+        ["bench", "step", "--model", "gat", "--batch-size", "4"],
     ]
 
     @Test(arguments: badInputs)

@@ -31,7 +31,7 @@ import _ReplicaTestSupport
         let tasks = Locked<[Int: GATTask]>([:])
         var options = options(epochs: epochs)
         options.gradientAccumulation = accumulation
-        try group.run { rank in
+        try group.run { [options] rank in
             let task = try GATTask(dataset: cora.get(), config: config, options: options, fanout: fanout,
                                    patience: 0, rank: rank, ranks: ranks)
             let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))

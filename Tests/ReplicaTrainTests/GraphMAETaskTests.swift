@@ -101,7 +101,7 @@ private func coraSlice(half: Int) throws -> NodePropertyDataset {
             options.augmentation = ["drop-edge": 0.2]
             let group = ThreadCommunicatorGroup(size: ranks)
             let values = Locked<[Int: [Float]]>([:])
-            try group.run { rank in
+            try group.run { [options] rank in
                 let task = try GraphMAETask(dataset: Self.cora.get(), config: Self.smallConfig, options: options, rank: rank, ranks: ranks)
                 let trainer = try Trainer(task: task, options: options, communicator: group.communicator(rank: rank))
                 try trainer.synchronizeInitialState()

@@ -1,7 +1,8 @@
 import Foundation
+import ReplicaCore
 
 /// Times sgemm on random matrices: what `replica bench gemm` reports.
-public enum GEMMBenchmark {
+enum GEMMBenchmark {
     public struct Result: Sendable {
         public let m, n, k: Int
         public let iterations: Int
