@@ -29,19 +29,19 @@ public final class MLMTask: DataParallelTask {
     public let mostFrequentToken: Int32
     let train: [[Int32]]
     let validation: [[Int32]]
-    let lengths: [TranslationExample]    // makeBatches reads only each example's `length`
     let rate: Float
     let loss = CrossEntropy()
     let options: TrainingOptions
     let rank: Int
     let ranks: Int
-    private var epochBatches: (epoch: Int, batches: [[Int]])?
+    /// Length-bucketed global batches of `--batch-size` × ranks × micro-steps sentences.
+    let batches: GlobalBatches
     private var stepBatches: (step: Int, batches: [Int: MaskedBatch])?
 
     public var taskName: String { "mlm" }
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "tokens" }
-    public var stepsPerEpoch: Int { batches(epoch: 0).count }
+    public var stepsPerEpoch: Int { batches.stepsPerEpoch }
     public var batchNorms: [BatchNorm] { model.batchNorms }
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
     /// Real tokens a rank processes per micro-step, on average.
@@ -64,7 +64,11 @@ public final class MLMTask: DataParallelTask {
         }
         train = splits.train.map(encode)
         validation = splits.validation.map(encode)
-        lengths = train.map { TranslationExample(source: $0, target: []) }
+        let lengths = train.map { TranslationExample(source: $0, target: []) }   // makeBatches reads only `length`
+        let sentencesPerBatch = options.batchSize * ranks * options.gradientAccumulation, seed = options.seed
+        batches = GlobalBatches(rank: rank, ranks: ranks, microSteps: options.gradientAccumulation) { epoch in
+            makeBatches(examples: lengths, sentencesPerBatch: sentencesPerBatch, seed: seed, epoch: epoch)
+        }
         var counts = [Int](repeating: 0, count: tokenizer.count)
         for sentence in train { for id in sentence { counts[Int(id)] += 1 } }
         tokenCounts = counts
@@ -87,28 +91,12 @@ public final class MLMTask: DataParallelTask {
          "config": Checkpoint.jsonObject(model.config, adding: ["mask_rate": Double(rate), "tied_output": true])]
     }
 
-    /// The epoch's global batches of sentence indices (every rank computes the same list).
-    func batches(epoch: Int) -> [[Int]] {
-        if let cached = epochBatches, cached.epoch == epoch { return cached.batches }
-        let global = makeBatches(examples: lengths, sentencesPerBatch: options.batchSize * ranks * options.gradientAccumulation,
-                                 seed: options.seed, epoch: epoch)
-        epochBatches = (epoch, global)
-        return global
-    }
-
-    /// This rank's sentences of micro-step `micro` of global step `step` (possibly none).
-    func slice(step: Int, micro: Int) -> [Int] {
-        let all = batches(epoch: 0).count
-        let global = batches(epoch: step / all)[step % all]
-        return contiguousShare(of: global, part: micro * ranks + rank, parts: ranks * options.gradientAccumulation)
-    }
-
     /// This rank's masked micro-batch (drawn once per step and kept for `trainMicroStep`).
     public func maskedBatch(step: Int, micro: Int) -> MaskedBatch {
         if stepBatches?.step != step { stepBatches = (step, [:]) }
         if let cached = stepBatches?.batches[micro] { return cached }
         let seed = options.seed
-        let batch = MaskedBatch.make(sentences: train, indices: slice(step: step, micro: micro), rate: rate,
+        let batch = MaskedBatch.make(sentences: train, indices: batches.share(step: step, micro: micro), rate: rate,
                                      vocabularySize: tokenizer.count) { index in
             SeededGenerator(seed: seed, 0x6d61_736b, UInt64(step), UInt64(index))   // "mask"
         }

@@ -23,7 +23,8 @@ public final class TranslateTask: DataParallelTask {
     let rank: Int
     let ranks: Int
     let tokensPerRank: Int
-    private var epochBatches: (epoch: Int, batches: [[Int]])?
+    /// Length-bucketed global batches of `tokensPerRank` × ranks × micro-steps padded tokens.
+    let batches: GlobalBatches
     /// Test-set BLEU of the last `evaluate(withBLEU:)`.
     public private(set) var lastBLEU: BLEUScore?
 
@@ -31,7 +32,7 @@ public final class TranslateTask: DataParallelTask {
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "tokens" }
     public var unitsPerMicroStep: Int { tokensPerRank }
-    public var stepsPerEpoch: Int { batches(epoch: 0).count }
+    public var stepsPerEpoch: Int { batches.stepsPerEpoch }
 
     public init(data: TranslationData, vocabularySize: Int, config baseConfig: TransformerConfig, options: TrainingOptions,
                 tokensPerRank: Int, labelSmoothing: Float, rank: Int, ranks: Int, tokenizer existing: BPETokenizer? = nil) {
@@ -43,7 +44,12 @@ public final class TranslateTask: DataParallelTask {
         tokenizer = existing ?? BPETokenizer.learn(from: data.train.source + data.train.target, vocabularySize: vocabularySize)
         var config = baseConfig
         config.vocabularySize = tokenizer.count
-        examples = data.train.examples(tokenizer: tokenizer, maximumLength: config.maximumLength)
+        let examples = data.train.examples(tokenizer: tokenizer, maximumLength: config.maximumLength)
+        self.examples = examples
+        let tokensPerBatch = tokensPerRank * ranks * options.gradientAccumulation, seed = options.seed
+        batches = GlobalBatches(rank: rank, ranks: ranks, microSteps: options.gradientAccumulation) { epoch in
+            makeBatches(examples: examples, tokensPerBatch: tokensPerBatch, seed: seed, epoch: epoch)
+        }
         loss = CrossEntropy(labelSmoothing: labelSmoothing, ignoreIndex: PaddedBatch.ignoredTarget)
         model = Seq2SeqTransformer(config)
         model.initialize(seed: options.seed)
@@ -64,29 +70,13 @@ public final class TranslateTask: DataParallelTask {
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
     public var batchNorms: [BatchNorm] { model.batchNorms }
 
-    /// The epoch's global batches (every rank computes the same list).
-    func batches(epoch: Int) -> [[Int]] {
-        if let cached = epochBatches, cached.epoch == epoch { return cached.batches }
-        let global = makeBatches(examples: examples, tokensPerBatch: tokensPerRank * ranks * options.gradientAccumulation,
-                                 seed: options.seed, epoch: epoch)
-        epochBatches = (epoch, global)
-        return global
-    }
-
-    /// This rank's sentences of micro-step `micro` of global step `step` (possibly none).
-    func slice(step: Int, micro: Int) -> [Int] {
-        let all = batches(epoch: 0).count
-        let global = batches(epoch: step / all)[step % all]
-        return contiguousShare(of: global, part: micro * ranks + rank, parts: ranks * options.gradientAccumulation)
-    }
-
     public func targetCount(step: Int, micro: Int) -> Int {
-        slice(step: step, micro: micro).reduce(0) { $0 + examples[$1].target.count - 1 }
+        batches.share(step: step, micro: micro).reduce(0) { $0 + examples[$1].target.count - 1 }
     }
 
     /// Padded source and decoder-input tokens of this rank's micro-step, B·S + B·T (what the model computes on).
     public func paddedTokenCount(step: Int, micro: Int) -> Int {
-        let indices = slice(step: step, micro: micro)
+        let indices = batches.share(step: step, micro: micro)
         let S = indices.map { examples[$0].source.count }.max() ?? 0
         let T = indices.map { examples[$0].target.count - 1 }.max() ?? 0
         return indices.count * (S + T)
@@ -109,7 +99,7 @@ public final class TranslateTask: DataParallelTask {
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
-        let indices = slice(step: step, micro: micro)
+        let indices = batches.share(step: step, micro: micro)
         guard !indices.isEmpty else { return 0 }   // a short last batch: this rank adds nothing
         var batch = PaddedBatch.make(examples: examples, indices: indices)
         augment(&batch, step: step, micro: micro)
