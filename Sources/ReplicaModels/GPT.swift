@@ -20,6 +20,23 @@ public struct GPTConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// Named GPT sizes (`--preset`): the model's shape; the vocabulary comes from the data.
+public enum GPTPreset: String, Sendable, CaseIterable {
+    /// nanoGPT's CPU Shakespeare configuration: 4 layers, 4 heads, 128 wide, block 64 (0.8 M parameters).
+    case baby
+    /// GPT-2 small (Radford et al. 2019): 12 layers, 12 heads, 768 wide, block 1024; 85 M parameters
+    /// with a character vocabulary (124 M with GPT-2's 50,257 tokens).
+    case gpt2Small = "gpt2-small"
+
+    public var config: GPTConfig {
+        var config = GPTConfig()
+        if self == .gpt2Small {
+            (config.layerCount, config.headCount, config.embedding, config.blockSize) = (12, 12, 768, 1024)
+        }
+        return config
+    }
+}
+
 /// Which normalisation a Transformer block uses.
 public enum NormKind: String, Codable, Sendable, CaseIterable {
     case layer, batch, none

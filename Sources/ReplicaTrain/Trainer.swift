@@ -184,6 +184,16 @@ public final class Trainer {
         public var skippedSteps: Int
         /// Seconds per applied step, averaged (a GAT epoch).
         public var secondsPerStep: Double
+        /// Every rank's peak resident set in MiB, by rank (`peak_rss_mb` is the largest).
+        public var peakResidentMegabytes: [Double]
+    }
+
+    /// Every rank's peak resident set so far, in MiB, by rank (a collective: every rank calls it).
+    public func peakResidentMegabytes() throws -> [Double] {
+        var values = [Double](repeating: 0, count: communicator.size)
+        values[communicator.rank] = ResourceUsage.peakResidentMegabytes
+        try communicator.allReduce(&values, .sum)
+        return values
     }
 
     /// What one optimizer step did.
@@ -290,6 +300,11 @@ public final class Trainer {
                     isLast = true
                 }
             }
+            if options.metricsPath != nil {
+                let peaks = try peakResidentMegabytes()
+                record["peak_rss_mb"] = peaks.max() ?? 0
+                record["rank_peak_rss_mb"] = peaks
+            }
             metrics.write(record)
             if options.checkpointDirectory != nil && (isLast || (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery == 0)) {
                 try saveCheckpoint(step: step + 1)
@@ -304,7 +319,8 @@ public final class Trainer {
         return Outcome(steps: lastStep, trainLoss: recentLosses.isEmpty ? .nan : recentLosses.reduce(0, +) / Double(recentLosses.count),
                        evaluation: evaluation, unitsPerSecond: trainingSeconds > 0 ? unitsProcessed / trainingSeconds : 0,
                        seconds: Date().timeIntervalSince(started), skippedSteps: skipped,
-                       secondsPerStep: appliedSteps > 0 ? trainingSeconds / Double(appliedSteps) : 0)
+                       secondsPerStep: appliedSteps > 0 ? trainingSeconds / Double(appliedSteps) : 0,
+                       peakResidentMegabytes: try peakResidentMegabytes())
     }
 
     /// Rank 0 writes the checkpoint of `step`; every rank waits for it so none runs ahead.

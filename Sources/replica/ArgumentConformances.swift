@@ -9,6 +9,7 @@ extension ProgressMode: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
 extension AttentionScorer: ExpressibleByArgument {}
 extension PositionKind: ExpressibleByArgument {}
+extension GPTPreset: ExpressibleByArgument {}
 
 /// `--norm` of the Transformer tasks.
 enum TransformerNorm: String, CaseIterable, ExpressibleByArgument {

@@ -11,8 +11,9 @@ struct BenchStep: ParsableCommand {
         commandName: "step",
         abstract: "One training step (forward, backward, all-reduce, optimizer): ms/step and tokens/s.",
         discussion: """
-        Times steps of the real training loop on the embedded data at the task's default configuration. Under mpirun, tokens/s is global and comm_ms / overlap_fraction show the all-reduce.
+        Times steps of the real training loop on the embedded data at the task's default configuration (charlm: --preset and the size options choose the model). Under mpirun, tokens/s is global and comm_ms / overlap_fraction show the all-reduce.
           replica bench step --model charlm --threads 1 --json
+          replica bench step --preset gpt2-small --batch-size 1 --threads 1 --json
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
         translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens; tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
@@ -25,7 +26,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
-    @Option(help: "Normalisation of charlm.") var norm = TransformerNorm.layer
+    @OptionGroup var size: GPTSizeOptions
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
     @OptionGroup var runtime: RuntimeOptions
@@ -35,6 +36,9 @@ struct BenchStep: ParsableCommand {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
+        if model != .charlm && size.isGiven {
+            throw ValidationError("--preset, --layers, --heads, --embedding and --block-size set charlm's size; --model \(model) has its own.")
+        }
         if model == .gat { try CommonTrainOptions.refuseBatchSize(batchSize, task: "bench step --model gat") }
     }
 
@@ -71,8 +75,7 @@ struct BenchStep: ParsableCommand {
             task = gat
             parameterCount = gat.model.parameterCount
         case .charlm:
-            var config = GPTConfig()
-            config.norm = norm.kind
+            let config = size.config
             let charlm = try CharLMTask(text: try TextCorpus.tinyShakespeare(), dataDescription: "Tiny Shakespeare", config: config,
                                         options: options, rank: communicator.rank, ranks: communicator.size)
             task = charlm
@@ -104,8 +107,10 @@ struct BenchStep: ParsableCommand {
         var figures = [median(results.map(\.seconds)), median(results.map(\.communicationSeconds)),
                        median(results.map(\.overlapFraction)), median(results.map(\.computeSeconds))]
         try communicator.allReduceMaximum(&figures)
+        let peakResident = try trainer.peakResidentMegabytes().max() ?? 0
         var tokensPerSecond = Double(task.unitsPerMicroStep * communicator.size) / figures[0]
         var extra: [String: JSONValue] = [:]
+        if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
         if translation != nil {
             // Batches differ in size: the tokens of all timed steps over their summed time (the slowest rank's).
             var total = [results.map(\.seconds).reduce(0, +)]
@@ -128,6 +133,7 @@ struct BenchStep: ParsableCommand {
             "tokens_per_s": .number(tokensPerSecond), "comm_ms": .number(figures[1] * 1e3),
             "overlap_fraction": .number(figures[2]), "compute_ms": .number(figures[3] * 1e3),
             "threads": .integer(context.threads), "batch_size": .integer(options.batchSize),
+            "peak_rss_mb": .number(peakResident),
         ].merging(extra) { first, _ in first })
     }
 }

@@ -129,30 +129,18 @@ struct TrainCharLM: ParsableCommand {
         commandName: "charlm",
         abstract: "Character-level GPT on text (default: the embedded Tiny Shakespeare).",
         discussion: """
-        Defaults are nanoGPT's CPU configuration: 4 layers, 4 heads, 128 embedding, block 64, batch 12, dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine decay to 1e-4, 2000 steps.
+        Defaults are nanoGPT's CPU configuration: 4 layers, 4 heads, 128 embedding, block 64 (--preset baby), batch 12, dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine decay to 1e-4, 2000 steps. --preset gpt2-small is GPT-2 small's shape: 12 layers, 12 heads, 768 wide, block 1024 (85 M parameters with characters); --layers, --heads, --embedding and --block-size override a preset.
           replica train charlm --json
           mpirun -np 2 replica train charlm --checkpoint-dir runs/charlm
         """
     )
 
     @OptionGroup var common: CommonTrainOptions
-    @Option(help: "Transformer blocks.") var layers = 4
-    @Option(help: "Attention heads.") var heads = 4
-    @Option(help: "Embedding width.") var embedding = 128
-    @Option(help: "Context length.") var blockSize = 64
-    @Option(help: "Dropout probability.") var dropout: Float = 0
-    @Option(help: "Normalisation.") var norm = TransformerNorm.layer
+    @OptionGroup var size: GPTSizeOptions
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalInterval = 250
     @Option(help: "Validation batches per evaluation.") var evalBatches = 40
 
     func validate() throws {
-        guard layers >= 1, heads >= 1, embedding >= 1, blockSize >= 1 else {
-            throw ValidationError("--layers, --heads, --embedding and --block-size must be at least 1.")
-        }
-        guard embedding % heads == 0 else {
-            throw ValidationError("--embedding \(embedding) is not divisible by --heads \(heads).")
-        }
-        guard (0..<1).contains(dropout) else { throw ValidationError("--dropout \(dropout) must be in [0, 1).") }
         guard evalBatches >= 1, evalInterval >= 0 else { throw ValidationError("--eval-batches must be ≥ 1 and --eval-interval ≥ 0.") }
     }
 
@@ -160,25 +148,20 @@ struct TrainCharLM: ParsableCommand {
         var defaults = TrainingOptions.characterLanguageModel()
         defaults.evaluationInterval = evalInterval
         defaults.evaluationBatches = evalBatches
-        var config = GPTConfig()
-        config.layerCount = layers
-        config.headCount = heads
-        config.embedding = embedding
-        config.blockSize = blockSize
-        config.dropout = dropout
-        config.norm = norm.kind
+        let config = size.config
         let text = try common.data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
         let run = try TrainingRun(common, defaults: defaults, augmentations: ["substitute"]) { options, communicator in
             try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
                            options: options, rank: communicator.rank, ranks: communicator.size)
         }
         try run.train(banner: "charlm: \(run.task.model.parameterCount) parameters, \(run.communicator.size) rank(s) × "
-            + "\(run.runtime.threads) thread(s), global batch \(run.globalBatch) × \(blockSize) tokens, \(run.options.steps) steps") { outcome in
+            + "\(run.runtime.threads) thread(s), global batch \(run.globalBatch) × \(config.blockSize) tokens, \(run.options.steps) steps") { outcome in
             let valLoss = outcome.evaluation["val_loss"] ?? .nan
             return (String(format: "done: train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s", outcome.trainLoss, valLoss,
                            outcome.unitsPerSecond, outcome.seconds),
                     ["train_loss": .number(outcome.trainLoss), "val_loss": .number(valLoss),
-                     "tokens_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps)])
+                     "tokens_per_s": .number(outcome.unitsPerSecond), "skipped_steps": .integer(outcome.skippedSteps),
+                     "preset": .string((size.preset ?? .baby).rawValue)])
         }
     }
 }

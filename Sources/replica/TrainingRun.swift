@@ -37,7 +37,7 @@ struct TrainingRun<Task: DataParallelTask> {
 
     /// Logs `banner`, trains, and hands the outcome to `finish`, which returns the closing line
     /// and the task's summary fields. Every summary also has task, ranks, steps, seconds,
-    /// param_count and threads (a field of `finish` with the same key wins).
+    /// param_count, threads and peak_rss_mb (the largest rank's; a field of `finish` with the same key wins).
     func train(banner: String, finish: (Trainer.Outcome) throws -> (line: String, fields: [String: JSONValue])) throws {
         runtime.log(banner)
         let outcome = try trainer.run()
@@ -46,7 +46,7 @@ struct TrainingRun<Task: DataParallelTask> {
         let common: [String: JSONValue] = [
             "task": .string(task.taskName), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
             "seconds": .number(outcome.seconds), "param_count": .integer(task.arena.count),
-            "threads": .integer(runtime.threads),
+            "threads": .integer(runtime.threads), "peak_rss_mb": .number(outcome.peakResidentMegabytes.max() ?? 0),
         ]
         runtime.emit(summary: common.merging(fields) { _, task in task })
     }

@@ -77,6 +77,9 @@ import _ReplicaTestSupport
         ["train", "gat", "--batch-size", "4"],
         ["train", "graphmae", "--batch-size", "4"],
         ["bench", "step", "--model", "gat", "--batch-size", "4"],
+        ["bench", "step", "--model", "gat", "--preset", "gpt2-small"],
+        ["train", "charlm", "--preset", "gpt3"],
+        ["train", "charlm", "--preset", "gpt2-small", "--heads", "7"],
     ]
 
     @Test(arguments: badInputs)
