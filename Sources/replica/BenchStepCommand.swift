@@ -60,6 +60,7 @@ struct BenchStep: ParsableCommand {
         let task: DataParallelTask
         let parameterCount: Int
         var translation: TranslateTask?
+        var memory: MemoryEstimate?
         switch model {
         case .translate:
             let preset = TranslatePreset.small
@@ -75,8 +76,13 @@ struct BenchStep: ParsableCommand {
             task = gat
             parameterCount = gat.model.parameterCount
         case .charlm:
-            let config = size.config
-            let charlm = try CharLMTask(text: try TextCorpus.tinyShakespeare(), dataDescription: "Tiny Shakespeare", config: config,
+            let text = try TextCorpus.tinyShakespeare()
+            var config = size.config
+            config.vocabularySize = CharacterVocabulary(text: text).count
+            let (estimate, advice) = config.memoryEstimate(options: options, ranks: communicator.size)
+            try estimate.check("this benchmark", localRanks: context.localRanks, advice: advice)
+            memory = estimate
+            let charlm = try CharLMTask(text: text, dataDescription: "Tiny Shakespeare", config: config,
                                         options: options, rank: communicator.rank, ranks: communicator.size)
             task = charlm
             parameterCount = charlm.model.parameterCount
@@ -111,6 +117,10 @@ struct BenchStep: ParsableCommand {
         var tokensPerSecond = Double(task.unitsPerMicroStep * communicator.size) / figures[0]
         var extra: [String: JSONValue] = [:]
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
+        if let memory {
+            // The estimate's parts (the runtime part measured at start-up), beside the measured peak.
+            extra["memory_mb"] = .object(memory.megabytes.mapValues { .number($0) })
+        }
         if translation != nil {
             // Batches differ in size: the tokens of all timed steps over their summed time (the slowest rank's).
             var total = [results.map(\.seconds).reduce(0, +)]

@@ -32,6 +32,8 @@ struct Runtime {
     let communicator: Communicator
     let threads: Int
     let options: RuntimeOptions
+    /// Ranks of this job on this machine (Open MPI's local size; 1 alone).
+    let localRanks: Int
 
     /// MPI when launched by mpirun/srun (or when `requireMPI`), otherwise one local rank.
     init(_ options: RuntimeOptions, requireMPI: Bool = false) throws {
@@ -44,6 +46,7 @@ struct Runtime {
         BLAS.setThreadCount(threads)
         let environment = ProcessInfo.processInfo.environment
         let localRanks = Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
+        self.localRanks = localRanks
         let localRank = Int(environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? "") ?? 0
         if localRank == 0 && localRanks * threads > cores {
             // One warning per node, from that node's first rank.

@@ -148,9 +148,12 @@ struct TrainCharLM: ParsableCommand {
         var defaults = TrainingOptions.characterLanguageModel()
         defaults.evaluationInterval = evalInterval
         defaults.evaluationBatches = evalBatches
-        let config = size.config
         let text = try common.data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
-        let run = try TrainingRun(common, defaults: defaults, augmentations: ["substitute"]) { options, communicator in
+        var config = size.config
+        config.vocabularySize = CharacterVocabulary(text: text).count
+        let run = try TrainingRun(common, defaults: defaults, augmentations: ["substitute"], memory: { options, communicator in
+            config.memoryEstimate(options: options, ranks: communicator.size)
+        }) { options, communicator in
             try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
                            options: options, rank: communicator.rank, ranks: communicator.size)
         }

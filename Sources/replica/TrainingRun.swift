@@ -20,13 +20,19 @@ struct TrainingRun<Task: DataParallelTask> {
 
     /// Sets the job up. `defaults` are the task's (`TrainingOptions.characterLanguageModel()`, ...);
     /// `adjust` changes them once the ranks are known (a preset's per-rank batch); `makeTask`
-    /// builds this rank's task.
+    /// builds this rank's task, after `memory` (what a rank will need, and what to lower if it
+    /// does not fit) has been checked against the memory this machine has available.
     init(_ common: CommonTrainOptions, defaults: TrainingOptions, augmentations: [String],
          adjust: (inout TrainingOptions, Communicator) -> Void = { _, _ in },
+         memory: ((TrainingOptions, Communicator) -> (estimate: MemoryEstimate, advice: String))? = nil,
          makeTask: (TrainingOptions, Communicator) throws -> Task) throws {
         var options = try common.trainingOptions(defaults: defaults, augmentationNames: augmentations)
         runtime = try Runtime(common.runtime)
         adjust(&options, runtime.communicator)
+        if let memory {
+            let (estimate, advice) = memory(options, runtime.communicator)
+            try estimate.check("this run", localRanks: runtime.localRanks, advice: advice)
+        }
         task = try makeTask(options, runtime.communicator)
         if options.syncBatchNorm { task.synchronizeBatchNorm(over: runtime.communicator) }
         if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }

@@ -46,12 +46,27 @@ import _ReplicaTestSupport
         }
     }
 
+    @Test func aRunThatCannotFitIsRefusedWithTheEstimateBeforeAllocating() throws {
+        let result = try runProcess(replicaExecutable, ["train", "charlm", "--block-size", "100000", "--threads", "1"], timeout: 60)
+        #expect(result.status == 1)
+        let errors = result.standardError.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+        #expect(errors.count == 1 && errors[0].contains("needs about") && errors[0].contains("activations")
+                && errors[0].contains("available") && errors[0].contains("--block-size (100000)"), "\(result.standardError)")
+        #expect(!result.standardError.contains("Fatal error"))
+    }
+
     @Test func benchStepTakesThePresetAndTheSizeOptions() throws {
         let summary = try summary(try runProcess(replicaExecutable, ["bench", "step", "--model", "charlm", "--preset", "baby", "--layers", "2",
                                                                      "--batch-size", "2", "--steps", "2", "--warmup-steps", "0",
                                                                      "--threads", "1", "--json", "--progress", "none"], timeout: 120))
         #expect(summary["preset"] as? String == "baby")
         #expect(summary["param_count"] as? Int == Self.gptParameters(vocabulary: Self.shakespeareCharacters, width: 128, block: 64, layers: 2))
-        #expect(((summary["peak_rss_mb"] as? Double) ?? 0) > 0)
+        let peak = try #require(summary["peak_rss_mb"] as? Double)
+        let memory = try #require(summary["memory_mb"] as? [String: Double])
+        let parameters = Double(try #require(summary["param_count"] as? Int)) * 4 / 1_048_576
+        #expect(memory["parameters"] == parameters && memory["gradients"] == parameters && memory["optimizer"] == 2 * parameters)
+        // The estimate bounds the measured peak from above, and not by much (activations are most of it).
+        let total = try #require(memory["total"])
+        #expect(peak > 0 && total >= 0.8 * peak && total < 3 * peak, "estimate \(total) MiB, peak \(peak) MiB")
     }
 }

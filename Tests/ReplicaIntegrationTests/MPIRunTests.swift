@@ -79,6 +79,10 @@ import _ReplicaTestSupport
         ["bench", "step", "--model", "gat", "--batch-size", "4"],
         ["bench", "step", "--model", "gat", "--preset", "gpt2-small"],
         ["train", "charlm", "--preset", "gpt3"],
+        // Memory preflight: 7,000 GiB of attention probabilities, or a batch of 512 × 1024 at GPT-2 small.
+        ["train", "charlm", "--block-size", "100000"],
+        ["train", "charlm", "--preset", "gpt2-small", "--batch-size", "512"],
+        ["bench", "step", "--preset", "gpt2-small", "--batch-size", "512"],
         ["train", "charlm", "--preset", "gpt2-small", "--heads", "7"],
     ]
 
