@@ -34,15 +34,15 @@ public final class GlobalBatches {
     }
 
     /// Steps in the first epoch: the run's nominal epoch length (for `--epochs` and checkpoints).
-    public var stepsPerEpoch: Int { count(epoch: 0) }
+    public var stepsPerEpoch: Int {
+        walk(past: 0)
+        return starts[1]
+    }
 
     /// The epoch that step `step` falls in and the batch's index within it.
     public func position(step: Int) -> (epoch: Int, index: Int) {
         precondition(step >= 0, "GlobalBatches: step \(step)")
-        while starts.last! <= step {
-            let epoch = starts.count - 1
-            starts.append(starts[epoch] + count(epoch: epoch))
-        }
+        walk(past: step)
         let epoch = starts.lastIndex { $0 <= step }!
         return (epoch, step - starts[epoch])
     }
@@ -53,12 +53,8 @@ public final class GlobalBatches {
         return contiguousShare(of: batches(epoch: epoch)[index], part: micro * ranks + rank, parts: ranks * microSteps)
     }
 
-    private var counts: [Int: Int] = [:]
-
-    private func count(epoch: Int) -> Int {
-        if let known = counts[epoch] { return known }
-        let count = batches(epoch: epoch).count
-        counts[epoch] = count
-        return count
+    /// Extends `starts` with each further epoch's batch count until it reaches past `step`.
+    private func walk(past step: Int) {
+        while starts.last! <= step { starts.append(starts.last! + batches(epoch: starts.count - 1).count) }
     }
 }
