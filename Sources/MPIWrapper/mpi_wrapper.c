@@ -98,14 +98,32 @@ int mpiw_allreduce_max_f64(double *buffer, size_t count) {
 /* A non-blocking operation on a chunked buffer is one request per chunk. */
 struct mpiw_request_s {
     size_t count;
+    /* Counts and displacements a vector collective reads until it completes (or NULL). */
+    int *arrays;
     MPI_Request requests[];
 };
+
+/* A request of one MPI request with room for `arrays` ints that live as long as it does. */
+static struct mpiw_request_s *single_request(size_t arrays) {
+    struct mpiw_request_s *r = malloc(sizeof(*r) + sizeof(MPI_Request));
+    if (!r) return NULL;
+    r->count = 1;
+    r->arrays = arrays ? malloc(arrays * sizeof(int)) : NULL;
+    if (arrays && !r->arrays) { free(r); return NULL; }
+    return r;
+}
+
+static void free_request(struct mpiw_request_s *r) {
+    free(r->arrays);
+    free(r);
+}
 
 int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) {
     size_t chunks = chunk_count(count);
     struct mpiw_request_s *r = malloc(sizeof(*r) + (chunks ? chunks : 1) * sizeof(MPI_Request));
     if (!r) return MPI_ERR_NO_MEM;
     r->count = chunks;
+    r->arrays = NULL;
     for (size_t i = 0; i < chunks; i++) {
         size_t offset = i * max_chunk;
         size_t n = count - offset < max_chunk ? count - offset : max_chunk;
@@ -131,7 +149,7 @@ int mpiw_test(mpiw_request *request, int *done) {
         if (rc != MPI_SUCCESS) return rc;
     }
     if (all) {
-        free(r);
+        free_request(r);
         *request = NULL;
     }
     *done = all;
@@ -142,9 +160,49 @@ int mpiw_wait(mpiw_request *request) {
     struct mpiw_request_s *r = *request;
     if (!r) return MPI_SUCCESS;
     int rc = r->count > 0 ? MPI_Waitall((int)r->count, r->requests, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
-    free(r);
+    free_request(r);
     *request = NULL;
     return rc;
+}
+
+/* Copies `counts` (size of them) into r->arrays as ints, followed by their displacements;
+   MPI_ERR_COUNT when a count or offset does not fit an int. */
+static int vector_arguments(struct mpiw_request_s *r, const size_t *counts, int size) {
+    size_t offset = 0;
+    for (int i = 0; i < size; i++) {
+        if (counts[i] > (size_t)INT_MAX || offset > (size_t)INT_MAX) return MPI_ERR_COUNT;
+        r->arrays[i] = (int)counts[i];
+        r->arrays[size + i] = (int)offset;
+        offset += counts[i];
+    }
+    return MPI_SUCCESS;
+}
+
+int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_request *request) {
+    int size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    struct mpiw_request_s *r = single_request(2 * (size_t)size);
+    if (!r) return MPI_ERR_NO_MEM;
+    int rc = vector_arguments(r, counts, size);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Ireduce_scatter(MPI_IN_PLACE, buffer, r->arrays, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r->requests[0]);
+    if (rc != MPI_SUCCESS) { free_request(r); return rc; }
+    *request = r;
+    return MPI_SUCCESS;
+}
+
+int mpiw_iallgather_f32(float *buffer, const size_t *counts, mpiw_request *request) {
+    int size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    struct mpiw_request_s *r = single_request(2 * (size_t)size);
+    if (!r) return MPI_ERR_NO_MEM;
+    int rc = vector_arguments(r, counts, size);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, r->arrays, r->arrays + size, MPI_FLOAT,
+                             MPI_COMM_WORLD, &r->requests[0]);
+    if (rc != MPI_SUCCESS) { free_request(r); return rc; }
+    *request = r;
+    return MPI_SUCCESS;
 }
 
 int mpiw_broadcast(void *buffer, size_t bytes, int root) {

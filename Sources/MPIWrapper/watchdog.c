@@ -62,6 +62,8 @@ const char *mpiw_operation_name(int operation) {
     case MPIW_OP_BROADCAST: return "broadcast (bytes)";
     case MPIW_OP_BARRIER: return "barrier";
     case MPIW_OP_ALLGATHER: return "all-gather (bytes)";
+    case MPIW_OP_IREDUCE_SCATTER_F32: return "bucket reduce-scatter (float)";
+    case MPIW_OP_IALLGATHER_F32: return "bucket all-gather (float)";
     default: return "collective";
     }
 }

@@ -14,8 +14,9 @@ public struct DistributedError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// An all-reduce in flight. The buffer it was started on must stay untouched until `wait()`.
-public protocol PendingAllReduce: AnyObject {
+/// A non-blocking collective in flight. The buffer it was started on must stay untouched until
+/// `test()` has returned true or `wait()` has returned.
+public protocol PendingCollective: AnyObject {
     /// Drives progress; true once the result is in the buffer.
     func test() throws -> Bool
     /// Blocks until the result is in the buffer.
@@ -36,7 +37,15 @@ public protocol Communicator: AnyObject, Sendable {
     /// Elementwise maximum over ranks, in place.
     func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
     /// Starts an in-place all-reduce and returns at once.
-    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce
+    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective
+    /// Starts an in-place reduce-scatter sum (ZeRO's gradient reduction). `buffer` holds every
+    /// rank's `counts[0] + … + counts[size − 1]` elements; once complete, this rank's piece (its
+    /// `counts[rank]` elements at offset `counts[0] + … + counts[rank − 1]`) holds the sum over
+    /// ranks, and the other elements are undefined.
+    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective
+    /// Starts an in-place all-gather: rank r's piece (`counts[r]` elements at the offset of the
+    /// counts before it) goes to every rank's buffer at that offset.
+    func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective
     /// Copies `buffer` from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws
     func barrier() throws
@@ -68,6 +77,9 @@ extension Communicator {
     public func broadcast(_ values: inout [UInt8], from root: Int) throws {
         try values.withUnsafeMutableBytes { try broadcast($0, from: root) }
     }
+
+    /// Where rank `rank`'s piece of a buffer split by `counts` begins.
+    public static func offset(of rank: Int, in counts: [Int]) -> Int { counts.prefix(rank).reduce(0, +) }
 
     /// "[rank r/n] " for messages, as every distributed message starts.
     public var messagePrefix: String { "[rank \(rank)/\(size)] " }

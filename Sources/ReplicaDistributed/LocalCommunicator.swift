@@ -12,8 +12,16 @@ public final class LocalCommunicator: Communicator {
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws {}
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws {}
     public func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
-        CompletedAllReduce()
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+        CompletedCollective()
+    }
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
+        return CompletedCollective()
+    }
+    public func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts == [buffer.count], "all-gather counts \(counts) do not split \(buffer.count) elements over 1 rank")
+        return CompletedCollective()
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {
         precondition(root == 0, "broadcast root \(root) out of range for 1 rank")
@@ -27,8 +35,8 @@ public final class LocalCommunicator: Communicator {
     }
 }
 
-/// An all-reduce with nothing left to do.
-final class CompletedAllReduce: PendingAllReduce {
+/// A collective with nothing left to do.
+final class CompletedCollective: PendingCollective {
     func test() throws -> Bool { true }
     func wait() throws {}
 }

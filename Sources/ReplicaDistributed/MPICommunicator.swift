@@ -141,15 +141,48 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedAllReduce() }
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
         var request: mpiw_request? = nil
         let sequence = try collective(Int32(MPIW_OP_IALLREDUCE_F32), count: buffer.count) { sequence throws -> Int64 in
             try check(mpiw_iallreduce_sum_f32(base, buffer.count, &request), "start of all-reduce of \(buffer.count) floats")
             return sequence
         }
-        return MPIPendingAllReduce(request: request, sequence: sequence, buffer: buffer,
-                                   scale: operation == .mean ? 1 / Float(size) : nil, communicator: self)
+        let factor: Float? = operation == .mean ? 1 / Float(size) : nil
+        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLREDUCE_F32),
+                                    count: buffer.count, communicator: self) {
+            if let factor { scale(buffer, by: factor) }
+        }
+    }
+
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
+        var request: mpiw_request? = nil
+        let sequence = try collective(Int32(MPIW_OP_IREDUCE_SCATTER_F32), count: buffer.count) { sequence throws -> Int64 in
+            try check(mpiw_ireduce_scatter_sum_f32(base, counts, &request), "start of reduce-scatter of \(buffer.count) floats")
+            return sequence
+        }
+        // MPI puts this rank's sum at the start of the buffer; it belongs at the piece's offset.
+        let offset = Self.offset(of: rank, in: counts), length = counts[rank]
+        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IREDUCE_SCATTER_F32),
+                                    count: buffer.count, communicator: self) {
+            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+        }
+    }
+
+    public func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "all-gather counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
+        var request: mpiw_request? = nil
+        let sequence = try collective(Int32(MPIW_OP_IALLGATHER_F32), count: buffer.count) { sequence throws -> Int64 in
+            try check(mpiw_iallgather_f32(base, counts, &request), "start of all-gather of \(buffer.count) floats")
+            return sequence
+        }
+        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLGATHER_F32),
+                                    count: buffer.count, communicator: self) {}
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {
@@ -195,29 +228,33 @@ public final class MPICommunicator: Communicator {
     }
 }
 
-/// A non-blocking all-reduce over one or more MPI requests.
-final class MPIPendingAllReduce: PendingAllReduce {
+/// A non-blocking collective over one or more MPI requests; `completion` runs once, when it is done.
+final class MPIPendingCollective: PendingCollective {
     private var request: mpiw_request?
-    /// The collective's number, for the watchdog while `wait()` blocks.
+    /// The collective's number, operation and element count, for the watchdog while `wait()` blocks.
     private let sequence: Int64
-    private let buffer: UnsafeMutableBufferPointer<Float>
-    private let scaleFactor: Float?
+    private let operation: Int32
+    private let count: Int
     private let communicator: MPICommunicator
+    private let completion: () -> Void
     private var finished = false
 
-    init(request: mpiw_request?, sequence: Int64, buffer: UnsafeMutableBufferPointer<Float>, scale: Float?,
-         communicator: MPICommunicator) {
+    init(request: mpiw_request?, sequence: Int64, operation: Int32, count: Int, communicator: MPICommunicator,
+         completion: @escaping () -> Void) {
         self.request = request
         self.sequence = sequence
-        self.buffer = buffer
-        self.scaleFactor = scale
+        self.operation = operation
+        self.count = count
         self.communicator = communicator
+        self.completion = completion
     }
+
+    private var name: String { String(cString: mpiw_operation_name(operation)) }
 
     func test() throws -> Bool {
         if finished { return true }
         var done: Int32 = 0
-        try MPIEnvironment.check(mpiw_test(&request, &done), "test of all-reduce",
+        try MPIEnvironment.check(mpiw_test(&request, &done), "test of \(name)",
                                  rank: communicator.rank, size: communicator.size)
         if done != 0 { complete() }
         return finished
@@ -225,16 +262,16 @@ final class MPIPendingAllReduce: PendingAllReduce {
 
     func wait() throws {
         if finished { return }
-        mpiw_watch_enter(sequence, Int32(MPIW_OP_IALLREDUCE_F32), Int64(buffer.count))
+        mpiw_watch_enter(sequence, operation, Int64(count))
         defer { mpiw_watch_leave() }
-        try MPIEnvironment.check(mpiw_wait(&request), "wait for all-reduce",
+        try MPIEnvironment.check(mpiw_wait(&request), "wait for \(name)",
                                  rank: communicator.rank, size: communicator.size)
         complete()
     }
 
     private func complete() {
         finished = true
-        if let factor = scaleFactor { scale(buffer, by: factor) }
+        completion()
     }
 
     deinit {

@@ -109,9 +109,47 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         reduce(buffer, { Swift.max($0, $1) }, scale: nil)
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingAllReduce {
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
         try allReduce(buffer, operation)
-        return CompletedAllReduce()
+        return CompletedCollective()
+    }
+
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        // Each rank sums its own piece over ranks 0, 1, ... in order (the same bits as an
+        // all-reduce of it); the barrier after keeps every rank's input intact until all are done.
+        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, lengths in
+            precondition(Set(lengths).count == 1, "ThreadCommunicator: reduce-scatter sizes differ across ranks: \(lengths)")
+            let buffers = slots.map { $0!.assumingMemoryBound(to: Float.self) }
+            var start = 0
+            for owner in 0..<buffers.count {
+                for i in start..<(start + counts[owner]) {
+                    var total = buffers[0][i]
+                    for r in 1..<buffers.count { total += buffers[r][i] }
+                    buffers[owner][i] = total
+                }
+                start += counts[owner]
+            }
+        }
+        return CompletedCollective()
+    }
+
+    public func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "all-gather counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, lengths in
+            precondition(Set(lengths).count == 1, "ThreadCommunicator: all-gather sizes differ across ranks: \(lengths)")
+            let buffers = slots.map { $0!.assumingMemoryBound(to: Float.self) }
+            var start = 0
+            for owner in 0..<buffers.count {
+                for r in 0..<buffers.count where r != owner {
+                    (buffers[r] + start).update(from: buffers[owner] + start, count: counts[owner])
+                }
+                start += counts[owner]
+            }
+        }
+        return CompletedCollective()
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {

@@ -21,7 +21,7 @@ public final class GradientReducer: GradientSink {
     public let arena: ParameterArena
     public let buckets: [Range<Int>]
     public let overlap: Bool
-    private var pending: [PendingAllReduce] = []
+    private var pending: [PendingCollective] = []
     private var startTimes: [Double] = []
     private var completionTimes: [Double?] = []
     private var nextBucket = 0

@@ -54,6 +54,38 @@ import ReplicaCore
         #expect(tensor.scalars.allSatisfy { $0 == (p + 1) / 2 })
     }
 
+    /// Unequal pieces (rank r gets 7 + r elements; the last rank's piece is empty on 2 ranks'
+    /// split below), so the in-place rule (MPI puts the sum at the buffer's start) is exercised.
+    static func pieces(size: Int) -> [Int] { (0..<size).map { $0 == size - 1 && size == 2 ? 0 : 7 + $0 } }
+
+    @Test(arguments: [false, true]) func reduceScatterLeavesEachRanksSumAtItsOffset(polled: Bool) throws {
+        let p = communicator.size, counts = Self.pieces(size: p), total = counts.reduce(0, +)
+        guard total > 0 else { return }
+        let tensor = Tensor(zeros: [total])
+        for i in 0..<total { tensor[i] = Float(communicator.rank + 1) * Float(i + 1) }
+        let pending = try communicator.startReduceScatter(tensor.buffer, counts: counts)
+        if polled { while try !pending.test() {} } else { try pending.wait() }
+        let offset = MPICommunicator.offset(of: communicator.rank, in: counts)
+        let ranksSum = Float(p * (p + 1) / 2)
+        let mine = (offset..<(offset + counts[communicator.rank])).map { tensor[$0] }
+        #expect(mine == (offset..<(offset + counts[communicator.rank])).map { ranksSum * Float($0 + 1) })
+    }
+
+    @Test func allGatherFillsEveryRanksPieceEverywhere() throws {
+        let p = communicator.size, counts = (0..<p).map { 5 + 3 * $0 }, total = counts.reduce(0, +)
+        let tensor = Tensor(zeros: [total])
+        tensor.fill(-1)
+        let offset = MPICommunicator.offset(of: communicator.rank, in: counts)
+        for i in offset..<(offset + counts[communicator.rank]) { tensor[i] = Float(communicator.rank * 1000 + i) }
+        try communicator.startAllGather(tensor.buffer, counts: counts).wait()
+        var expected: [Float] = []
+        for r in 0..<p {
+            let start = MPICommunicator.offset(of: r, in: counts)
+            expected += (start..<(start + counts[r])).map { Float(r * 1000 + $0) }
+        }
+        #expect(tensor.scalars == expected)
+    }
+
     @Test func allGatherRejectsRecordsOfDifferentLengths() throws {
         // Same length everywhere: fine. (Different lengths need two ranks to disagree; the
         // length exchange is what makes that an error instead of a truncation.)

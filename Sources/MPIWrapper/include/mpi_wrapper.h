@@ -54,6 +54,14 @@ int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request);
 int mpiw_test(mpiw_request *request, int *done);
 /* Blocks until the operation finishes; frees the request and sets it to NULL. */
 int mpiw_wait(mpiw_request *request);
+/* Starts an in-place reduce-scatter sum (ZeRO's gradient reduction): the buffer holds the
+   counts[0] + ... + counts[size-1] elements of every rank, in rank order; rank r's sum of its
+   counts[r] elements lands at the START of the buffer (MPI's in-place rule), the rest is left
+   undefined. Each count must fit an int. */
+int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_request *request);
+/* Starts an in-place all-gather: rank r's counts[r] elements at their offset (the sum of the
+   counts before r) go to every rank's buffer at that offset. Each count must fit an int. */
+int mpiw_iallgather_f32(float *buffer, const size_t *counts, mpiw_request *request);
 
 /* Broadcasts `bytes` bytes from `root` to every rank. */
 int mpiw_broadcast(void *buffer, size_t bytes, int root);
@@ -77,7 +85,9 @@ enum {
     MPIW_OP_IALLREDUCE_F32 = 4,
     MPIW_OP_BROADCAST = 5,
     MPIW_OP_BARRIER = 6,
-    MPIW_OP_ALLGATHER = 7
+    MPIW_OP_ALLGATHER = 7,
+    MPIW_OP_IREDUCE_SCATTER_F32 = 8,
+    MPIW_OP_IALLGATHER_F32 = 9
 };
 const char *mpiw_operation_name(int operation);
 /* The next collective's sequence number in this process (1, 2, ...). */
