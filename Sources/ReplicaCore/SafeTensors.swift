@@ -13,22 +13,35 @@ public enum SafeTensors {
     /// Writes `tensors` in the given order, with `metadata` under "__metadata__", to `url`.
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
                              to url: URL) throws {
+        try write(streaming: tensors.map { ($0.name, $0.tensor.shape) }, metadata: metadata, to: url) { index, write in
+            let tensor = tensors[index].tensor
+            try write(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.stride))
+        }
+    }
+
+    /// Writes tensors of the given names and shapes, in that order, whose bytes come from
+    /// `produce(index, write)`: it must hand `write` exactly tensor `index`'s bytes, in one piece
+    /// or several (a sharded optimizer state is streamed bucket by bucket, never held whole).
+    public static func write(streaming entries: [(name: String, shape: [Int])], metadata: [String: String] = [:], to url: URL,
+                             produce: (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         var names = Set<String>()
-        var entries: [String] = []
+        var headerEntries: [String] = []
         if !metadata.isEmpty {
             let pairs = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            entries.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+            headerEntries.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
         }
         var offset = 0
-        for (name, tensor) in tensors {
+        var sizes: [Int] = []
+        for (name, shape) in entries {
             precondition(name != "__metadata__" && names.insert(name).inserted,
                          "SafeTensors.write: tensor name \"\(name)\" is reserved or repeated")
-            let end = offset + tensor.count * MemoryLayout<Float>.stride
-            let shape = tensor.shape.map(String.init).joined(separator: ",")
-            entries.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
-            offset = end
+            let size = Tensor.elementCount(shape) * MemoryLayout<Float>.stride
+            let dimensions = shape.map(String.init).joined(separator: ",")
+            headerEntries.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(dimensions)],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+            sizes.append(size)
         }
-        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        var header = Array("{\(headerEntries.joined(separator: ","))}".utf8)
         header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
         var length = UInt64(header.count).littleEndian
 
@@ -36,9 +49,14 @@ public enum SafeTensors {
         do {
             try withUnsafeBytes(of: &length) { try writeAll($0, to: descriptor, path: url) }
             try header.withUnsafeBytes { try writeAll($0, to: descriptor, path: url) }
-            for (_, tensor) in tensors {
-                let bytes = UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.stride)
-                try writeAll(bytes, to: descriptor, path: url)
+            for index in entries.indices {
+                var written = 0
+                try produce(index) { bytes in
+                    precondition(written + bytes.count <= sizes[index], "SafeTensors.write: more bytes than \(entries[index].name)'s shape holds")
+                    try writeAll(bytes, to: descriptor, path: url)
+                    written += bytes.count
+                }
+                precondition(written == sizes[index], "SafeTensors.write: \(written) bytes of \(entries[index].name), its shape needs \(sizes[index])")
             }
         } catch {
             close(descriptor)
@@ -52,6 +70,68 @@ public enum SafeTensors {
     /// `order` lists the names by position in the data section (the order they were written).
     /// Throws `UserError` naming the file and the problem for any malformed or non-F32 content.
     public static func read(from url: URL) throws -> (tensors: [String: Tensor], order: [String], metadata: [String: String]) {
+        let file = try Mapped(url)
+        var tensors: [String: Tensor] = [:]
+        for name in file.order { tensors[name] = file.tensor(name) }
+        return (tensors, file.order, file.metadata)
+    }
+
+    /// A safetensors file mapped into memory with its header validated; tensors, or parts of
+    /// them, are copied out on demand (a ZeRO rank reads only its shard of the optimizer state).
+    public struct Mapped {
+        public let url: URL
+        /// Tensor names by position in the data section.
+        public let order: [String]
+        public let metadata: [String: String]
+        /// Every tensor's shape, by name.
+        public let shapes: [String: [Int]]
+        private let file: Data
+        private let dataStart: Int
+        private let begins: [String: Int]
+
+        /// Maps and validates `url`; a `UserError` names the file and the problem.
+        public init(_ url: URL) throws {
+            self.url = url
+            let (file, dataStart, entries, metadata) = try SafeTensors.validate(url)
+            self.file = file
+            self.dataStart = dataStart
+            self.metadata = metadata
+            order = entries.map(\.name)
+            shapes = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0.shape) })
+            begins = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0.begin) })
+        }
+
+        /// A copy of tensor `name` (which must be in `shapes`).
+        public func tensor(_ name: String) -> Tensor {
+            let shape = shapes[name]!
+            let tensor = Tensor(zeros: shape)
+            copy(name, elements: 0..<tensor.count, to: tensor.data)
+            return tensor
+        }
+
+        /// The elements of tensor `name` at `ranges` (flat offsets inside the tensor), back to back.
+        public func elements(of name: String, at ranges: [Range<Int>]) -> Tensor {
+            let count = Tensor.elementCount(shapes[name]!)
+            let result = Tensor(zeros: [ranges.reduce(0) { $0 + $1.count }])
+            var offset = 0
+            for range in ranges {
+                precondition(range.lowerBound >= 0 && range.upperBound <= count, "\(name): elements \(range) outside its \(count)")
+                copy(name, elements: range, to: result.data + offset)
+                offset += range.count
+            }
+            return result
+        }
+
+        private func copy(_ name: String, elements: Range<Int>, to destination: UnsafeMutablePointer<Float>) {
+            let start = dataStart + begins[name]! + elements.lowerBound * MemoryLayout<Float>.stride
+            file.withUnsafeBytes { raw in
+                UnsafeMutableRawPointer(destination).copyMemory(from: raw.baseAddress! + start, byteCount: elements.count * MemoryLayout<Float>.stride)
+            }
+        }
+    }
+
+    /// Maps `url` and checks its header strictly: the data section's start, the tensors in data order, the metadata.
+    private static func validate(_ url: URL) throws -> (file: Data, dataStart: Int, entries: [(name: String, shape: [Int], begin: Int, end: Int)], metadata: [String: String]) {
         func failure(_ problem: String) -> UserError { UserError("\(url.path): \(problem)") }
         let file: Data
         do {
@@ -130,17 +210,7 @@ public enum SafeTensors {
         guard covered == dataSize else {
             throw failure("the data section has \(dataSize) bytes but the tensors cover \(covered)")
         }
-
-        var tensors: [String: Tensor] = [:]
-        file.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            for entry in entries {
-                let tensor = Tensor(zeros: entry.shape)
-                UnsafeMutableRawPointer(tensor.data).copyMemory(from: raw.baseAddress! + dataStart + entry.begin,
-                                                                byteCount: entry.end - entry.begin)
-                tensors[entry.name] = tensor
-            }
-        }
-        return (tensors, entries.map(\.name), metadata)
+        return (file, dataStart, entries, metadata)
     }
 }
 

@@ -78,9 +78,9 @@ extension Communicator {
         try values.withUnsafeMutableBytes { try broadcast($0, from: root) }
     }
 
-    /// Where rank `rank`'s piece of a buffer split by `counts` begins.
-    public static func offset(of rank: Int, in counts: [Int]) -> Int { counts.prefix(rank).reduce(0, +) }
-
     /// "[rank r/n] " for messages, as every distributed message starts.
     public var messagePrefix: String { "[rank \(rank)/\(size)] " }
 }
+
+/// Where rank `rank`'s piece of a buffer split by `counts` (one count a rank) begins.
+public func pieceOffset(of rank: Int, in counts: [Int]) -> Int { counts.prefix(rank).reduce(0, +) }

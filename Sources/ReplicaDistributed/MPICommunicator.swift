@@ -165,7 +165,7 @@ public final class MPICommunicator: Communicator {
             return sequence
         }
         // MPI puts this rank's sum at the start of the buffer; it belongs at the piece's offset.
-        let offset = Self.offset(of: rank, in: counts), length = counts[rank]
+        let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
         return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IREDUCE_SCATTER_F32),
                                     count: buffer.count, communicator: self) {
             if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }

@@ -1,14 +1,17 @@
 import Foundation
 import ReplicaCore
 
-// Optimisers update the whole flat arena in one pass per slot (llm.c's `gpt2_update`), 8 lanes
-// at a time; a slot's only role is whether weight decay applies to it (`ParameterSlot.decays`).
-// State buffers are flat [arena.count] in arena order, allocated on the first step or load.
+// Optimisers update the flat arena in one pass per slot (llm.c's `gpt2_update`), 8 lanes at a
+// time; a slot's only role is whether weight decay applies to it (`ParameterSlot.decays`).
+// State buffers are flat, allocated on the first step or load: [arena.count] in arena order, or,
+// under ZeRO-1, only the ranges this rank owns, back to back.
 
-/// Updates every parameter of an arena from its gradient, in one pass over the flat buffers.
+/// Updates the parameters of an arena from their gradients, in one pass over the flat buffers.
 public protocol Optimizer: AnyObject {
-    /// Applies one update with `learningRate` to `arena.values` from `arena.gradients`.
-    func step(arena: ParameterArena, learningRate: Float)
+    /// Applies one update with `learningRate` to `arena.values` from `arena.gradients` at `ranges`
+    /// (ascending, disjoint arena ranges: ZeRO-1's shard), whose state this optimizer holds back
+    /// to back in that order. The same ranges every step.
+    func step(arena: ParameterArena, learningRate: Float, ranges: [Range<Int>])
     /// Updates applied so far (PyTorch's `state["step"]`).
     var stepCount: Int { get }
     /// Copies of the state for a checkpoint: flat buffers [arena.count] and "step" [1].
@@ -18,6 +21,11 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
+    /// One update of every parameter of `arena`.
+    public func step(arena: ParameterArena, learningRate: Float) {
+        step(arena: arena, learningRate: learningRate, ranges: [0..<arena.count])
+    }
+
     /// Like `load(state:)`, first checking that every buffer has one element per parameter of `arena`.
     public func load(state: [String: Tensor], arena: ParameterArena) throws {
         for (name, tensor) in state.sorted(by: { $0.key < $1.key }) where name != stepStateName {
@@ -51,28 +59,30 @@ public final class SGD: Optimizer {
         self.weightDecay = weightDecay
     }
 
-    public func step(arena: ParameterArena, learningRate: Float) {
+    public func step(arena: ParameterArena, learningRate: Float, ranges: [Range<Int>]) {
         precondition(arena.isAllocated, "SGD.step before ParameterArena.allocate()")
-        if momentum != 0 && momentumBuffer == nil { momentumBuffer = Tensor(zeros: [arena.count]) }
+        let stateCount = ranges.reduce(0) { $0 + $1.count }
+        if momentum != 0 && momentumBuffer == nil { momentumBuffer = Tensor(zeros: [stateCount]) }
         if let momentumBuffer {
-            precondition(momentumBuffer.count == arena.count,
-                         "SGD state has \(momentumBuffer.count) elements, the arena \(arena.count)")
+            precondition(momentumBuffer.count == stateCount,
+                         "SGD state has \(momentumBuffer.count) elements, the parameters to update \(stateCount)")
         }
         stepCount += 1
         let values = arena.values.pointer, gradients = arena.gradients.pointer
         let buffer = momentumBuffer?.data
         let mu = SIMD8<Float>(repeating: momentum), lr = SIMD8<Float>(repeating: learningRate)
         let nesterov = self.nesterov
-        for slot in arena.slots {
+        forEachSegment(of: arena, in: ranges) { slot, segment, stateOffset in
             let decay = SIMD8<Float>(repeating: slot.decays ? weightDecay : 0)
-            let base = slot.range.lowerBound
-            forEachChunk(count: slot.range.count) { offset, lanes in
+            let base = segment.lowerBound
+            let state = buffer.map { $0 + stateOffset }
+            forEachChunk(count: segment.count) { offset, lanes in
                 let i = base + offset
                 let theta = loadChunk(values + i, lanes)
                 var g = loadChunk(gradients + i, lanes) + decay * theta
-                if let buffer {
-                    let b = mu * loadChunk(buffer + i, lanes) + g
-                    storeChunk(b, buffer + i, lanes)
+                if let state {
+                    let b = mu * loadChunk(state + offset, lanes) + g
+                    storeChunk(b, state + offset, lanes)
                     g = nesterov ? g + mu * b : b
                 }
                 storeChunk(theta - lr * g, values + i, lanes)
@@ -129,13 +139,14 @@ public class Adam: Optimizer {
 
     var name: String { decouplesWeightDecay ? "AdamW" : "Adam" }
 
-    public func step(arena: ParameterArena, learningRate: Float) {
+    public func step(arena: ParameterArena, learningRate: Float, ranges: [Range<Int>]) {
         precondition(arena.isAllocated, "\(name).step before ParameterArena.allocate()")
-        if firstMoment == nil { firstMoment = Tensor(zeros: [arena.count]) }
-        if secondMoment == nil { secondMoment = Tensor(zeros: [arena.count]) }
+        let stateCount = ranges.reduce(0) { $0 + $1.count }
+        if firstMoment == nil { firstMoment = Tensor(zeros: [stateCount]) }
+        if secondMoment == nil { secondMoment = Tensor(zeros: [stateCount]) }
         guard let firstMoment, let secondMoment else { return }
-        precondition(firstMoment.count == arena.count && secondMoment.count == arena.count,
-                     "\(name) state has \(firstMoment.count) elements, the arena \(arena.count)")
+        precondition(firstMoment.count == stateCount && secondMoment.count == stateCount,
+                     "\(name) state has \(firstMoment.count) elements, the parameters to update \(stateCount)")
         stepCount += 1
         // Scalars in Double as PyTorch computes them in Python, then rounded to Float once.
         let t = Double(stepCount)
@@ -146,23 +157,23 @@ public class Adam: Optimizer {
         let b1 = SIMD8<Float>(repeating: 1 - beta1), b2 = SIMD8<Float>(repeating: beta2)
         let oneMinusB2 = SIMD8<Float>(repeating: 1 - beta2), eps = SIMD8<Float>(repeating: epsilon)
         let values = arena.values.pointer, gradients = arena.gradients.pointer
-        let m = firstMoment.data, v = secondMoment.data
-        for slot in arena.slots {
+        forEachSegment(of: arena, in: ranges) { slot, segment, stateOffset in
             let decay = slot.decays ? weightDecay : 0
             let l2 = SIMD8<Float>(repeating: decouplesWeightDecay ? 0 : decay)
             let shrink = SIMD8<Float>(repeating: decouplesWeightDecay ? Float(1 - Double(learningRate) * Double(decay)) : 1)
-            let base = slot.range.lowerBound
-            forEachChunk(count: slot.range.count) { offset, lanes in
+            let base = segment.lowerBound
+            let m = firstMoment.data + stateOffset, v = secondMoment.data + stateOffset
+            forEachChunk(count: segment.count) { offset, lanes in
                 let i = base + offset
                 var theta = loadChunk(values + i, lanes)
                 let g = loadChunk(gradients + i, lanes) + l2 * theta
                 theta = theta * shrink
-                var mi = loadChunk(m + i, lanes)
+                var mi = loadChunk(m + offset, lanes)
                 mi = mi + b1 * (g - mi)                                  // lerp, as torch's exp_avg.lerp_
-                let vi = b2 * loadChunk(v + i, lanes) + oneMinusB2 * (g * g)
+                let vi = b2 * loadChunk(v + offset, lanes) + oneMinusB2 * (g * g)
                 let denominator = vi.squareRoot() / correction2Root + eps
-                storeChunk(mi, m + i, lanes)
-                storeChunk(vi, v + i, lanes)
+                storeChunk(mi, m + offset, lanes)
+                storeChunk(vi, v + offset, lanes)
                 storeChunk(theta - stepSize * (mi / denominator), values + i, lanes)
             }
         }
@@ -261,6 +272,25 @@ private func restoredBuffer(_ name: String, from state: [String: Tensor], optimi
         throw UserError("\(optimizer) state \"\(name)\" has \(tensor.count) elements but the optimizer holds \(current.count).")
     }
     return tensor.copy().reshaped([tensor.count])
+}
+
+/// Calls `body(slot, segment, stateOffset)` for every part of `ranges` (ascending, disjoint) that
+/// lies in one slot, in arena order; `stateOffset` is where that part's state begins in buffers
+/// that hold `ranges` back to back.
+func forEachSegment(of arena: ParameterArena, in ranges: [Range<Int>], _ body: (ParameterSlot, Range<Int>, Int) -> Void) {
+    var stateOffset = 0, slotIndex = 0
+    let slots = arena.slots
+    for range in ranges {
+        precondition(range.lowerBound >= 0 && range.upperBound <= arena.count, "optimizer range \(range) outside the arena of \(arena.count)")
+        while slotIndex < slots.count && slots[slotIndex].range.upperBound <= range.lowerBound { slotIndex += 1 }
+        var index = slotIndex
+        while index < slots.count && slots[index].range.lowerBound < range.upperBound {
+            let segment = max(range.lowerBound, slots[index].range.lowerBound)..<min(range.upperBound, slots[index].range.upperBound)
+            if !segment.isEmpty { body(slots[index], segment, stateOffset + segment.lowerBound - range.lowerBound) }
+            index += 1
+        }
+        stateOffset += range.count
+    }
 }
 
 /// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count).

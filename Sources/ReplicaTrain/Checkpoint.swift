@@ -2,6 +2,26 @@ import Foundation
 import ReplicaCore
 import ReplicaNN
 
+/// What a checkpoint's `optimizer.safetensors` holds: tensors by name and shape, sorted by name,
+/// and their bytes, streamed (`produce(index, write)`, as `SafeTensors.write(streaming:)` asks).
+public struct OptimizerCheckpoint {
+    public let entries: [(name: String, shape: [Int])]
+    public let produce: (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    public init(entries: [(name: String, shape: [Int])], produce: @escaping (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
+        self.entries = entries
+        self.produce = produce
+    }
+
+    /// An optimizer that holds its whole state (no ZeRO): its buffers as they are.
+    public static func whole(_ optimizer: Optimizer) -> OptimizerCheckpoint {
+        let state = optimizer.state().sorted { $0.key < $1.key }
+        return OptimizerCheckpoint(entries: state.map { ($0.key, $0.value.shape) }) { index, write in
+            try write(UnsafeRawBufferPointer(state[index].value.buffer))
+        }
+    }
+}
+
 /// Checkpoint folders (docs/interface.md): `step-NNNNNNNN/` with `model.safetensors`, `optimizer.safetensors`
 /// and `state.json`, written atomically, and a `latest` file naming the newest complete one.
 public enum Checkpoint {
@@ -55,7 +75,7 @@ public enum Checkpoint {
     /// Writes the checkpoint of `step` atomically and points `latest` at it. Returns its folder.
     @discardableResult
     public static func save(in directory: URL, step: Int, arena: ParameterArena, extraTensors: [(String, Tensor)] = [],
-                            optimizer: Optimizer, state: [String: Any], beforeRename: (() -> Void)? = nil) throws -> URL {
+                            optimizer: OptimizerCheckpoint, state: [String: Any], beforeRename: (() -> Void)? = nil) throws -> URL {
         let name = folderName(step: step)
         let folder = directory.appendingPathComponent(name)
         try AtomicDirectory.write(to: folder) { temporary in
@@ -64,8 +84,8 @@ public enum Checkpoint {
             modelTensors += extraTensors
             try SafeTensors.write(modelTensors.map { (name: $0.0, tensor: $0.1) }, metadata: ["format": "pt"],
                                   to: temporary.appendingPathComponent("model.safetensors"))
-            let optimizerTensors = optimizer.state().sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) }
-            try SafeTensors.write(optimizerTensors, to: temporary.appendingPathComponent("optimizer.safetensors"))
+            try SafeTensors.write(streaming: optimizer.entries, to: temporary.appendingPathComponent("optimizer.safetensors"),
+                                  produce: optimizer.produce)
             var fullState = state
             fullState["step"] = step
             fullState["format_version"] = formatVersion
@@ -104,7 +124,8 @@ public enum Checkpoint {
     }
 
     /// Reads and checks a checkpoint folder; anything missing or malformed is a UserError naming the file.
-    public static func load(_ folder: URL) throws -> Contents {
+    /// Without `readingOptimizer` the optimizer state is left in its file (a ZeRO rank reads only its shard).
+    public static func load(_ folder: URL, readingOptimizer: Bool = true) throws -> Contents {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw UserError("\(folder.path): no checkpoint folder there")
@@ -124,7 +145,7 @@ public enum Checkpoint {
         }
         let model = try SafeTensors.read(from: folder.appendingPathComponent("model.safetensors")).tensors
         let optimizerURL = folder.appendingPathComponent("optimizer.safetensors")
-        let optimizer = FileManager.default.fileExists(atPath: optimizerURL.path) ? try SafeTensors.read(from: optimizerURL).tensors : [:]
+        let optimizer = readingOptimizer && FileManager.default.fileExists(atPath: optimizerURL.path) ? try SafeTensors.read(from: optimizerURL).tensors : [:]
         return Contents(folder: folder, model: model, optimizer: optimizer, state: state)
     }
 

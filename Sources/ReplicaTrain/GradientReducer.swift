@@ -16,11 +16,16 @@ public protocol GradientSink: AnyObject {
 /// order on every rank, and the outstanding ones are polled so MPI makes progress while backward
 /// computes (DESIGN-NOTES: Open MPI advances only inside MPI calls). `finish()` waits for all.
 /// Losses are normalised by the global count before backward, so a sum is the global mean.
+/// Under ZeRO-1 (`shardCounts`) each bucket is reduce-scattered instead: every rank ends with the
+/// sum of only its piece of the bucket, the part of the arena whose update it owns.
 public final class GradientReducer: GradientSink {
     public let communicator: Communicator
     public let arena: ParameterArena
     public let buckets: [Range<Int>]
     public let overlap: Bool
+    /// ZeRO-1: each bucket's split into one piece per rank (`OptimizerSharding.pieceCounts`); nil
+    /// for an all-reduce of every bucket.
+    public var shardCounts: [[Int]]?
     private var pending: [PendingCollective] = []
     private var startTimes: [Double] = []
     private var completionTimes: [Double?] = []
@@ -84,7 +89,11 @@ public final class GradientReducer: GradientSink {
         let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
         startTimes.append(now())
         completionTimes.append(nil)
-        pending.append(try communicator.startAllReduce(buffer, .sum))
+        if let shardCounts {
+            pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index]))
+        } else {
+            pending.append(try communicator.startAllReduce(buffer, .sum))
+        }
         nextBucket += 1
     }
 

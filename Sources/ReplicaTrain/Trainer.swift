@@ -58,6 +58,8 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let policy: LearningRatePolicy
     let reducer: GradientReducer
+    /// ZeRO-1's shards (`--zero 1` on more than one rank), else nil.
+    public let sharding: OptimizerSharding?
     let progress: ProgressBar
     let metrics: MetricsLog
     public private(set) var startStep = 0
@@ -77,6 +79,13 @@ public final class Trainer {
                                     schedule: options.schedule)
         reducer = GradientReducer(communicator: communicator, arena: task.arena, bucketBytes: options.bucketBytes,
                                   overlap: options.overlap)
+        if options.zeroStage >= 1 && communicator.size > 1 {
+            let sharding = OptimizerSharding(communicator: communicator, arena: task.arena, buckets: reducer.buckets)
+            reducer.shardCounts = sharding.pieceCounts
+            self.sharding = sharding
+        } else {
+            sharding = nil
+        }
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {
@@ -151,7 +160,7 @@ public final class Trainer {
             }
             folder = newest
         }
-        let contents = try Checkpoint.load(folder)
+        let contents = try Checkpoint.load(folder, readingOptimizer: sharding == nil)
         try Checkpoint.requireTask(contents, task.taskName)
         let saved = contents.state["config_fields"] as? [String: String] ?? [:]
         let current = runFingerprint()
@@ -161,10 +170,15 @@ public final class Trainer {
             throw UserError("\(folder.path): the checkpoint's configuration differs from this run's (\(differences.joined(separator: "; "))); resume with the same options")
         }
         try Checkpoint.restore(contents, into: task.arena)
-        do {
-            try optimizer.load(state: contents.optimizer, arena: task.arena)
-        } catch {
-            throw UserError("\(folder.appendingPathComponent("optimizer.safetensors").path): \(error)")
+        let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
+        if let sharding {
+            try sharding.loadState(from: optimizerFile, into: optimizer)
+        } else {
+            do {
+                try optimizer.load(state: contents.optimizer, arena: task.arena)
+            } catch {
+                throw UserError("\(optimizerFile.path): \(error)")
+            }
         }
         startStep = contents.step
         progress.message("resumed from \(folder.path) at step \(startStep)")
@@ -237,11 +251,16 @@ public final class Trainer {
         // Agree on the loss and on whether any rank went non-finite.
         var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1]
         try communicator.allReduce(&agreed, .sum)
-        let norm = gradientNorm(arena: task.arena)
+        let norm = try sharding?.gradientNorm() ?? gradientNorm(arena: task.arena)
         let applied = agreed[1] == 0 && norm.isFinite
         if applied {
-            if options.clip > 0 { _ = clipGradientNorm(arena: task.arena, maxNorm: options.clip) }
-            optimizer.step(arena: task.arena, learningRate: learningRate)
+            if let sharding {
+                if options.clip > 0 { sharding.clip(norm: norm, maxNorm: options.clip) }
+                try sharding.step(optimizer, learningRate: learningRate)
+            } else {
+                if options.clip > 0 { _ = clipGradientNorm(arena: task.arena, maxNorm: options.clip) }
+                optimizer.step(arena: task.arena, learningRate: learningRate)
+            }
         }
         return StepResult(loss: agreed[0], learningRate: learningRate, gradientNorm: norm,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - stepStarted) / 1e9,
@@ -327,23 +346,32 @@ public final class Trainer {
     public func saveCheckpoint(step: Int) throws {
         try averageBuffers()
         try verifyRanksAgree(context: "at the checkpoint of step \(step)")
-        if communicator.isRoot, let directory = options.checkpointDirectory {
-            var state = task.checkpointState
-            state["task"] = task.taskName
-            state["ranks"] = communicator.size
-            state["seed"] = Int(options.seed)
-            state["config_fields"] = runFingerprint()
-            state["config_hash"] = configurationHash(runFingerprint())
-            state["epoch"] = step / max(task.stepsPerEpoch, 1)
-            let crash = options.faults.crashesDuringCheckpoint(step: step)
-            try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
-                                extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,
-                                beforeRename: crash ? {
-                                    FileHandle.standardError.write(Data("[rank 0] REPLICA_FAULT: dying midway through the checkpoint of step \(step)\n".utf8))
-                                    kill(getpid(), SIGKILL)
-                                } : nil)
+        guard let directory = options.checkpointDirectory else { return }
+        // Under ZeRO-1 every rank takes part in gathering the optimizer state; rank 0 writes.
+        if let sharding {
+            try sharding.writeCheckpoint(optimizer) { try writeCheckpoint(step: step, in: directory, optimizer: $0) }
+        } else if communicator.isRoot {
+            try writeCheckpoint(step: step, in: directory, optimizer: .whole(optimizer))
         }
         try communicator.barrier()
+    }
+
+    /// Rank 0's part of a checkpoint: the files, with `optimizer` streamed into optimizer.safetensors.
+    func writeCheckpoint(step: Int, in directory: String, optimizer: OptimizerCheckpoint) throws {
+        var state = task.checkpointState
+        state["task"] = task.taskName
+        state["ranks"] = communicator.size
+        state["seed"] = Int(options.seed)
+        state["config_fields"] = runFingerprint()
+        state["config_hash"] = configurationHash(runFingerprint())
+        state["epoch"] = step / max(task.stepsPerEpoch, 1)
+        let crash = options.faults.crashesDuringCheckpoint(step: step)
+        try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
+                            extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,
+                            beforeRename: crash ? {
+                                FileHandle.standardError.write(Data("[rank 0] REPLICA_FAULT: dying midway through the checkpoint of step \(step)\n".utf8))
+                                kill(getpid(), SIGKILL)
+                            } : nil)
     }
 }
 

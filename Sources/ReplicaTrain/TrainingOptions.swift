@@ -20,6 +20,9 @@ public struct TrainingOptions: Sendable {
     public var scaleLearningRate = false
     public var bucketBytes = 25 << 20
     public var overlap = true
+    /// ZeRO stage (0 plain data parallelism, 1 optimizer state sharded across ranks). Not part
+    /// of the fingerprint: a run may resume with or without it.
+    public var zeroStage = 0
     public var checkpointDirectory: String?
     public var checkpointEvery = 0            // 0 = only at the end
     public var resume = false

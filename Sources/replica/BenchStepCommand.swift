@@ -26,6 +26,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
+    @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks.") var zero = 0
     @OptionGroup var size: GPTSizeOptions
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
@@ -36,6 +37,7 @@ struct BenchStep: ParsableCommand {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
+        guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         if model != .charlm && size.isGiven {
             throw ValidationError("--preset, --layers, --heads, --embedding and --block-size set charlm's size; --model \(model) has its own.")
         }
@@ -55,6 +57,7 @@ struct BenchStep: ParsableCommand {
         if let batchSize { options.batchSize = batchSize }
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
+        options.zeroStage = zero
         options.progress = .none
         options.evaluationInterval = 0
         let task: DataParallelTask
@@ -117,6 +120,7 @@ struct BenchStep: ParsableCommand {
         var tokensPerSecond = Double(task.unitsPerMicroStep * communicator.size) / figures[0]
         var extra: [String: JSONValue] = [:]
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
+        if zero != 0 { extra["zero"] = .integer(zero) }
         if let memory {
             // The estimate's parts (the runtime part measured at start-up), beside the measured peak.
             extra["memory_mb"] = .object(memory.megabytes.mapValues { .number($0) })

@@ -52,6 +52,8 @@ struct CommonTrainOptions: ParsableArguments {
     var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.")
     var noOverlap = false
+    @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks (gradients reduce-scattered, each rank updates its 1/ranks, parameters all-gathered).")
+    var zero = 0
     @Option(help: "Folder for checkpoints (step-NNNNNNNN/ and latest).")
     var checkpointDir: String?
     @Option(help: "Write a checkpoint every N steps (and at the end).")
@@ -82,6 +84,7 @@ struct CommonTrainOptions: ParsableArguments {
         if let warmup, warmup < 0 { throw ValidationError("--warmup \(warmup) must not be negative.") }
         guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
+        guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         if let clip, clip < 0 { throw ValidationError("--clip \(clip) must not be negative.") }
         if let minLr, !(minLr >= 0) { throw ValidationError("--min-lr \(minLr) must not be negative.") }
         if let minLr, let lr, minLr > lr { throw ValidationError("--min-lr \(minLr) is above --lr \(lr).") }
@@ -110,6 +113,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.gradientAccumulation = gradAccum
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
+        options.zeroStage = zero
         options.checkpointDirectory = checkpointDir
         options.checkpointEvery = checkpointEvery
         options.resume = resume

@@ -43,17 +43,18 @@ struct TrainingRun<Task: DataParallelTask> {
 
     /// Logs `banner`, trains, and hands the outcome to `finish`, which returns the closing line
     /// and the task's summary fields. Every summary also has task, ranks, steps, seconds,
-    /// param_count, threads and peak_rss_mb (the largest rank's; a field of `finish` with the same key wins).
+    /// param_count, threads, peak_rss_mb (the largest rank's) and zero when set; a field of `finish` with the same key wins.
     func train(banner: String, finish: (Trainer.Outcome) throws -> (line: String, fields: [String: JSONValue])) throws {
         runtime.log(banner)
         let outcome = try trainer.run()
         let (line, fields) = try finish(outcome)
         runtime.log(line)
-        let common: [String: JSONValue] = [
+        var common: [String: JSONValue] = [
             "task": .string(task.taskName), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
             "seconds": .number(outcome.seconds), "param_count": .integer(task.arena.count),
             "threads": .integer(runtime.threads), "peak_rss_mb": .number(outcome.peakResidentMegabytes.max() ?? 0),
         ]
+        if options.zeroStage != 0 { common["zero"] = .integer(options.zeroStage) }
         runtime.emit(summary: common.merging(fields) { _, task in task })
     }
 }

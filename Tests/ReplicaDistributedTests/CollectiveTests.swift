@@ -65,7 +65,7 @@ import ReplicaCore
         for i in 0..<total { tensor[i] = Float(communicator.rank + 1) * Float(i + 1) }
         let pending = try communicator.startReduceScatter(tensor.buffer, counts: counts)
         if polled { while try !pending.test() {} } else { try pending.wait() }
-        let offset = MPICommunicator.offset(of: communicator.rank, in: counts)
+        let offset = pieceOffset(of: communicator.rank, in: counts)
         let ranksSum = Float(p * (p + 1) / 2)
         let mine = (offset..<(offset + counts[communicator.rank])).map { tensor[$0] }
         #expect(mine == (offset..<(offset + counts[communicator.rank])).map { ranksSum * Float($0 + 1) })
@@ -75,12 +75,12 @@ import ReplicaCore
         let p = communicator.size, counts = (0..<p).map { 5 + 3 * $0 }, total = counts.reduce(0, +)
         let tensor = Tensor(zeros: [total])
         tensor.fill(-1)
-        let offset = MPICommunicator.offset(of: communicator.rank, in: counts)
+        let offset = pieceOffset(of: communicator.rank, in: counts)
         for i in offset..<(offset + counts[communicator.rank]) { tensor[i] = Float(communicator.rank * 1000 + i) }
         try communicator.startAllGather(tensor.buffer, counts: counts).wait()
         var expected: [Float] = []
         for r in 0..<p {
-            let start = MPICommunicator.offset(of: r, in: counts)
+            let start = pieceOffset(of: r, in: counts)
             expected += (start..<(start + counts[r])).map { Float(r * 1000 + $0) }
         }
         #expect(tensor.scalars == expected)

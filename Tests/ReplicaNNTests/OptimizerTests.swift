@@ -106,6 +106,24 @@ enum OptimizerKind: String, CaseIterable, Sendable {
         #expect(difference < referenceTolerance, "\(kind): \(arena.allValues.scalars) vs \(kind.reference)")
     }
 
+    /// ZeRO-1's shards: optimizers that each update only some ranges (here cutting the weight
+    /// mid-chunk and spanning into the bias) give, together, exactly the whole update.
+    @Test(arguments: OptimizerKind.allCases)
+    func shardsOfRangesTogetherGiveTheWholeUpdateBitForBit(kind: OptimizerKind) {
+        let (whole, _, _) = tinyArena()
+        runThreeSteps(kind.make(), on: whole)
+        let (sharded, _, _) = tinyArena()
+        let shards: [[Range<Int>]] = [[0..<3, 7..<10], [3..<7, 10..<11]]
+        let optimizers = shards.map { _ in kind.make() }
+        for (gradient, rate) in zip(stepGradients, stepRates) {
+            sharded.allGradients.assign(Tensor(shape: [11], values: gradient.map(Float.init)))
+            for (optimizer, ranges) in zip(optimizers, shards) { optimizer.step(arena: sharded, learningRate: rate, ranges: ranges) }
+        }
+        #expect(sharded.allValues.scalars == whole.allValues.scalars)
+        // Each holds the state of its 6 or 5 elements only.
+        if kind != .sgd { #expect(optimizers.map { $0.state().values.map(\.count).max()! } == [6, 5]) }
+    }
+
     @Test func adamWDecaysOnlySlotsDeclaredToDecay() {
         let (arena, weight, bias) = tinyArena()
         let before = arena.allValues.copy()

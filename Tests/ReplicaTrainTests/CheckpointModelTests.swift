@@ -14,7 +14,7 @@ import _ReplicaTestSupport
     static func save<C: Encodable>(_ arena: ParameterArena, config: C, task: String, extra: [String: Any] = [:]) throws -> URL {
         let directory = try temporaryFolder("model-checkpoint")
         let state: [String: Any] = ["task": task, "config": Checkpoint.jsonObject(config, adding: extra)]
-        return try Checkpoint.save(in: directory, step: 3, arena: arena, optimizer: AdamW(beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0),
+        return try Checkpoint.save(in: directory, step: 3, arena: arena, optimizer: .whole(AdamW(beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0)),
                                    state: state)
     }
 
@@ -101,7 +101,7 @@ import _ReplicaTestSupport
         let directory = try temporaryFolder("task-config")
         defer { try? FileManager.default.removeItem(at: directory) }
         let folder = try Checkpoint.save(in: directory, step: 1, arena: task.arena, extraTensors: task.extraCheckpointTensors,
-                                         optimizer: AdamW(beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0),
+                                         optimizer: .whole(AdamW(beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0)),
                                          state: task.checkpointState.merging(["task": task.taskName]) { own, _ in own })
         let (model, contents) = try Checkpoint.loadModel(M.self, from: folder)
         #expect(try contents.config(M.Config.self) == config)
