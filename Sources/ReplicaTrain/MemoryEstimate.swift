@@ -20,10 +20,11 @@ public struct MemoryEstimate: Sendable, Equatable {
 
     /// The model states of `parameterCount` float32 parameters trained by Adam(W), with `activations`,
     /// one bucket of MPI temporary when there is more than one rank, and this process's present
-    /// resident set as the runtime.
+    /// resident set as the runtime. Under ZeRO-1 the moments are split over `optimizerShards` ranks.
     public static func dataParallel(parameterCount: Int, bufferCount: Int = 0, activations: Int, bucketBytes: Int,
-                                    ranks: Int, runtime: Int = MemoryEstimate.currentResidentBytes()) -> MemoryEstimate {
-        MemoryEstimate(parameters: 4 * (parameterCount + bufferCount), gradients: 4 * parameterCount, optimizerState: 8 * parameterCount,
+                                    ranks: Int, optimizerShards: Int = 1, runtime: Int = MemoryEstimate.currentResidentBytes()) -> MemoryEstimate {
+        let shardSize = (parameterCount + max(optimizerShards, 1) - 1) / max(optimizerShards, 1)
+        return MemoryEstimate(parameters: 4 * (parameterCount + bufferCount), gradients: 4 * parameterCount, optimizerState: 8 * shardSize,
                        activations: activations, communication: ranks > 1 ? min(bucketBytes, 4 * parameterCount) : 0, runtime: runtime)
     }
 
@@ -95,7 +96,8 @@ extension GPTConfig {
     /// the size of `vocabularySize`), and what to lower when it does not fit.
     public func memoryEstimate(options: TrainingOptions, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
         let estimate = MemoryEstimate.dataParallel(parameterCount: parameterCount, bufferCount: norm == .batch ? 2 * embedding * (2 * layerCount + 1) : 0,
-                                                   activations: activationBytes(batch: options.batchSize), bucketBytes: options.bucketBytes, ranks: ranks)
+                                                   activations: activationBytes(batch: options.batchSize), bucketBytes: options.bucketBytes, ranks: ranks,
+                                                   optimizerShards: options.zeroStage >= 1 ? ranks : 1)
         return (estimate, "lower --batch-size (\(options.batchSize)) or --block-size (\(blockSize)), or choose a smaller model")
     }
 }
