@@ -11,7 +11,9 @@ public struct MemoryEstimate: Sendable, Equatable {
     public var optimizerState: Int
     /// What forward keeps for backward, and the largest transient buffers of backward.
     public var activations: Int
-    /// All-reduce buffers beyond the gradients themselves (MPI's temporary of one bucket).
+    /// MPI's temporaries beyond the gradients themselves: Open MPI's non-blocking collectives
+    /// allocate one the size of each bucket they reduce, and with overlap every bucket can be in
+    /// flight at once, so as much as the gradients (docs/memory.md: measured at gpt2-small).
     public var communication: Int
     /// The process itself: code, libraries, MPI, the embedded data (measured at start-up).
     public var runtime: Int
@@ -19,13 +21,13 @@ public struct MemoryEstimate: Sendable, Equatable {
     public var total: Int { parameters + gradients + optimizerState + activations + communication + runtime }
 
     /// The model states of `parameterCount` float32 parameters trained by Adam(W), with `activations`,
-    /// one bucket of MPI temporary when there is more than one rank, and this process's present
+    /// MPI's temporaries when there is more than one rank, and this process's present
     /// resident set as the runtime. Under ZeRO-1 the moments are split over `optimizerShards` ranks.
-    public static func dataParallel(parameterCount: Int, bufferCount: Int = 0, activations: Int, bucketBytes: Int,
+    public static func dataParallel(parameterCount: Int, bufferCount: Int = 0, activations: Int,
                                     ranks: Int, optimizerShards: Int = 1, runtime: Int = MemoryEstimate.currentResidentBytes()) -> MemoryEstimate {
         let shardSize = (parameterCount + max(optimizerShards, 1) - 1) / max(optimizerShards, 1)
         return MemoryEstimate(parameters: 4 * (parameterCount + bufferCount), gradients: 4 * parameterCount, optimizerState: 8 * shardSize,
-                       activations: activations, communication: ranks > 1 ? min(bucketBytes, 4 * parameterCount) : 0, runtime: runtime)
+                       activations: activations, communication: ranks > 1 ? 4 * parameterCount : 0, runtime: runtime)
     }
 
     /// The parts in MiB, for summaries.
@@ -96,7 +98,7 @@ extension GPTConfig {
     /// the size of `vocabularySize`), and what to lower when it does not fit.
     public func memoryEstimate(options: TrainingOptions, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
         let estimate = MemoryEstimate.dataParallel(parameterCount: parameterCount, bufferCount: norm == .batch ? 2 * embedding * (2 * layerCount + 1) : 0,
-                                                   activations: activationBytes(batch: options.batchSize), bucketBytes: options.bucketBytes, ranks: ranks,
+                                                   activations: activationBytes(batch: options.batchSize), ranks: ranks,
                                                    optimizerShards: options.zeroStage >= 1 ? ranks : 1)
         return (estimate, "lower --batch-size (\(options.batchSize)) or --block-size (\(blockSize)), or choose a smaller model")
     }
