@@ -14,13 +14,18 @@ public protocol Optimizer: AnyObject {
     func step(arena: ParameterArena, learningRate: Float, ranges: [Range<Int>])
     /// Updates applied so far (PyTorch's `state["step"]`).
     var stepCount: Int { get }
-    /// Copies of the state for a checkpoint: flat buffers [arena.count] and "step" [1].
-    func state() -> [String: Tensor]
+    /// The state itself, not a copy: flat buffers (one element per parameter it updates) and
+    /// "step" [1]. Valid until the next `step` or `load`; read it, do not change it (a checkpoint
+    /// streams it to its file without holding a second copy).
+    func stateBuffers() -> [String: Tensor]
     /// Restores what `state()` returned; throws `UserError` when a tensor is missing or mis-sized.
     func load(state: [String: Tensor]) throws
 }
 
 extension Optimizer {
+    /// Copies of the state: what `stateBuffers()` holds, kept intact by later steps.
+    public func state() -> [String: Tensor] { stateBuffers().mapValues { $0.copy() } }
+
     /// One update of every parameter of `arena`.
     public func step(arena: ParameterArena, learningRate: Float) {
         step(arena: arena, learningRate: learningRate, ranges: [0..<arena.count])
@@ -90,9 +95,9 @@ public final class SGD: Optimizer {
         }
     }
 
-    public func state() -> [String: Tensor] {
+    public func stateBuffers() -> [String: Tensor] {
         var result = [stepStateName: stepTensor(stepCount)]
-        if let momentumBuffer { result["momentum"] = momentumBuffer.copy() }
+        if let momentumBuffer { result["momentum"] = momentumBuffer }
         return result
     }
 
@@ -179,10 +184,10 @@ public class Adam: Optimizer {
         }
     }
 
-    public func state() -> [String: Tensor] {
+    public func stateBuffers() -> [String: Tensor] {
         var result = [stepStateName: stepTensor(stepCount)]
-        if let firstMoment { result["exp_avg"] = firstMoment.copy() }
-        if let secondMoment { result["exp_avg_sq"] = secondMoment.copy() }
+        if let firstMoment { result["exp_avg"] = firstMoment }
+        if let secondMoment { result["exp_avg_sq"] = secondMoment }
         return result
     }
 

@@ -15,7 +15,7 @@ public struct OptimizerCheckpoint {
 
     /// An optimizer that holds its whole state (no ZeRO): its buffers as they are.
     public static func whole(_ optimizer: Optimizer) -> OptimizerCheckpoint {
-        let state = optimizer.state().sorted { $0.key < $1.key }
+        let state = optimizer.stateBuffers().sorted { $0.key < $1.key }
         return OptimizerCheckpoint(entries: state.map { ($0.key, $0.value.shape) }) { index, write in
             try write(UnsafeRawBufferPointer(state[index].value.buffer))
         }

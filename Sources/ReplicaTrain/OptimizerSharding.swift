@@ -103,7 +103,7 @@ public final class OptimizerSharding {
     /// rank 0, it still runs the gathers it has not reached before rethrowing, so that no rank
     /// waits for it forever.
     public func writeCheckpoint(_ optimizer: Optimizer, save: (OptimizerCheckpoint) throws -> Void) throws {
-        let state = optimizer.state()
+        let state = optimizer.stateBuffers()
         let entries = state.keys.sorted().map { (name: $0, shape: $0 == "step" ? [1] : [arena.count]) }
         guard communicator.isRoot else {
             for entry in entries { try gather(entry.name, of: state) { _ in } }
