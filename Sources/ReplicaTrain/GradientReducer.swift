@@ -26,10 +26,16 @@ public final class GradientReducer: GradientSink {
     /// ZeRO-1: each bucket's split into one piece per rank (`OptimizerSharding.pieceCounts`); nil
     /// for an all-reduce of every bucket.
     public var shardCounts: [[Int]]?
+    /// At most this many buckets in flight at once (nil: no limit); the rest wait for a poll
+    /// that sees one finish. Open MPI's non-blocking reduce-scatter holds two temporaries the
+    /// size of its bucket on the receiving rank until it completes, so ZeRO bounds them.
+    public var inFlightLimit: Int?
     private var pending: [PendingCollective] = []
     private var startTimes: [Double] = []
     private var completionTimes: [Double?] = []
     private var nextBucket = 0
+    /// Buckets whose gradients are final (they may start), counted from the first.
+    private var readyBuckets = 0
 
     /// Totals since the last `takeStatistics()`.
     private var communicationSeconds = 0.0
@@ -48,22 +54,31 @@ public final class GradientReducer: GradientSink {
         startTimes = []
         completionTimes = []
         nextBucket = 0
+        readyBuckets = 0
     }
 
     /// Backward has finished every gradient at offsets ≥ `offset`: start the buckets above it.
     public func gradientsReady(downTo offset: Int) throws {
         guard overlap, communicator.size > 1 else { return }
+        while readyBuckets < buckets.count && buckets[readyBuckets].lowerBound >= offset { readyBuckets += 1 }
         try poll()
-        while nextBucket < buckets.count && buckets[nextBucket].lowerBound >= offset {
-            try start(nextBucket)
-        }
+        try startReady()
     }
 
     /// Starts what is left, waits for every bucket, and records how much communication was hidden.
     public func finish() throws {
         guard communicator.size > 1 else { return }
         let finishEntered = now()
-        while nextBucket < buckets.count { try start(nextBucket) }
+        readyBuckets = buckets.count
+        try startReady()
+        while nextBucket < buckets.count {
+            // The limit holds the rest back: wait for the oldest in flight, then start more.
+            if let oldest = completionTimes.firstIndex(where: { $0 == nil }) {
+                try pending[oldest].wait()
+                completionTimes[oldest] = now()
+            }
+            try startReady()
+        }
         for index in pending.indices {
             if completionTimes[index] == nil {
                 try pending[index].wait()
@@ -95,6 +110,14 @@ public final class GradientReducer: GradientSink {
             pending.append(try communicator.startAllReduce(buffer, .sum))
         }
         nextBucket += 1
+    }
+
+    /// Starts ready buckets, in order, while the in-flight limit allows.
+    private func startReady() throws {
+        while nextBucket < readyBuckets {
+            if let inFlightLimit, completionTimes.lazy.filter({ $0 == nil }).count >= inFlightLimit { return }
+            try start(nextBucket)
+        }
     }
 
     private func poll() throws {

@@ -39,6 +39,12 @@ public final class OptimizerSharding {
         }.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
     }
 
+    /// Reduce-scatters in flight at once. Open MPI 4.1's non-blocking reduce-scatter (libnbc's
+    /// binomial reduce to rank 0, then a linear scatter) holds two temporaries the size of its
+    /// bucket on every rank that receives, until it completes; unbounded, a backward whose
+    /// buckets outrun the link would hold them for every bucket, more than the moments ZeRO saves.
+    public static let reductionsInFlight = 2
+
     /// `count` elements split over `ranks`: ⌊count/ranks⌋ each, one more for the first count mod ranks.
     public static func pieces(of count: Int, ranks: Int) -> [Int] {
         (0..<ranks).map { count / ranks + ($0 < count % ranks ? 1 : 0) }

@@ -82,6 +82,7 @@ public final class Trainer {
         if options.zeroStage >= 1 && communicator.size > 1 {
             let sharding = OptimizerSharding(communicator: communicator, arena: task.arena, buckets: reducer.buckets)
             reducer.shardCounts = sharding.pieceCounts
+            reducer.inFlightLimit = OptimizerSharding.reductionsInFlight
             self.sharding = sharding
         } else {
             sharding = nil
