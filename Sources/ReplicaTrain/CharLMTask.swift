@@ -29,10 +29,11 @@ public final class CharLMTask: DataParallelTask {
     public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
     public var unitsPerMicroStep: Int { options.batchSize * model.config.blockSize }
 
-    /// Builds the model and data; `text` is the whole corpus.
-    public init(text: String, dataDescription: String, config baseConfig: GPTConfig, options: TrainingOptions,
-                rank: Int, ranks: Int) throws {
-        vocabulary = CharacterVocabulary(text: text)
+    /// Builds the model and data; `text` is the whole corpus. `vocabulary` is `text`'s characters
+    /// when the caller has built them already (the commands do, for the memory estimate); nil builds them.
+    public init(text: String, vocabulary existing: CharacterVocabulary? = nil, dataDescription: String, config baseConfig: GPTConfig,
+                options: TrainingOptions, rank: Int, ranks: Int) throws {
+        vocabulary = existing ?? CharacterVocabulary(text: text)
         var config = baseConfig
         config.vocabularySize = vocabulary.count
         let tokens = try vocabulary.encode(text)

@@ -78,11 +78,12 @@ struct BenchStep: ParsableCommand {
         case .charlm:
             let text = try TextCorpus.tinyShakespeare()
             var config = size.config
-            config.vocabularySize = CharacterVocabulary(text: text).count
+            let vocabulary = CharacterVocabulary(text: text)
+            config.vocabularySize = vocabulary.count
             let (estimate, advice) = config.memoryEstimate(options: options, ranks: communicator.size)
             try estimate.check("this benchmark", localRanks: context.localRanks, advice: advice)
             memory = estimate
-            let charlm = try CharLMTask(text: text, dataDescription: "Tiny Shakespeare", config: config,
+            let charlm = try CharLMTask(text: text, vocabulary: vocabulary, dataDescription: "Tiny Shakespeare", config: config,
                                         options: options, rank: communicator.rank, ranks: communicator.size)
             task = charlm
             parameterCount = charlm.model.parameterCount
