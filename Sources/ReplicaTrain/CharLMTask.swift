@@ -9,7 +9,7 @@ import ReplicaNN
 ///
 /// The text is split 90/10 into train and validation (nanoGPT's prepare.py). An example is a
 /// block start in the training text; each epoch visits them in a permutation from (seed, epoch).
-public final class CharLMTask: DataParallelTask {
+public final class CharLMTask: DataParallelTask, MatmulCounting {
     public let model: GPT
     public let vocabulary: CharacterVocabulary
     public let train: TokenBlocks
@@ -83,6 +83,9 @@ public final class CharLMTask: DataParallelTask {
     }
 
     public func targetCount(step: Int, micro: Int) -> Int { unitsPerMicroStep }
+
+    /// Every micro-step is a batch of full blocks: the same count each time.
+    public func matmulFLOPs(step: Int, micro: Int) -> Double { model.config.matmulFLOPs(batch: options.batchSize) }
 
     /// This rank's block starts for micro-step `micro` of global step `step`.
     func starts(step: Int, micro: Int) -> [Int] {
