@@ -9,7 +9,7 @@ import ReplicaNN
 ///
 /// The text is split 90/10 into train and validation (nanoGPT's prepare.py). An example is a
 /// block start in the training text; each epoch visits them in a permutation from (seed, epoch).
-public final class CharLMTask: DataParallelTask {
+public final class CharLMTask: DataParallelTask, MatmulCounting {
     public let model: GPT
     public let vocabulary: CharacterVocabulary
     public let train: TokenBlocks
@@ -29,10 +29,11 @@ public final class CharLMTask: DataParallelTask {
     public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
     public var unitsPerMicroStep: Int { options.batchSize * model.config.blockSize }
 
-    /// Builds the model and data; `text` is the whole corpus.
-    public init(text: String, dataDescription: String, config baseConfig: GPTConfig, options: TrainingOptions,
-                rank: Int, ranks: Int) throws {
-        vocabulary = CharacterVocabulary(text: text)
+    /// Builds the model and data; `text` is the whole corpus. `vocabulary` is `text`'s characters
+    /// when the caller has built them already (the commands do, for the memory estimate); nil builds them.
+    public init(text: String, vocabulary existing: CharacterVocabulary? = nil, dataDescription: String, config baseConfig: GPTConfig,
+                options: TrainingOptions, rank: Int, ranks: Int) throws {
+        vocabulary = existing ?? CharacterVocabulary(text: text)
         var config = baseConfig
         config.vocabularySize = vocabulary.count
         let tokens = try vocabulary.encode(text)
@@ -82,6 +83,9 @@ public final class CharLMTask: DataParallelTask {
     }
 
     public func targetCount(step: Int, micro: Int) -> Int { unitsPerMicroStep }
+
+    /// Every micro-step is a batch of full blocks: the same count each time.
+    public func matmulFLOPs(step: Int, micro: Int) -> Double { model.config.matmulFLOPs(batch: options.batchSize) }
 
     /// This rank's block starts for micro-step `micro` of global step `step`.
     func starts(step: Int, micro: Int) -> [Int] {

@@ -13,7 +13,7 @@ import ReplicaNN
 /// same list on every rank; rank r, micro-step m takes slice m·ranks + r of each global batch (a
 /// nearly equal share of its sentences). The loss is summed over target tokens and divided by the
 /// global count of non-padding target tokens.
-public final class TranslateTask: DataParallelTask {
+public final class TranslateTask: DataParallelTask, MatmulCounting {
     public let data: TranslationData
     public let tokenizer: BPETokenizer
     public let model: Seq2SeqTransformer
@@ -74,12 +74,25 @@ public final class TranslateTask: DataParallelTask {
         batches.share(step: step, micro: micro).reduce(0) { $0 + examples[$1].target.count - 1 }
     }
 
-    /// Padded source and decoder-input tokens of this rank's micro-step, B·S + B·T (what the model computes on).
-    public func paddedTokenCount(step: Int, micro: Int) -> Int {
+    /// The padded shape of this rank's micro-step (as `PaddedBatch.make` pads it): pairs B, the
+    /// longest source S, the longest target input T; all 0 for an empty share.
+    func paddedShape(step: Int, micro: Int) -> (B: Int, S: Int, T: Int) {
         let indices = batches.share(step: step, micro: micro)
         let S = indices.map { examples[$0].source.count }.max() ?? 0
         let T = indices.map { examples[$0].target.count - 1 }.max() ?? 0
-        return indices.count * (S + T)
+        return (indices.count, S, T)
+    }
+
+    /// Padded source and decoder-input tokens of this rank's micro-step, B·S + B·T (what the model computes on).
+    public func paddedTokenCount(step: Int, micro: Int) -> Int {
+        let shape = paddedShape(step: step, micro: micro)
+        return shape.B * (shape.S + shape.T)
+    }
+
+    /// The micro-step's padded batch: its products' shapes differ from batch to batch.
+    public func matmulFLOPs(step: Int, micro: Int) -> Double {
+        let shape = paddedShape(step: step, micro: micro)
+        return model.config.matmulFLOPs(batch: shape.B, sourceLength: shape.S, targetLength: shape.T)
     }
 
     /// Input augmentation `mask=P` (source tokens → <mask>) and `substitute=P` (→ a random token),

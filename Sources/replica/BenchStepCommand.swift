@@ -17,6 +17,7 @@ struct BenchStep: ParsableCommand {
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
         translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens; tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
+        mfu (model FLOPs utilisation) = flops_per_step / seconds per step / (sgemm_gflops · 1e9 · --threads). flops_per_step: one rank's matrix-product FLOPs of forward and backward, counted from the shapes the model multiplies (attention's full T×T scores and values, as the code computes them before masking; backward twice forward). sgemm_gflops: one BLAS thread's rate on a 1024³ product, measured at start-up (median of 5 calls; the ranks' mean). translate counts each timed step's padded batch and divides by the mean step time; gat has no mfu (its attention and input projection are sparse, not sgemm).
         """
     )
 
@@ -47,6 +48,8 @@ struct BenchStep: ParsableCommand {
     func run() throws {
         let context = try Runtime(runtime)
         let communicator = context.communicator
+        // MFU's reference, measured before the model exists: one BLAS thread's sgemm rate on this machine now.
+        var sgemm = [GEMMBenchmark.singleThreadGFLOPs(restoringThreads: context.threads)]
         var options: TrainingOptions
         switch model {
         case .charlm: options = .characterLanguageModel()
@@ -81,11 +84,12 @@ struct BenchStep: ParsableCommand {
         case .charlm:
             let text = try TextCorpus.tinyShakespeare()
             var config = size.config
-            config.vocabularySize = CharacterVocabulary(text: text).count
+            let vocabulary = CharacterVocabulary(text: text)
+            config.vocabularySize = vocabulary.count
             let (estimate, advice) = config.memoryEstimate(options: options, ranks: communicator.size)
             try estimate.check("this benchmark", localRanks: context.localRanks, advice: advice)
             memory = estimate
-            let charlm = try CharLMTask(text: text, dataDescription: "Tiny Shakespeare", config: config,
+            let charlm = try CharLMTask(text: text, vocabulary: vocabulary, dataDescription: "Tiny Shakespeare", config: config,
                                         options: options, rank: communicator.rank, ranks: communicator.size)
             task = charlm
             parameterCount = charlm.model.parameterCount
@@ -95,6 +99,8 @@ struct BenchStep: ParsableCommand {
         var results: [Trainer.StepResult] = []
         var counts = [0.0, 0.0]   // this rank's target tokens and padded tokens in the timed steps
         var cpuSeconds = 0.0      // this process's CPU time in the timed steps (robust on a shared machine)
+        var flops = 0.0           // this rank's matrix-product FLOPs in the timed steps
+        let counting = task as? MatmulCounting
         let bar = ProgressBar(total: warmupSteps + steps, isRoot: communicator.isRoot, mode: progress, toStandardError: runtime.json)
         for step in 0..<(warmupSteps + steps) {
             let cpuStart = processCPUSeconds()
@@ -104,6 +110,9 @@ struct BenchStep: ParsableCommand {
             if step >= warmupSteps {
                 cpuSeconds += processCPUSeconds() - cpuStart
                 results.append(result)
+                if let counting {
+                    flops += (0..<options.gradientAccumulation).reduce(0) { $0 + counting.matmulFLOPs(step: step, micro: $1) }
+                }
                 if let translation {
                     counts[0] += Double(translation.targetCount(step: step, micro: 0))
                     counts[1] += Double(translation.paddedTokenCount(step: step, micro: 0))
@@ -116,9 +125,26 @@ struct BenchStep: ParsableCommand {
         var figures = [median(results.map(\.seconds)), median(results.map(\.communicationSeconds)),
                        median(results.map(\.overlapFraction)), median(results.map(\.computeSeconds))]
         try communicator.allReduceMaximum(&figures)
+        var summedSeconds = [results.map(\.seconds).reduce(0, +)]   // the slowest rank's
+        try communicator.allReduceMaximum(&summedSeconds)
+        try communicator.allReduce(&sgemm, .sum)
+        let sgemmGFLOPs = sgemm[0] / Double(communicator.size)   // the ranks' mean
         let peakResident = try trainer.peakResidentMegabytes().max() ?? 0
         var tokensPerSecond = Double(task.unitsPerMicroStep * communicator.size) / figures[0]
-        var extra: [String: JSONValue] = [:]
+        var extra: [String: JSONValue] = ["sgemm_gflops": .number(sgemmGFLOPs)]
+        var utilisation = ""
+        if counting != nil {
+            // One rank's FLOPs a step (the ranks' and timed steps' mean) over the time of a step (charlm the
+            // median; translate, whose batches differ, the mean, as its tokens_per_s) and the threads' peak.
+            var total = [flops]
+            try communicator.allReduce(&total, .sum)
+            let flopsPerStep = total[0] / Double(communicator.size * steps)
+            let secondsPerStep = translation != nil ? summedSeconds[0] / Double(steps) : figures[0]
+            let mfu = flopsPerStep / secondsPerStep / (sgemmGFLOPs * 1e9 * Double(context.threads))
+            extra["flops_per_step"] = .number(flopsPerStep)
+            extra["mfu"] = .number(mfu)
+            utilisation = String(format: ", MFU %.1f%% (%.2f GFLOP/step; sgemm %.1f GFLOP/s a thread)", mfu * 100, flopsPerStep / 1e9, sgemmGFLOPs)
+        }
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
         if zero != 0 { extra["zero"] = .integer(zero) }
         if let memory {
@@ -127,11 +153,9 @@ struct BenchStep: ParsableCommand {
         }
         if translation != nil {
             // Batches differ in size: the tokens of all timed steps over their summed time (the slowest rank's).
-            var total = [results.map(\.seconds).reduce(0, +)]
-            try communicator.allReduceMaximum(&total)
             try communicator.allReduce(&counts, .sum)
-            tokensPerSecond = counts[0] / total[0]
-            extra["padded_tokens_per_s"] = .number(counts[1] / total[0])
+            tokensPerSecond = counts[0] / summedSeconds[0]
+            extra["padded_tokens_per_s"] = .number(counts[1] / summedSeconds[0])
             extra["target_tokens"] = .number(counts[0])
             var cpu = [cpuSeconds]
             try communicator.allReduce(&cpu, .sum)
@@ -139,7 +163,7 @@ struct BenchStep: ParsableCommand {
         }
         context.log(String(format: "%@ step: %.2f ms/step (compute %.2f ms, all-reduce %.2f ms, %.0f%% hidden), %.0f %@/s on %d rank(s) × %d thread(s), %d parameters",
                            model.rawValue, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokensPerSecond,
-                           task.throughputUnit, communicator.size, context.threads, parameterCount))
+                           task.throughputUnit, communicator.size, context.threads, parameterCount) + utilisation)
         context.emit(summary: [
             "task": .string("bench step"), "model": .string(model.rawValue), "ranks": .integer(communicator.size),
             "steps": .integer(steps), "seconds": .number(results.map(\.seconds).reduce(0, +)),

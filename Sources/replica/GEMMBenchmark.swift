@@ -27,4 +27,13 @@ enum GEMMBenchmark {
         times.sort()
         return Result(m: m, n: n, k: k, iterations: iterations, seconds: times[times.count / 2])
     }
+
+    /// GFLOP/s of one BLAS thread on a 1024³ product (median of `iterations` calls): the peak
+    /// that model FLOPs utilisation divides by, per thread. BLAS runs on one thread for the
+    /// measurement and on `threads` again after it.
+    public static func singleThreadGFLOPs(iterations: Int = 5, restoringThreads threads: Int) -> Double {
+        BLAS.setThreadCount(1)
+        defer { BLAS.setThreadCount(threads) }
+        return run(m: 1024, n: 1024, k: 1024, iterations: iterations).gflops
+    }
 }

@@ -154,11 +154,12 @@ struct TrainCharLM: ParsableCommand {
         defaults.evaluationBatches = evalBatches
         let text = try common.data.map(TextCorpus.load) ?? TextCorpus.tinyShakespeare()
         var config = size.config
-        config.vocabularySize = CharacterVocabulary(text: text).count
+        let vocabulary = CharacterVocabulary(text: text)
+        config.vocabularySize = vocabulary.count
         let run = try TrainingRun(common, defaults: defaults, augmentations: ["substitute"], memory: { options, communicator in
             config.memoryEstimate(options: options, ranks: communicator.size)
         }) { options, communicator in
-            try CharLMTask(text: text, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
+            try CharLMTask(text: text, vocabulary: vocabulary, dataDescription: common.data ?? "Tiny Shakespeare", config: config,
                            options: options, rank: communicator.rank, ranks: communicator.size)
         }
         try run.train(banner: "charlm: \(run.task.model.parameterCount) parameters, \(run.communicator.size) rank(s) × "

@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+import _ReplicaTestSupport
+
+/// `bench step`'s model FLOPs utilisation: `mfu`, `flops_per_step` and the start-up `sgemm_gflops`.
+@Suite struct BenchStepMFUTests {
+    func summary(_ arguments: [String]) throws -> [String: Any] {
+        let result = try runProcess(replicaExecutable, ["bench", "step"] + arguments + ["--threads", "1", "--json", "--progress", "none"],
+                                    timeout: 300)
+        #expect(result.status == 0, "\(result.standardError)")
+        let line = try #require(result.lines.last)
+        return try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
+    }
+
+    @Test func charlmReportsTheFLOPsOfItsShapesOverTheMeasuredSgemmRate() throws {
+        let summary = try summary(["--model", "charlm", "--layers", "1", "--heads", "2", "--embedding", "32", "--block-size", "16",
+                                   "--batch-size", "2", "--steps", "3", "--warmup-steps", "1"])
+        // B 2, T 16, N 32 tokens, C 32, V 65 (Tiny Shakespeare's characters), 1 block:
+        // 3 × (24·N·C² + 4·B·T²·C + 2·N·C·V), backward twice forward.
+        let (B, T, C, V) = (2.0, 16.0, 32.0, 65.0)
+        let N = B * T
+        #expect(summary["flops_per_step"] as? Double == 3 * (24 * N * C * C + 4 * B * T * T * C + 2 * N * C * V))
+        let sgemm = try #require(summary["sgemm_gflops"] as? Double)
+        let mfu = try #require(summary["mfu"] as? Double)
+        #expect(sgemm > 0 && sgemm < 10_000, "sgemm_gflops \(sgemm)")
+        #expect(mfu > 0 && mfu < 1.5, "mfu \(mfu)")
+        // The summary's own figures give it back: FLOPs / seconds per step / (rate × threads).
+        let flops = try #require(summary["flops_per_step"] as? Double), ms = try #require(summary["ms_per_step"] as? Double)
+        #expect(abs(flops / (ms / 1000) / (sgemm * 1e9 * 1) / mfu - 1) < 1e-9)
+    }
+
+    @Test func translateCountsItsPaddedBatchesAndGATHasNoMFU() throws {
+        let translate = try summary(["--model", "translate", "--batch-size", "100", "--steps", "1", "--warmup-steps", "0"])
+        let mfu = try #require(translate["mfu"] as? Double)
+        #expect(mfu > 0 && mfu < 1.5, "mfu \(mfu)")
+        #expect((translate["flops_per_step"] as? Double ?? 0) > 0 && (translate["sgemm_gflops"] as? Double ?? 0) > 0)
+        // GAT's attention and input projection are sparse, not sgemm: the rate, but no utilisation.
+        let gat = try summary(["--model", "gat", "--steps", "1", "--warmup-steps", "0"])
+        #expect((gat["sgemm_gflops"] as? Double ?? 0) > 0)
+        #expect(gat["mfu"] == nil && gat["flops_per_step"] == nil)
+    }
+}
