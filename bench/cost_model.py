@@ -9,36 +9,56 @@ Inputs (written by launch/scaling.sh into the folder):
       forced (2(p-1)/p·n = n bytes each way at once: t = 2α + n·β_both) and with reduce-then-broadcast
       forced (n one way, then back: t = 2α + 2n·β_one). The two differ on a shaped link: TCP's
       acknowledgements queue behind the data of the opposite direction in the same token bucket.
-  scaling.csv  the measured steps; the 1-rank `bench step` rows give the compute time (forward +
-      backward) and the rest of a step (optimizer) at per-rank batches 12, 24 and 6.
+  scaling.csv  the measured steps; for each model (the `model` column: baby, gpt2-small; files
+      without it are baby) the 1-rank `bench step` rows give the compute time (forward + backward)
+      and the rest of a step (optimizer) at each per-rank batch (baby 12, 24 and 6; gpt2-small 1).
+
+The models: Replica's GPT (Sources/ReplicaModels/GPT.swift) with the 65-character vocabulary, its
+parameters in arena order wte, wpe, then per block ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj,
+then ln_f (no biases, the head tied to wte): baby (4 layers, 128 wide, block 64: 804,096
+parameters) and gpt2-small (12 layers, 768 wide, block 1024: 85,790,208).
 
 Model of one step on p ranks (per-rank batch b):
   compute(b) + rest(b), both × max(1, ranks on this machine / cores) (the simulated nodes share cores),
-  + exposed all-reduce + 2 small blocking all-reduces (the token count and the finiteness flag).
-  Gradients (charlm: 804,096 floats) go in buckets built as Replica builds them (whole parameters,
-  last first, ≤ --bucket-mb). Backward takes 2/3 of the compute (twice the forward's FLOPs) and
-  finishes parameters at a rate proportional to their size.
+  + exposed gradient communication + small blocking all-reduces (the token count and the
+  finiteness flag; with ZeRO 1 also the global gradient norm).
+  Gradients go in buckets built as Replica builds them (whole parameters, last first, ≤ --bucket-mb).
+  Backward takes 2/3 of the compute (twice the forward's FLOPs) and finishes parameters at a rate
+  proportional to their size.
   Progress only inside MPI calls (Open MPI has no progress thread for TCP or shared memory): during
-  backward, the GradientReducer calls MPI_Test at 6 poll points (after the final LayerNorm, after
-  each of the 4 blocks, at the end); after backward, MPI_Wait progresses all the time. With overlap
-  a bucket is posted at the first poll after its parameters are final; without, all are posted when
-  backward ends. Each round of an all-reduce's schedule is posted when the previous one is seen
-  complete (at a poll); a message above the eager limit (TCP 64 KiB, shared memory 4 KiB) is a
-  rendezvous: over TCP it needs the receiver's match and then the sender's sight of the
-  acknowledgement (two more polls) before its data leaves; the receiver sees the data at its next
-  poll. Data occupies its link for α + bytes·β; concurrent all-reduces queue on a link (a shaped link
-  is one token bucket for both directions, see `simulate_allreduce`).
-  Exposed = max(0, end of the last bucket's all-reduce − end of backward).
-  One all-reduce of n bytes is simulated message by message on the rank placement (consecutive ranks
-  on a node), each round lasting as long as its busiest link (α + bytes·β of that link):
-    binomial: what Open MPI 4.1 runs for Replica's in-place MPI_Iallreduce (libnbc picks its binomial
-      reduce + broadcast whenever the buffer is MPI_IN_PLACE): 2⌈log2 p⌉ rounds of n bytes;
-    ring: 2(p−1) rounds of n/p bytes, 2(p−1)/p·n a rank: the bandwidth-optimal algorithm.
+  backward, the GradientReducer calls MPI_Test at L + 2 poll points (GPT.backward's gradientsReady:
+  after the final LayerNorm, after each of the L blocks, at the end); after backward, MPI_Wait
+  progresses all the time. With overlap a bucket is posted at the first poll after its parameters
+  are final; without, all are posted when backward ends. Each round of a schedule is posted when
+  the previous one is seen complete (at a poll); a message above the eager limit (TCP 64 KiB,
+  shared memory 4 KiB) is a rendezvous: over TCP it needs the receiver's match and then the
+  sender's sight of the acknowledgement (two more polls) before its data leaves; the receiver sees
+  the data at its next poll. Data occupies each node's link (its NIC) for α + bytes·β, the
+  bytes of every message of the round through it; concurrent collectives queue on a NIC (a shaped
+  link is one token bucket for both directions, see `simulate`).
+  Exposed = max(0, end of the last bucket's collective − end of backward).
+  Each collective is simulated message by message on the rank placement (consecutive ranks on a
+  node), each round lasting as long as its busiest NIC. The schedules are libnbc's in Open MPI 4.1
+  (ompi/mca/coll/libnbc/, the only component of 4.1 with these non-blocking collectives here):
+    ZeRO 0, Replica's in-place MPI_Iallreduce (nbc_iallreduce.c: the binomial reduce + broadcast,
+      allred_sched_diss, whenever the buffer is MPI_IN_PLACE): 2⌈log2 p⌉ rounds of n bytes;
+    ZeRO 1, MPI_Ireduce_scatter during backward (nbc_ireduce_scatter.c, no algorithm choice):
+      a binomial reduce of the whole bucket to rank 0 (⌈log2 p⌉ rounds of n bytes), then one round
+      in which rank 0 sends each rank its piece (p − 1 messages of n/p: (p−1)/p·n out of rank 0);
+      after the optimizer step on the shard (rest/p), MPI_Iallgatherv of every bucket at once
+      (nbc_iallgatherv.c, no choice): one round in which every rank sends its piece to each of the
+      p − 1 others ((p−1)/p·n out of and into every rank), waited for with nothing to overlap.
+    ring (--algorithm ring, what a bandwidth-optimal library would run): all-reduce 2(p−1) rounds
+      of n/p bytes; reduce-scatter and all-gather p − 1 rounds each.
+  The overlap fraction (bench step's overlap_fraction) is predicted as Replica measures it: each
+  bucket's time from its start to when it is seen complete (at a poll during backward, else in
+  finish()'s waits in bucket order), the part of it before backward ends over the whole.
 The table for 2..256 nodes assumes one rank a node with its own core (no sharing) and each node's
 link at the given rate, α from the 2-node fit at that rate.
 """
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -46,19 +66,41 @@ import sys
 from pathlib import Path
 
 FLOAT = 4
-# charlm's parameters in arena (forward) order, nanoGPT's default CPU configuration:
-# 4 layers, 128 wide, vocabulary 65, block 64, no biases, tied lm_head.
-C, LAYERS, VOCAB, BLOCK = 128, 4, 65, 64
-PARAMETERS = [VOCAB * C, BLOCK * C] + [C, 3 * C * C, C * C, C, 4 * C * C, 4 * C * C] * LAYERS + [C]
+VOCAB = 65   # Tiny Shakespeare's characters
 
 
-def buckets(max_bytes):
+class Model:
+    """A GPT's parameter sizes in arena (forward) order, and its layer count (for the poll points)."""
+
+    def __init__(self, name, layers, embedding, block, vocab=VOCAB):
+        self.name, self.layers = name, layers
+        c = embedding
+        # wte, wpe; per block ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj; ln_f. No biases, tied head.
+        self.parameters = [vocab * c, block * c] + [c, 3 * c * c, c * c, c, 4 * c * c, 4 * c * c] * layers + [c]
+
+    @property
+    def count(self):
+        return sum(self.parameters)
+
+
+# Replica's GPTPreset (Sources/ReplicaModels/GPT.swift), with the character vocabulary.
+MODELS = {
+    "baby": Model("baby", layers=4, embedding=128, block=64),              # nanoGPT's CPU configuration
+    "gpt2-small": Model("gpt2-small", layers=12, embedding=768, block=1024),
+}
+BABY = MODELS["baby"]
+# The counts `replica bench step` reports (param_count) for these presets on Tiny Shakespeare.
+assert (BABY.count, MODELS["gpt2-small"].count) == (804_096, 85_790_208)
+
+
+def buckets(max_bytes, model=BABY):
     """Replica's ParameterArena.buckets: whole parameters from the last, each bucket ≤ max_bytes if it can.
 
     Returns (bytes, index of the bucket's first parameter in arena order), last layer first."""
-    result, current, lowest = [], 0, len(PARAMETERS)
-    for index in reversed(range(len(PARAMETERS))):
-        size = PARAMETERS[index]
+    parameters = model.parameters
+    result, current, lowest = [], 0, len(parameters)
+    for index in reversed(range(len(parameters))):
+        size = parameters[index]
         if current and (current + size) * FLOAT > max_bytes:
             result.append((current * FLOAT, lowest))
             current = 0
@@ -69,16 +111,18 @@ def buckets(max_bytes):
     return result
 
 
-def poll_points(compute, backward):
+def poll_points(compute, backward, model=BABY):
     """When GradientReducer polls (MPI_Test) during backward: [(time, lowest finished parameter index)].
 
-    GPT.backward reports after the final LayerNorm (with the tied head), after each block, and at the
-    end (the embeddings); backward finishes parameters at a rate proportional to their size."""
-    total, start = sum(PARAMETERS), compute - backward
-    per_block = len(PARAMETERS[2:-1]) // LAYERS
-    points, finished = [], 0
-    for lowest in [len(PARAMETERS) - 1] + [2 + per_block * layer for layer in reversed(range(LAYERS))] + [0]:
-        finished = sum(PARAMETERS[lowest:])
+    GPT.backward reports (gradientsReady) after the final LayerNorm (with the tied head), after each
+    block, and at the end (the embeddings): L + 2 polls; backward finishes parameters at a rate
+    proportional to their size."""
+    parameters = model.parameters
+    total, start = sum(parameters), compute - backward
+    per_block = len(parameters[2:-1]) // model.layers
+    points = []
+    for lowest in [len(parameters) - 1] + [2 + per_block * layer for layer in reversed(range(model.layers))] + [0]:
+        finished = sum(parameters[lowest:])
         points.append((start + backward * finished / total, lowest))
     return points
 
@@ -103,14 +147,22 @@ def fit_link(path, messages_per_byte):
     return alpha, beta, worst, rows
 
 
+def pieces(n, p):
+    """Bytes of each rank's piece of an n-byte bucket (OptimizerSharding.pieces: the remainder to the first ranks)."""
+    count = n // FLOAT
+    return [FLOAT * (count // p + (1 if r < count % p else 0)) for r in range(p)]
+
+
 def rounds_binomial(p, n):
     """libnbc's allred_sched_diss with root 0: binomial reduce to 0, then binomial broadcast."""
-    rounds, maxr = [], math.ceil(math.log2(p))
-    for r in range(1, maxr + 1):
-        rounds.append([(v + (1 << (r - 1)), v, n) for v in range(0, p, 1 << r) if v + (1 << (r - 1)) < p])
-    for r in range(maxr):
-        rounds.append([(v, v + (1 << r), n) for v in range(min(1 << r, p)) if v + (1 << r) < p])
-    return rounds
+    return rounds_binomial_reduce(p, n) + [
+        [(v, v + (1 << r), n) for v in range(min(1 << r, p)) if v + (1 << r) < p] for r in range(math.ceil(math.log2(p)))]
+
+
+def rounds_binomial_reduce(p, n):
+    """The binomial reduce to rank 0: in round r, rank v + 2^(r−1) sends its partial sum to v (v a multiple of 2^r)."""
+    return [[(v + (1 << (r - 1)), v, n) for v in range(0, p, 1 << r) if v + (1 << (r - 1)) < p]
+            for r in range(1, math.ceil(math.log2(p)) + 1)]
 
 
 def rounds_ring(p, n):
@@ -118,68 +170,127 @@ def rounds_ring(p, n):
     return [[(v, (v + 1) % p, n / p) for v in range(p)] for _ in range(2 * (p - 1))]
 
 
+def rounds_reduce_scatter(p, n):
+    """libnbc's nbc_ireduce_scatter.c: binomial reduce of the whole buffer to rank 0, then rank 0 sends each piece."""
+    return rounds_binomial_reduce(p, n) + [[(0, r, size) for r, size in enumerate(pieces(n, p)) if r > 0]]
+
+
+def rounds_allgather(p, n):
+    """libnbc's nbc_iallgatherv.c: one round, every rank's piece to each of the others (no barrier between its sends)."""
+    sizes = pieces(n, p)
+    return [[(s, (s + k) % p, sizes[s]) for s in range(p) for k in range(1, p)]]
+
+
+def rounds_ring_half(p, n):
+    """A ring reduce-scatter or all-gather: p − 1 rounds of n/p bytes from each rank to the next."""
+    return [[(v, (v + 1) % p, n / p) for v in range(p)] for _ in range(p - 1)]
+
+
 # Open MPI 4.1's eager limits: shared memory (vader) 4 KiB, TCP 64 KiB. A larger message is a rendezvous:
 # the receiver must match it inside an MPI call; over TCP the sender then needs the receiver's
 # acknowledgement (another MPI call) before the rest of the data leaves; vader's receiver copies it itself.
 EAGER_BYTES = {"local": 4 << 10, "link": 64 << 10}
 
+# The schedules by collective and --algorithm ("binomial": libnbc's, what Open MPI 4.1 runs).
+ROUNDS = {
+    ("allreduce", "binomial"): rounds_binomial, ("allreduce", "ring"): rounds_ring,
+    ("reduce-scatter", "binomial"): rounds_reduce_scatter, ("reduce-scatter", "ring"): rounds_ring_half,
+    ("allgather", "binomial"): rounds_allgather, ("allgather", "ring"): rounds_ring_half,
+}
 
-def simulate_allreduce(n, p, node_of, links, algorithm, posted, poll, link_free):
-    """End time of one non-blocking all-reduce of n bytes posted at `posted`.
+
+@functools.lru_cache(maxsize=None)
+def schedule(collective, algorithm, p, n, ppn):
+    """The rounds of a collective of n bytes on p ranks, ppn consecutive ranks a node, as the load of
+    each channel: a tuple of rounds, each a tuple of (channel, bytes, largest message).
+
+    A channel is a node's memory ("local", node), or a node's link: ("link", node) carrying both
+    directions (a shaped link is one token bucket: data one way slows the other, whose
+    acknowledgements queue behind it), or for the ring, whose β is its both-ways rate, one channel
+    a direction, ("out", node) and ("in", node). With one rank a node the ring and the linear
+    all-gather load every node's link alike, so one channel stands for all of them (exact: they start
+    and stay equal), which keeps 256 nodes quick."""
+    if p == 1:
+        return ()
+    directional = algorithm == "ring"
+    if ppn == 1 and directional:
+        size = n / p
+        return (((("out",), size, size), (("in",), size, size)),) * (2 * (p - 1) if collective == "allreduce" else p - 1)
+    if ppn == 1 and collective == "allgather":
+        largest = max(pieces(n, p))
+        return (((("link",), 2 * (p - 1) * largest, largest),),)
+    result = []
+    for messages in ROUNDS[collective, algorithm](p, n):
+        channels = {}
+        for source, target, size in messages:
+            a, b = source // ppn, target // ppn
+            if a == b:
+                keys = (("local", a),)
+            elif directional:
+                keys = (("out", a), ("in", b))
+            else:
+                keys = (("link", a), ("link", b))
+            for key in keys:
+                entry = channels.setdefault(key, [0, 0])
+                entry[0] += size
+                entry[1] = max(entry[1], size)
+        if channels:
+            result.append(tuple((key, size, largest) for key, (size, largest) in channels.items()))
+    return tuple(result)
+
+
+def simulate(rounds, links, directional, posted, poll, link_free):
+    """Seen-complete time of one non-blocking collective with schedule `rounds` (see `schedule`),
+    posted at `posted`.
 
     Progress happens only inside MPI calls: `poll(t)` is the first time ≥ t at which the ranks are in
     one (during backward the GradientReducer's MPI_Test calls; after it, MPI_Wait: any time). Each
-    round of the schedule is posted when the previous one is seen complete; a message's data occupies
-    its channel (a link direction, or a node's memory) for α + bytes·β, after what its protocol needs.
-    `link_free` (channel -> time) is shared by the concurrent all-reduces and updated."""
-    if p == 1:
-        return posted
-    beta_index = 2 if algorithm == "ring" else 1   # the ring sends and receives on every link at once
-    rounds = rounds_binomial(p, n) if algorithm == "binomial" else rounds_ring(p, n)
+    round of the schedule is posted when the previous one is seen complete; a channel's data occupies
+    it for α + bytes·β (β one way, or both ways for the ring's directed channels), after what the
+    protocol of its largest message needs. `link_free` (channel -> time) is shared by the concurrent
+    collectives and updated."""
+    beta_index = 2 if directional else 1
     now = posted
-    for messages in rounds:
-        channels = {}
-        for source, target, size in messages:
-            a, b = node_of(source), node_of(target)
-            # A shaped link is one token bucket: data one way slows the other (its acknowledgements
-            # queue behind it), so concurrent binomial all-reduces share the link whichever way they go;
-            # the ring's β is already its both-ways rate, per direction.
-            ends = (a, b) if algorithm == "ring" else (min(a, b), max(a, b))
-            channel = ("local", a) if a == b else ("link", *ends)
-            channels[channel] = channels.get(channel, 0) + size
+    for channels in rounds:
         done = now
-        for channel, size in channels.items():
-            kind = channel[0]
+        for channel, size, largest in channels:
+            kind = "local" if channel[0] == "local" else "link"
             alpha, beta = links[kind][0], links[kind][beta_index]
-            if size <= EAGER_BYTES[kind]:
+            if largest <= EAGER_BYTES[kind]:
                 ready = now
             elif kind == "local":
                 ready = poll(now + alpha)                    # the receiver matches, then copies
             else:
                 ready = poll(poll(now + alpha) + alpha)      # match, then the sender sees the acknowledgement
             start = max(ready, link_free.get(channel, 0.0))
-            link_free[channel] = start + alpha + size * beta
-            arrived = link_free[channel]
+            arrived = link_free[channel] = start + alpha + size * beta
             # vader's receiver copies inside its own MPI call; otherwise it sees the data at its next call.
-            done = max(done, arrived if (kind == "local" and size > EAGER_BYTES[kind]) else poll(arrived))
+            done = max(done, arrived if (kind == "local" and largest > EAGER_BYTES[kind]) else poll(arrived))
         now = done
     return now
 
 
-def allreduce_seconds(n, p, node_of, links, algorithm):
+def simulate_allreduce(n, p, ppn, links, algorithm, posted, poll, link_free):
+    """End time of one non-blocking all-reduce of n bytes posted at `posted` (see `simulate`)."""
+    return simulate(schedule("allreduce", algorithm, p, n, ppn), links, algorithm == "ring", posted, poll, link_free)
+
+
+def allreduce_seconds(n, p, ppn, links, algorithm):
     """Time of one blocking all-reduce of n bytes (progress all the time)."""
-    return simulate_allreduce(n, p, node_of, links, algorithm, 0.0, lambda t: t, {})
+    return simulate_allreduce(n, p, ppn, links, algorithm, 0.0, lambda t: t, {})
 
 
-def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm):
-    """Predicted seconds per step, and the exposed all-reduce seconds (compute and rest as the ranks see them).
+def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0):
+    """The predicted step: a dict of seconds (step, exposed gradient communication, small all-reduces,
+    optimizer, all-gather) and the overlap fraction; compute and rest as the ranks see them.
 
     With overlap, a bucket is posted at the first poll after backward has finished its parameters
-    and advances only at the polls until backward ends; without, all are posted after backward."""
+    and advances only at the polls until backward ends; without, all are posted after backward.
+    ZeRO 1: the buckets are reduce-scattered, the optimizer (and the norm, the clipping) runs on
+    1/p of the parameters, then every bucket is all-gathered at once, after the optimizer."""
     ppn = math.ceil(p / nodes)
-    node_of = lambda rank: rank // ppn  # noqa: E731
     backward = compute * 2 / 3
-    points = poll_points(compute, backward) if overlap else [(compute, 0)]
+    points = poll_points(compute, backward, model) if overlap else [(compute, 0)]
     times = [t for t, _ in points]
 
     def poll(t):
@@ -187,13 +298,44 @@ def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm):
             return t
         return next(q for q in times if q >= t)
 
+    sharded = zero >= 1 and p > 1
+    directional = algorithm == "ring"
+    collective = "reduce-scatter" if sharded else "allreduce"
     link_free, end = {}, compute
-    for size, lowest in buckets(bucket_mb * 1024 * 1024):
+    spans = []
+    for size, lowest in buckets(bucket_mb * 1024 * 1024, model):
         posted = next(t for t, finished in points if finished <= lowest)
-        end = max(end, simulate_allreduce(size, p, node_of, links, algorithm, posted, poll, link_free))
+        done = simulate(schedule(collective, algorithm, p, size, ppn), links, directional, posted, poll, link_free)
+        spans.append((posted, done))
+        end = max(end, done)
     exposed = end - compute if p > 1 else 0.0
-    small = 2 * allreduce_seconds(16, p, node_of, links, algorithm)
-    return compute + rest + exposed + small, exposed
+    # GradientReducer's statistics: a bucket seen complete at a poll is recorded then; finish() waits
+    # for the others in bucket order, so each is recorded no earlier than the one before it.
+    communication = hidden = 0.0
+    waited = compute
+    for posted, done in spans:
+        recorded = done
+        if done > compute:
+            recorded = max(done, waited)
+            waited = recorded
+        communication += recorded - posted
+        hidden += max(0.0, min(recorded, compute) - posted)
+    small = (3 if sharded else 2) * allreduce_seconds(16, p, ppn, links, algorithm)
+    optimizer = rest / p if sharded else rest
+    gather, free = 0.0, {}
+    if sharded:
+        for size, _ in buckets(bucket_mb * 1024 * 1024, model):
+            gather = max(gather, simulate(schedule("allgather", algorithm, p, size, ppn), links, directional, 0.0,
+                                          lambda t: t, free))
+    return {"step": compute + exposed + small + optimizer + gather, "exposed": exposed, "small": small,
+            "optimizer": optimizer, "gather": gather,
+            "overlap_fraction": hidden / communication if communication > 0 else 0.0}
+
+
+def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0):
+    """Predicted seconds per step, and the exposed gradient communication (see `step_detail`)."""
+    detail = step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model, zero)
+    return detail["step"], detail["exposed"]
 
 
 def read_csv(path):
@@ -201,11 +343,24 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+def row_model(r):
+    return r.get("model") or "baby"
+
+
+def row_zero(r):
+    return int(r.get("zero") or 0)
+
+
+# The tables' buckets: baby's small buckets (where overlap shows at this size), gpt2-small's default.
+TABLE_BUCKET_MB = {"baby": 0.5, "gpt2-small": 25}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("directory", nargs="?", default="scaling-results")
     parser.add_argument("--algorithm", choices=["binomial", "ring"], default="binomial",
-                        help="all-reduce for the measured configurations (default: what Open MPI 4.1 runs for Replica)")
+                        help="schedules for the measured configurations (default binomial: libnbc's, what Open MPI 4.1 runs "
+                             "for Replica: binomial all-reduce; binomial reduce + linear scatter; linear all-gather)")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores the measured ranks shared")
     arguments = parser.parse_args()
     directory = Path(arguments.directory)
@@ -227,67 +382,98 @@ def main():
         rate = path.stem.split("-", 1)[1]
         links_by_rate[rate] = {"local": local, "link": link(rate)}
 
-    # Compute per step, 1 rank.
+    # Compute per step, 1 rank, by model and batch.
     rows = read_csv(directory / "scaling.csv")
-    single = {int(r["batch_per_rank"]): r for r in rows if r["benchmark"] == "bench-step" and r["ranks"] == "1"}
-    compute = {b: float(r["compute_ms"]) / 1e3 for b, r in single.items()}
-    rest = {b: (float(r["ms_per_step"]) - float(r["compute_ms"])) / 1e3 for b, r in single.items()}
-    print("\nCompute on 1 rank (bench step): " + ", ".join(
-        f"batch {b}: {1e3 * compute[b]:.1f} ms forward+backward + {1e3 * rest[b]:.1f} ms optimizer" for b in sorted(compute)))
+    single = {(row_model(r), int(r["batch_per_rank"])): r for r in rows if r["benchmark"] == "bench-step" and r["ranks"] == "1"}
+    compute = {k: float(r["compute_ms"]) / 1e3 for k, r in single.items()}
+    rest = {k: (float(r["ms_per_step"]) - float(r["compute_ms"])) / 1e3 for k, r in single.items()}
+    # The 1-rank batch of each model's weak and strong scaling (efficiency's baseline).
+    baseline = {(row_model(r), r["mode"]): int(r["batch_per_rank"]) for r in single.values() if r["mode"] in ("weak", "strong")}
+    models = [name for name in MODELS if any(m == name for m, _ in compute)]
+    print()
+    for name in models:
+        print(f"Compute on 1 rank ({name}, {MODELS[name].count:,} parameters, bench step): " + ", ".join(
+            f"batch {b}: {1e3 * compute[m, b]:.1f} ms forward+backward + {1e3 * rest[m, b]:.1f} ms optimizer"
+            for m, b in sorted(compute) if m == name))
 
     # Prediction next to measurement.
-    print(f"\nMeasured vs predicted step time ({arguments.algorithm} all-reduce; {arguments.cores} cores shared by all ranks)")
+    print(f"\nMeasured vs predicted step time ({arguments.algorithm} schedules; {arguments.cores} cores shared by all ranks)")
     print("  A: compute from the 1-rank run (a prediction); B: compute as measured in the run itself (tests the")
-    print("     communication and overlap part alone). Exposed = step − compute − optimizer, measured / model A.")
-    header = (f"  {'mode':<6} {'p':>2} {'nodes':>5} {'link':>8} {'bucket':>6} {'ovl':>3} | {'measured':>8} {'A':>7} {'err A':>6}"
-              f" {'B':>7} {'err B':>6} | {'exposed m/A (ms)':>17} | {'eff m/A':>9}")
+    print("     communication and overlap part alone). After bwd = step − compute − optimizer (ZeRO 1: the optimizer")
+    print("     on 1/p, so this includes the all-gather), measured / model A; hidden: overlap_fraction, measured / A / B.")
+    header = (f"  {'model':<10} {'mode':<6} {'p':>2} {'nodes':>5} {'link':>8} {'bucket':>6} {'ovl':>3} {'z':>1} | {'measured':>8}"
+              f" {'A':>8} {'err A':>6} {'B':>8} {'err B':>6} | {'after bwd m/A (ms)':>19} | {'hidden m/A/B':>14} | {'eff m/A':>9}")
     print(header)
     errors = {"A": [], "B": []}
     for r in rows:
         if r["benchmark"] != "bench-step" or r["ranks"] == "1":
             continue
+        name, zero = row_model(r), row_zero(r)
         p, nodes, batch = int(r["ranks"]), int(r["nodes"]), int(r["batch_per_rank"])
-        if batch not in compute:
+        if (name, batch) not in compute or name not in MODELS:
             continue
         links = links_by_rate.get(r["bandwidth"]) if nodes > 1 else {"local": local, "link": local}
         if links is None:
             continue
         share = max(1.0, p / arguments.cores)
-        shape = (p, nodes, float(r["bucket_mb"]), r["overlap"] == "on", links, arguments.algorithm)
-        predicted, exposed = step_model(compute[batch] * share, rest[batch] * share, *shape)
-        own, _ = step_model(float(r["compute_ms"]) / 1e3, rest[batch] * share, *shape)
+        shape = (p, nodes, float(r["bucket_mb"]), r["overlap"] == "on", links, arguments.algorithm, MODELS[name], zero)
+        detail = step_detail(compute[name, batch] * share, rest[name, batch] * share, *shape)
+        predicted = detail["step"]
+        own_detail = step_detail(float(r["compute_ms"]) / 1e3, rest[name, batch] * share, *shape)
+        own = own_detail["step"]
         measured = float(r["ms_per_step"]) / 1e3
         error, own_error = (predicted - measured) / measured, (own - measured) / measured
         errors["A"].append(abs(error))
         errors["B"].append(abs(own_error))
-        base = compute[12 if r["mode"] == "weak" else 24] + rest[12 if r["mode"] == "weak" else 24]
+        base_batch = baseline.get((name, r["mode"]), batch)
+        base = compute[name, base_batch] + rest[name, base_batch]
         # Weak: tokens/s(p) / (p · tokens/s(1)) = T1 / Tp; strong (same global batch): T1 / (p · Tp).
         efficiency = base / predicted if r["mode"] == "weak" else base / (p * predicted)
-        measured_exposed = float(r["exposed_ms"]) - 1e3 * rest[batch] * share
-        print(f"  {r['mode']:<6} {p:>2} {nodes:>5} {r['bandwidth']:>8} {r['bucket_mb']:>6} {r['overlap']:>3} | "
-              f"{1e3 * measured:8.1f} {1e3 * predicted:7.1f} {100 * error:+5.0f}% {1e3 * own:7.1f} {100 * own_error:+5.0f}% | "
-              f"{max(0, measured_exposed):7.1f} / {1e3 * exposed:7.1f} | {float(r['efficiency']):.2f}/{efficiency:.2f}")
-    for name, values in errors.items():
+        measured_after = float(r["exposed_ms"]) - 1e3 * detail["optimizer"]
+        predicted_after = detail["exposed"] + detail["small"] + detail["gather"]
+        hidden = (f"{float(r['overlap_fraction']):.2f}/{detail['overlap_fraction']:.2f}/{own_detail['overlap_fraction']:.2f}"
+                  if r["overlap_fraction"] != "" else "")
+        measured_efficiency = f"{float(r['efficiency']):.2f}" if r["efficiency"] != "" else "-"
+        print(f"  {name:<10} {r['mode']:<6} {p:>2} {nodes:>5} {r['bandwidth']:>8} {r['bucket_mb']:>6} {r['overlap']:>3} {zero:>1} | "
+              f"{1e3 * measured:8.1f} {1e3 * predicted:8.1f} {100 * error:+5.0f}% {1e3 * own:8.1f} {100 * own_error:+5.0f}% | "
+              f"{max(0, measured_after):8.1f} / {1e3 * predicted_after:8.1f} | {hidden:>14} | {measured_efficiency}/{efficiency:.2f}")
+    for label, values in errors.items():
         if values:
             values.sort()
-            print(f"  {name}: {sum(1 for e in values if e <= 0.25)} of {len(values)} configurations within 25% "
+            print(f"  {label}: {sum(1 for e in values if e <= 0.25)} of {len(values)} configurations within 25% "
                   f"(median |error| {100 * values[len(values) // 2]:.0f}%, worst {100 * values[-1]:.0f}%)")
 
-    # Table for sizes not measurable here: weak scaling, batch 12, one rank a node.
-    if 12 in compute:
-        print("\nPredicted weak scaling, 1 rank a node with its own core, batch 12, bucket 0.5 MiB overlap on"
-              " (ms/step and efficiency)")
-        rates = list(links_by_rate)
-        print(f"  {'nodes':>5} | " + " | ".join(f"{rate + ' ring':>16} {rate + ' binomial':>20}" for rate in rates))
-        base = compute[12] + rest[12]
-        for p in [2, 4, 8, 16, 32, 64, 128, 256]:
+    # The issue's overlap bar: gpt2-small across 2 nodes, default buckets, overlap on.
+    if ("gpt2-small", 1) in compute and links_by_rate:
+        print("\nPredicted overlap_fraction, gpt2-small, batch 1, 2 ranks on 2 nodes, 25 MiB buckets, overlap on"
+              " (share of the gradient communication hidden behind backward)")
+        for rate, links in links_by_rate.items():
             cells = []
-            for rate in rates:
-                for algorithm in ("ring", "binomial"):
-                    t, _ = step_model(compute[12], rest[12], p, p, 0.5, True, links_by_rate[rate], algorithm)
-                    width = 16 if algorithm == "ring" else 20
-                    cells.append(f"{f'{1e3 * t:.0f} ms {base / t:.2f}':>{width}}")
-            print(f"  {p:>5} | " + " | ".join(" ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)))
+            for zero in (0, 1):
+                detail = step_detail(compute["gpt2-small", 1], rest["gpt2-small", 1], 2, 2, 25, True, links,
+                                     arguments.algorithm, MODELS["gpt2-small"], zero)
+                cells.append(f"ZeRO {zero}: {detail['overlap_fraction']:.2f} ({1e3 * detail['step']:.0f} ms/step)")
+            print(f"  {rate:>8}: " + ", ".join(cells))
+
+    # Tables for sizes not measurable here: weak scaling, one rank a node.
+    for name in models:
+        weak = baseline.get((name, "weak"))
+        if weak is None:
+            continue
+        bucket = TABLE_BUCKET_MB.get(name, 25)
+        model, c, o = MODELS[name], compute[name, weak], rest[name, weak]
+        base = c + o
+        for rate, links in links_by_rate.items():
+            print(f"\nPredicted weak scaling, {name}, {rate}, 1 rank a node with its own core, batch {weak}, bucket {bucket} MiB,"
+                  " overlap on (ms/step and efficiency; binomial = libnbc's schedules, what Open MPI 4.1 runs)")
+            columns = [(0, "binomial"), (0, "ring"), (1, "binomial"), (1, "ring")]
+            print(f"  {'nodes':>5} | " + " ".join(f"{f'ZeRO {z} {a}':>17}" for z, a in columns))
+            for p in [2, 4, 8, 16, 32, 64, 128, 256]:
+                cells = []
+                for zero, algorithm in columns:
+                    t, _ = step_model(c, o, p, p, bucket, True, links, algorithm, model, zero)
+                    cells.append(f"{f'{1e3 * t:.0f} ms {base / t:.2f}':>17}")
+                print(f"  {p:>5} | " + " ".join(cells))
     return 0
 
 

@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
 # Strong and weak scaling of the training step on 1, 2, 4 ranks, on one node and across 2
-# simulated nodes (cluster/) at several link rates, with overlap on and off and two bucket sizes;
-# then the all-reduce α/β runs for the cost model. Writes DIR/scaling.csv, DIR/scaling.png,
+# simulated nodes (cluster/) at several link rates, with overlap on and off and two bucket sizes,
+# for the baby GPT (charlm's default, 0.8 M parameters), with and without ZeRO-1 (--zero 1); then
+# a few configurations of GPT-2 small (85.8 M parameters) with and without ZeRO-1; then the
+# all-reduce α/β runs for the cost model. Writes DIR/scaling.csv, DIR/scaling.png,
 # DIR/raw.jsonl (every run), DIR/allreduce-*.json (the links, for the cost model) and DIR/cost_model.txt.
 #
-#   launch/scaling.sh                      # default DIR scaling-results/, about 10-15 minutes
-#   launch/scaling.sh --quick --out /tmp/s # one rate (1gbit), one small bucket, fewer steps: ~3 minutes
+#   launch/scaling.sh                      # default DIR scaling-results/, about 20-25 minutes (gpt2-small 6-8 of them)
+#   launch/scaling.sh --quick --out /tmp/s # baby only (MODELS overrides): 1gbit, one small bucket, fewer steps: ~3 minutes
 #
-# Weak scaling: 12 sequences of 64 tokens per rank (the default batch), so the global batch grows
-# with the ranks. Strong scaling: a global batch of 24 sequences split over the ranks (24, 12, 6).
-# Efficiency = tokens/s on p ranks ÷ (p × tokens/s on 1 rank) for the same mode (for strong
+# baby, weak scaling: 12 sequences of 64 tokens per rank (the default batch), so the global batch
+# grows with the ranks. Strong scaling: a global batch of 24 sequences split over the ranks (24, 12, 6).
+# Every baby configuration runs with ZeRO 0; with 1 in ZERO, the weak-scaling bench steps with
+# overlap on run again with --zero 1 (each bucket and rank count, each placement).
+# gpt2-small (bench step --preset gpt2-small), weak scaling at 1 sequence of 1024 tokens per rank,
+# 25 MiB buckets, overlap on, each stage of ZERO: 1 rank (ZeRO 0 only: on one rank ZeRO 1 is the
+# same step) and 2 ranks on one node, and 2 ranks on 2 simulated nodes (one a node) at each rate of
+# GPT_RATES. A step takes about 8 s on one thread, so GPT_STEPS timed steps after GPT_WARMUP_STEPS.
+# Efficiency = tokens/s on p ranks ÷ (p × tokens/s on 1 rank) for the same model and mode (for strong
 # scaling that is speed-up ÷ p). 4 ranks on this 2-core machine share cores (oversubscribed,
 # marked in the CSV), which halves their efficiency by construction; the simulated nodes also
 # share the same cores. The cross-node runs need root (network namespaces); without it they are
 # left out and the CSV says so by their absence.
-# Knobs (environment): REPLICA_BIN (default .build/release/replica), RATES ("100mbit 1gbit 10gbit"),
-# BUCKETS ("25 0.5", MiB: 25 is one bucket for the 3.2 MB of charlm gradients, 0.5 gives 7),
-# STEPS (timed bench steps, 20), REPEATS (runs of each configuration, the fastest kept; 1),
-# LOCAL_REPEATS (the same for the one-node runs, which take seconds and whose ranks share the cores
-# with the OS and each other, so one run can catch a disturbance; 3). Python (numpy, matplotlib)
-# runs in the repository's venv, made and filled by launch/python.sh (REPLICA_VENV).
+# Knobs (environment): REPLICA_BIN (default .build/release/replica), MODELS ("baby gpt2-small"; with
+# --quick "baby"), ZERO ("0 1"), RATES ("100mbit 1gbit 10gbit", baby's), BUCKETS ("25 0.5", MiB, baby's:
+# 25 is one bucket for the 3.2 MB of baby's gradients, 0.5 gives 7), STEPS (baby's timed bench steps,
+# 20), REPEATS (runs of each configuration, the fastest kept; 1), LOCAL_REPEATS (the same for baby's
+# one-node runs, which take seconds and whose ranks share the cores with the OS and each other, so
+# one run can catch a disturbance; 3), GPT_RATES ("1gbit 10gbit"), GPT_LOCAL_RANKS ("1 2": gpt2-small's
+# one-node rank counts), GPT_STEPS (3), GPT_WARMUP_STEPS (1), GPT_REPEATS (1). Python (numpy,
+# matplotlib) runs in the repository's venv, made and filled by launch/python.sh (REPLICA_VENV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -35,12 +45,29 @@ while (($#)); do
         *) echo "usage: launch/scaling.sh [--out DIR] [--quick]" >&2; exit 1 ;;
     esac
 done
+models_default="baby gpt2-small"
+((quick)) && models_default=baby
+MODELS=${MODELS:-$models_default}
+ZERO=${ZERO:-"0 1"}
 RATES=${RATES:-"100mbit 1gbit 10gbit"}
 BUCKETS=${BUCKETS:-"25 0.5"}
 STEPS=${STEPS:-20}
 REPEATS=${REPEATS:-1}
 LOCAL_REPEATS=${LOCAL_REPEATS:-3}
+GPT_RATES=${GPT_RATES:-"1gbit 10gbit"}
+GPT_LOCAL_RANKS=${GPT_LOCAL_RANKS:-"1 2"}
+GPT_STEPS=${GPT_STEPS:-3}
+GPT_WARMUP_STEPS=${GPT_WARMUP_STEPS:-1}
+GPT_REPEATS=${GPT_REPEATS:-1}
 if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8 LOCAL_REPEATS=1; fi
+for word in $MODELS; do
+    [[ $word == baby || $word == gpt2-small ]] || { echo "error: MODELS: $word is not baby or gpt2-small" >&2; exit 1; }
+done
+for word in $ZERO; do
+    [[ $word == 0 || $word == 1 ]] || { echo "error: ZERO: $word is not 0 or 1" >&2; exit 1; }
+done
+# Whether word $1 is in the list $2.
+has() { [[ " $2 " == *" $1 "* ]]; }
 python=$(replica_python_env "${REPLICA_PYTHON_PLOT[@]}") # the CSV and plot
 BINARY=$(realpath "${REPLICA_BIN:-.build/release/replica}" 2>/dev/null || true)
 [[ -x $BINARY ]] || { swift build -c release --product replica; BINARY=$root/.build/release/replica; }
@@ -53,12 +80,15 @@ read -r -a flags <<<"$(replica_mpirun_flags)"
 
 # Runs one configuration: where (one-node or the cluster), ranks, then replica's arguments; appends
 # {"config": {...}, "result": <replica's JSON summary>} to raw.jsonl.
-# Config fields come from the environment of the call: nodes, bandwidth, mode, benchmark.
+# Config fields come from the environment of the call: nodes, bandwidth, mode, benchmark, model
+# (the GPT preset, passed as --preset) and zero (passed as --zero when not 0).
+model=baby zero=0
 run() {
     local ranks=$1 batch=$2 bucket=$3 overlap=$4
     shift 4
-    local arguments=("$@" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json)
+    local arguments=("$@" --preset "$model" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json)
     [[ $overlap == off ]] && arguments+=(--no-overlap)
+    [[ $zero == 0 ]] || arguments+=(--zero "$zero")
     local attempt line repeats=$REPEATS
     [[ $nodes == 1 ]] && repeats=$LOCAL_REPEATS
     for ((attempt = 1; attempt <= repeats; attempt++)); do
@@ -70,45 +100,72 @@ run() {
         [[ $line == \{* ]] || { echo "error: no JSON summary from ranks=$ranks nodes=$nodes ${arguments[*]}" >&2; exit 2; }
         local oversubscribed=false
         ((ranks > cores)) && oversubscribed=true
-        printf '{"config": {"benchmark": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "batch_per_rank": %d, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
-            "$benchmark" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$batch" "$oversubscribed" \
+        printf '{"config": {"benchmark": "%s", "model": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "zero": %d, "batch_per_rank": %d, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
+            "$benchmark" "$model" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$zero" "$batch" "$oversubscribed" \
             "$(cut -d' ' -f1 /proc/loadavg)" "$line" >>"$raw"
-        echo "  $benchmark $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap: $("$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
+        echo "  $benchmark $model $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap zero=$zero: $("$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
     done
 }
 
-# Every multi-rank configuration of one placement: modes × ranks × overlap × buckets, bench step.
+# Every multi-rank baby configuration of one placement: modes × ranks × overlap × buckets, bench
+# step; then the weak-scaling ones with overlap on again with each ZeRO stage of ZERO above 0.
 sweep() {
     local ranks_list=$1 steps=$2
-    local mode ranks batch bucket overlap
-    benchmark=bench-step
+    local mode ranks batch bucket overlap stage
+    benchmark=bench-step model=baby
     for mode in weak strong; do
         for ranks in $ranks_list; do
             if [[ $mode == weak ]]; then batch=12; else batch=$((24 / ranks)); fi
             for bucket in $BUCKETS; do
                 for overlap in on off; do
-                    run "$ranks" "$batch" "$bucket" "$overlap" bench step --model charlm --steps "$steps" --warmup-steps 3
+                    zero=0 run "$ranks" "$batch" "$bucket" "$overlap" bench step --model charlm --steps "$steps" --warmup-steps 3
+                done
+                [[ $mode == weak ]] || continue
+                for stage in $ZERO; do
+                    [[ $stage == 0 ]] && continue
+                    zero=$stage run "$ranks" "$batch" "$bucket" on bench step --model charlm --steps "$steps" --warmup-steps 3
                 done
             done
         done
     done
 }
 
-echo "== one node: bench step (charlm, $STEPS timed steps), 1/2/4 ranks"
+# gpt2-small at one placement: bench step, batch 1, 25 MiB buckets, overlap on, for each rank count
+# of $1 and each ZeRO stage of ZERO (one rank: ZeRO 0 only).
+gpt2_runs() {
+    local ranks stage
+    benchmark=bench-step model=gpt2-small mode=weak
+    for ranks in $1; do
+        for stage in $ZERO; do
+            ((ranks == 1 && stage != 0)) && continue
+            zero=$stage LOCAL_REPEATS=$GPT_REPEATS REPEATS=$GPT_REPEATS run "$ranks" 1 25 on \
+                bench step --model charlm --steps "$GPT_STEPS" --warmup-steps "$GPT_WARMUP_STEPS"
+        done
+    done
+    model=baby zero=0
+}
+
 nodes=1 bandwidth=local
-benchmark=bench-step
-# 1-rank baselines: batch 12 (weak), 24 (strong); 6 is the per-rank compute of strong scaling on 4 ranks.
-# Every efficiency divides by these, so they run one more time than the rest (the fastest is kept).
-for batch in 12 24 6; do
-    mode=weak
-    [[ $batch == 24 ]] && mode=strong
-    [[ $batch == 6 ]] && mode=compute
-    LOCAL_REPEATS=$((LOCAL_REPEATS + 1)) run 1 "$batch" 25 on bench step --model charlm --steps "$STEPS" --warmup-steps 3
-done
-sweep "2 4" "$STEPS"
-echo "== one node: replica train charlm (30 steps, weak)"
-benchmark=train mode=weak
-for ranks in 1 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+if has baby "$MODELS"; then
+    echo "== one node: bench step (baby, $STEPS timed steps), 1/2/4 ranks"
+    benchmark=bench-step model=baby zero=0
+    # 1-rank baselines: batch 12 (weak), 24 (strong); 6 is the per-rank compute of strong scaling on 4 ranks.
+    # Every efficiency divides by these, so they run one more time than the rest (the fastest is kept).
+    for batch in 12 24 6; do
+        mode=weak
+        [[ $batch == 24 ]] && mode=strong
+        [[ $batch == 6 ]] && mode=compute
+        LOCAL_REPEATS=$((LOCAL_REPEATS + 1)) run 1 "$batch" 25 on bench step --model charlm --steps "$STEPS" --warmup-steps 3
+    done
+    sweep "2 4" "$STEPS"
+    echo "== one node: replica train charlm (baby, 30 steps, weak)"
+    benchmark=train mode=weak
+    for ranks in 1 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+fi
+if has gpt2-small "$MODELS"; then
+    echo "== one node: bench step (gpt2-small, batch 1, $GPT_STEPS timed steps), ranks $GPT_LOCAL_RANKS, ZeRO $ZERO"
+    gpt2_runs "$GPT_LOCAL_RANKS"
+fi
 # The cost model's links: Open MPI's ring (both directions of a link at once) and reduce-then-broadcast
 # (one direction at a time, as the binomial all-reduce behind Replica's MPI_Iallreduce uses a link).
 ring=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4)
@@ -122,17 +179,27 @@ if [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null; then
     trap 'cluster/down.sh >/dev/null 2>&1 || true' EXIT
     cluster/down.sh >/dev/null
     nodes=2
-    for bandwidth in $RATES; do
+    # Every rate some model runs at: baby's RATES, then gpt2-small's GPT_RATES.
+    rates=()
+    has baby "$MODELS" && rates+=($RATES)
+    if has gpt2-small "$MODELS"; then
+        for bandwidth in $GPT_RATES; do has "$bandwidth" "${rates[*]}" || rates+=("$bandwidth"); done
+    fi
+    for bandwidth in "${rates[@]}"; do
         echo "== 2 simulated nodes at $bandwidth"
         cluster/up.sh 2 --rate "$bandwidth" >/dev/null
         steps=$STEPS
         # At 100 Mbit/s a step is mostly waiting: fewer steps keep the sweep short.
         (($(cluster_rate_bits "$bandwidth") < 1000000000)) && steps=$(((STEPS + 1) / 2))
-        sweep "2 4" "$steps"
-        if [[ $bandwidth == 1gbit ]]; then
-            benchmark=train mode=weak
-            for ranks in 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+        if has baby "$MODELS" && has "$bandwidth" "$RATES"; then
+            sweep "2 4" "$steps"
+            if [[ $bandwidth == 1gbit ]]; then
+                benchmark=train mode=weak
+                for ranks in 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
+            fi
         fi
+        # gpt2-small: 2 ranks, one a node (cluster/run.sh maps ⌈2/2⌉ = 1 rank a node).
+        has gpt2-small "$MODELS" && has "$bandwidth" "$GPT_RATES" && gpt2_runs 2
         # α and β of the link: 2 ranks, one a node, tuned ring all-reduce; big messages only where they are quick.
         sizes=4K,16K,64K,256K,1M,4M
         [[ $steps == "$STEPS" ]] && sizes=$sizes,16M
