@@ -78,26 +78,29 @@ public final class AttentionKernel {
         let probabilities = Tensor(uninitialized: [B, NH, Tq, Tk])
         if scorer == .additive { tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs]) }
         let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
+        let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
         for b in 0..<B {
             for h in 0..<NH {
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk
                 let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
-                switch scorer {
-                case .dot:
-                    BLAS.sgemm(m: Tq, n: Tk, k: hs, alpha: scale, a: qh, lda: q.rowStride,
-                               b: kh, ldb: k.rowStride, transposingB: true, c: P, ldc: Tk)
-                case .additive:
-                    additiveScores(qh, q.rowStride, kh, k.rowStride, into: P, batch: b, head: h)
+                let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let outH = output.head(batch: b, rows: Tq, head: h, headSize: hs)
+                for (rows, keys) in blocks {
+                    let Pb = P + rows.lowerBound * Tk
+                    switch scorer {
+                    case .dot:
+                        BLAS.sgemm(m: rows.count, n: keys, k: hs, alpha: scale, a: qh + rows.lowerBound * q.rowStride, lda: q.rowStride,
+                                   b: kh, ldb: k.rowStride, transposingB: true, c: Pb, ldc: Tk)
+                    case .additive:
+                        additiveScores(qh, q.rowStride, kh, k.rowStride, into: P, batch: b, head: h)
+                    }
+                    for i in rows {
+                        maskedSoftmax(P + i * Tk, count: Tk, visible: causal ? i + 1 : Tk, keyMask: keyMask, maskOffset: b * Tk)
+                    }
+                    BLAS.sgemm(m: rows.count, n: hs, k: keys, a: Pb, lda: Tk, b: vh, ldb: v.rowStride,
+                               c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride)
                 }
-                for i in 0..<Tq {
-                    let row = P + i * Tk
-                    let visible = causal ? i + 1 : Tk
-                    maskedSoftmax(row, count: Tk, visible: visible, keyMask: keyMask, maskOffset: b * Tk)
-                }
-                BLAS.sgemm(m: Tq, n: hs, k: Tk, a: P, lda: Tk,
-                           b: v.head(batch: b, rows: Tk, head: h, headSize: hs), ldb: v.rowStride,
-                           c: output.head(batch: b, rows: Tq, head: h, headSize: hs), ldc: output.rowStride)
             }
         }
         self.probabilities = probabilities
@@ -111,41 +114,65 @@ public final class AttentionKernel {
         let NH = headCount, hs = headSize
         let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
         let dScores = Tensor(uninitialized: [Tq, Tk])
+        let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
         for b in 0..<B {
             for h in 0..<NH {
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk
                 let dOutH = dOut.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
-                // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
-                BLAS.sgemm(m: Tk, n: hs, k: Tq, a: P, lda: Tk, transposingA: true, b: dOutH, ldb: dOut.rowStride,
-                           beta: 1, c: dv.head(batch: b, rows: Tk, head: h, headSize: hs), ldc: dv.rowStride)
-                let dP = dScores.data
-                BLAS.sgemm(m: Tq, n: Tk, k: hs, a: dOutH, lda: dOut.rowStride, b: vh, ldb: v.rowStride,
-                           transposingB: true, c: dP, ldc: Tk)
-                // Softmax backward in place: dS = P ⊙ (dP − Σ_j dP·P); masked entries have P = 0.
-                for i in 0..<Tq {
-                    let p = P + i * Tk, d = dP + i * Tk
-                    var dotProduct: Float = 0
-                    for j in 0..<Tk { dotProduct += p[j] * d[j] }
-                    for j in 0..<Tk { d[j] = p[j] * (d[j] - dotProduct) }
-                }
                 let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
                 let dqh = dq.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let dkh = dk.head(batch: b, rows: Tk, head: h, headSize: hs)
-                switch scorer {
-                case .dot:
-                    // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
-                    BLAS.sgemm(m: Tq, n: hs, k: Tk, alpha: scale, a: dP, lda: Tk, b: kh, ldb: k.rowStride,
-                               beta: 1, c: dqh, ldc: dq.rowStride)
-                    BLAS.sgemm(m: Tk, n: hs, k: Tq, alpha: scale, a: dP, lda: Tk, transposingA: true, b: qh, ldb: q.rowStride,
-                               beta: 1, c: dkh, ldc: dk.rowStride)
-                case .additive:
-                    additiveBackward(dP, dq: dqh, dq.rowStride, dk: dkh, dk.rowStride, batch: b, head: h)
+                let dvh = dv.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let dP = dScores.data
+                for (rows, keys) in blocks {
+                    let Pb = P + rows.lowerBound * Tk, dPb = dP + rows.lowerBound * Tk
+                    let dOutB = dOutH + rows.lowerBound * dOut.rowStride
+                    // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
+                    BLAS.sgemm(m: keys, n: hs, k: rows.count, a: Pb, lda: Tk, transposingA: true, b: dOutB, ldb: dOut.rowStride,
+                               beta: 1, c: dvh, ldc: dv.rowStride)
+                    BLAS.sgemm(m: rows.count, n: keys, k: hs, a: dOutB, lda: dOut.rowStride, b: vh, ldb: v.rowStride,
+                               transposingB: true, c: dPb, ldc: Tk)
+                    // Softmax backward in place: dS = P ⊙ (dP − Σ_j dP·P), over the visible keys;
+                    // the block's hidden keys get 0 (P is 0 there; the products above left them unset).
+                    for i in rows {
+                        let p = P + i * Tk, d = dP + i * Tk
+                        let visible = causal ? i + 1 : keys
+                        var dotProduct: Float = 0
+                        for j in 0..<visible { dotProduct += p[j] * d[j] }
+                        for j in 0..<visible { d[j] = p[j] * (d[j] - dotProduct) }
+                        if visible < keys { (d + visible).update(repeating: 0, count: keys - visible) }
+                    }
+                    switch scorer {
+                    case .dot:
+                        // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
+                        BLAS.sgemm(m: rows.count, n: hs, k: keys, alpha: scale, a: dPb, lda: Tk, b: kh, ldb: k.rowStride,
+                                   beta: 1, c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride)
+                        BLAS.sgemm(m: keys, n: hs, k: rows.count, alpha: scale, a: dPb, lda: Tk, transposingA: true,
+                                   b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1, c: dkh, ldc: dk.rowStride)
+                    case .additive:
+                        additiveBackward(dP, dq: dqh, dq.rowStride, dk: dkh, dk.rowStride, batch: b, head: h)
+                    }
                 }
             }
         }
     }
+
+    /// Query rows in blocks, each with the keys it can see: with the causal mask and the dot
+    /// scorer, blocks of 128 queries see only the keys up to their last row, so the products
+    /// skip the hidden upper triangle (at T = 1024 they compute 9/16 of the full T×T); otherwise
+    /// one block of every query and every key.
+    func queryBlocks(Tq: Int, Tk: Int, causal: Bool) -> [(rows: Range<Int>, keys: Int)] {
+        guard causal && scorer == .dot && Tq > Self.causalBlockRows else { return [(0..<Tq, Tk)] }
+        return stride(from: 0, to: Tq, by: Self.causalBlockRows).map { start in
+            let end = min(start + Self.causalBlockRows, Tq)
+            return (start..<end, end)
+        }
+    }
+
+    /// Query rows per block of causal attention.
+    static let causalBlockRows = 128
 
     /// The attention probabilities of the last forward. [B, NH, Tq, Tk]
     public var lastProbabilities: Tensor? { probabilities }
