@@ -43,9 +43,12 @@ public final class CBOWTask: DataParallelTask {
         max(1, Int(sampler.expectedKeptTokens) / (options.batchSize * ranks * options.gradientAccumulation))
     }
 
-    public init(corpus: WordCorpus, settings: CBOWSettings, options: TrainingOptions, rank: Int, ranks: Int) throws {
+    /// `vocabulary`, when the caller has built it already, must be `corpus.train`'s at
+    /// `settings.minimumCount` (`WordVocabulary(sentences:minimumCount:)`); without it the task builds it.
+    public init(corpus: WordCorpus, settings: CBOWSettings, options: TrainingOptions, rank: Int, ranks: Int,
+                vocabulary built: WordVocabulary? = nil) throws {
         let name = corpus.description
-        let vocabulary = WordVocabulary(sentences: corpus.train, minimumCount: settings.minimumCount)
+        let vocabulary = built ?? WordVocabulary(sentences: corpus.train, minimumCount: settings.minimumCount)
         guard vocabulary.count >= 2 else {
             throw UserError("\(name): \(vocabulary.count) word(s) occur at least \(settings.minimumCount) times; at least 2 are needed (lower --min-count or use a longer text)")
         }

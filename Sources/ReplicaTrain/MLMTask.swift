@@ -46,6 +46,8 @@ public final class MLMTask: DataParallelTask {
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
     /// Real tokens a rank processes per micro-step, on average.
     public var unitsPerMicroStep: Int { options.batchSize * train.reduce(0) { $0 + $1.count } / max(train.count, 1) }
+    /// Sentences of an evaluation batch (sorted by length), on every rank count.
+    public static let evaluationSentences = 128
 
     public init(splits: SentenceSplits, vocabularySize: Int, config baseConfig: MaskedLanguageModelConfig,
                 options: TrainingOptions, rate: Float = BERTMasking.defaultRate, rank: Int, ranks: Int,
@@ -128,7 +130,7 @@ public final class MLMTask: DataParallelTask {
         model.mode = .evaluation
         defer { model.mode = .training }
         let order = validation.indices.sorted { (validation[$0].count, $0) < (validation[$1].count, $1) }
-        let batchSentences = 128
+        let batchSentences = Self.evaluationSentences
         var sums = [0.0, 0.0, 0.0, 0.0]   // loss, correct, unigram correct, chosen tokens
         for (number, start) in stride(from: 0, to: order.count, by: batchSentences).enumerated() where number % ranks == rank {
             let indices = Array(order[start..<min(start + batchSentences, order.count)])

@@ -33,6 +33,8 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
     public var throughputUnit: String { "tokens" }
     public var unitsPerMicroStep: Int { tokensPerRank }
     public var stepsPerEpoch: Int { batches.stepsPerEpoch }
+    /// Padded tokens of an evaluation batch (the validation loss), on every rank count.
+    public static let evaluationTokens = 4000
 
     public init(data: TranslationData, vocabularySize: Int, config baseConfig: TransformerConfig, options: TrainingOptions,
                 tokensPerRank: Int, labelSmoothing: Float, rank: Int, ranks: Int, tokenizer existing: BPETokenizer? = nil) {
@@ -134,7 +136,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         let validation = data.validation.examples(tokenizer: tokenizer, maximumLength: model.config.maximumLength)
         let plain = CrossEntropy(ignoreIndex: PaddedBatch.ignoredTarget)
         var sums = [0.0, 0.0]
-        let batches = makeBatches(examples: validation, tokensPerBatch: 4000, seed: 0, epoch: 0)
+        let batches = makeBatches(examples: validation, tokensPerBatch: Self.evaluationTokens, seed: 0, epoch: 0)
         for (index, indices) in batches.enumerated() where index % ranks == rank {
             let batch = PaddedBatch.make(examples: validation, indices: indices)
             let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: batch.batchSize, length: batch.sourceLength)

@@ -62,8 +62,12 @@ struct TrainCBOW: ParsableCommand {
         } else {
             text = try WordCorpus.multi30kEnglish()
         }
-        let run = try TrainingRun(common, defaults: defaults, augmentations: []) { options, communicator in
-            try CBOWTask(corpus: text, settings: settings, options: options, rank: communicator.rank, ranks: communicator.size)
+        let vocabulary = WordVocabulary(sentences: text.train, minimumCount: settings.minimumCount)
+        let run = try TrainingRun(common, defaults: defaults, augmentations: [], memory: { options, communicator in
+            settings.memoryEstimate(corpus: text, vocabulary: vocabulary.count, options: options, ranks: communicator.size)
+        }) { options, communicator in
+            try CBOWTask(corpus: text, settings: settings, options: options, rank: communicator.rank, ranks: communicator.size,
+                         vocabulary: vocabulary)
         }
         let task = run.task
         try run.train(banner: "cbow: \(task.model.parameterCount) parameters, vocabulary \(task.vocabulary.count) words (min count "

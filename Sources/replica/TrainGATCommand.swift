@@ -55,36 +55,47 @@ struct TrainGAT: ParsableCommand {
                                   isValid: { $0 >= 1 }) { Int($0) }
     }
 
+    /// The GCN of these options for `dataset`.
+    func gcnConfig(_ dataset: NodePropertyDataset) -> GraphNetworkConfig {
+        var config = GraphNetworkConfig()
+        config.featureCount = dataset.featureCount
+        config.classCount = dataset.classCount
+        config.hidden = hidden ?? 16
+        config.layerCount = layers
+        config.dropout = dropout ?? 0.5
+        return config
+    }
+
+    /// The GAT of these options for `dataset`.
+    func gatConfig(_ dataset: NodePropertyDataset) -> GATConfig {
+        var config = GATConfig()
+        config.featureCount = dataset.featureCount
+        config.classCount = dataset.classCount
+        config.hidden = hidden ?? 8
+        config.heads = heads
+        config.outputHeads = outputHeads
+        config.layerCount = layers
+        config.inputDropout = dropout ?? 0.6
+        config.attentionDropout = attentionDropout
+        config.valueDropout = valueDropout
+        config.norm = norm.kind
+        return config
+    }
+
     func run() throws {
         let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
             ?? NodePropertyDataset.cora()
-        let network: NodeClassifier
-        if isGCN {
-            var config = GraphNetworkConfig()
-            config.featureCount = dataset.featureCount
-            config.classCount = dataset.classCount
-            config.hidden = hidden ?? 16
-            config.layerCount = layers
-            config.dropout = dropout ?? 0.5
-            network = GraphNetwork(config)
-        } else {
-            var config = GATConfig()
-            config.featureCount = dataset.featureCount
-            config.classCount = dataset.classCount
-            config.hidden = hidden ?? 8
-            config.heads = heads
-            config.outputHeads = outputHeads
-            config.layerCount = layers
-            config.inputDropout = dropout ?? 0.6
-            config.attentionDropout = attentionDropout
-            config.valueDropout = valueDropout
-            config.norm = norm.kind
-            network = GAT(config)
-        }
         let fanout = try parsedFanout()
-        let run = try TrainingRun(common, defaults: .nodeClassification(gcn: isGCN), augmentations: ["feature-mask", "drop-edge"]) { options, communicator in
-            try GATTask(dataset: dataset, model: network, options: options, fanout: fanout, patience: patience,
-                        normalizeFeatures: normalizeFeatures, rank: communicator.rank, ranks: communicator.size)
+        // The model is built after the memory preflight: its parameters are part of what is checked.
+        let run = try TrainingRun(common, defaults: .nodeClassification(gcn: isGCN), augmentations: ["feature-mask", "drop-edge"],
+                                  memory: { options, communicator in
+            let graph = GraphSize(dataset)
+            return isGCN ? gcnConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, ranks: communicator.size)
+                : gatConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, ranks: communicator.size)
+        }) { options, communicator in
+            let network: NodeClassifier = isGCN ? GraphNetwork(gcnConfig(dataset)) : GAT(gatConfig(dataset))
+            return try GATTask(dataset: dataset, model: network, options: options, fanout: fanout, patience: patience,
+                               normalizeFeatures: normalizeFeatures, rank: communicator.rank, ranks: communicator.size)
         }
         try run.train(banner: "\(model): \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.train.count)/\(dataset.validation.count)/\(dataset.test.count) train/val/test, "

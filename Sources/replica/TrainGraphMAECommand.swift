@@ -64,7 +64,11 @@ struct TrainGraphMAE: ParsableCommand {
         config.gamma = gamma
         let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
             ?? NodePropertyDataset.cora()
-        let run = try TrainingRun(common, defaults: .graphMAE(), augmentations: ["drop-edge"]) { options, communicator in
+        let run = try TrainingRun(common, defaults: .graphMAE(), augmentations: ["drop-edge"], memory: { options, communicator in
+            var sized = config
+            sized.featureCount = dataset.featureCount
+            return sized.memoryEstimate(graph: GraphSize(dataset), options: options, ranks: communicator.size)
+        }) { options, communicator in
             try GraphMAETask(dataset: dataset, config: config, options: options, normalizeFeatures: normalizeFeatures,
                              rank: communicator.rank, ranks: communicator.size)
         }

@@ -62,7 +62,11 @@ struct TrainMLM: ParsableCommand {
         config.positions = positions
         let splits = try common.data.map { try SentenceSplits.load(path: $0, validationPath: valData) }
             ?? SentenceSplits.multi30kEnglish()
-        let run = try TrainingRun(common, defaults: defaults, augmentations: []) { options, communicator in
+        let run = try TrainingRun(common, defaults: defaults, augmentations: [], memory: { options, communicator in
+            var sized = config
+            sized.vocabularySize = vocabulary                // the learned vocabulary is at most this
+            return sized.memoryEstimate(options: options, rate: maskRate, ranks: communicator.size)
+        }) { options, communicator in
             MLMTask(splits: splits, vocabularySize: vocabulary, config: config, options: options, rate: maskRate,
                     rank: communicator.rank, ranks: communicator.size)
         }

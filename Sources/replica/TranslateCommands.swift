@@ -75,7 +75,7 @@ struct TrainTranslate: ParsableCommand {
         let preset = chosenPreset
         var defaults = TrainingOptions.translation(preset: preset)
         if let evalInterval { defaults.evaluationInterval = evalInterval }
-        let config = modelConfig
+        let config = modelConfig, vocabularySize = vocabulary ?? preset?.vocabulary ?? 8000
         let data = try common.data.map { try TranslationData.load(directory: URL(fileURLWithPath: $0), testPrefix: testPrefix) }
             ?? TranslationData.multi30k()
         let run = try TrainingRun(common, defaults: defaults, augmentations: ["mask", "substitute"], adjust: { options, communicator in
@@ -83,8 +83,12 @@ struct TrainTranslate: ParsableCommand {
             if let preset, common.batchSize == nil {
                 options.batchSize = preset.tokensPerRank(ranks: communicator.size, gradientAccumulation: options.gradientAccumulation)
             }
+        }, memory: { options, communicator in
+            var sized = config
+            sized.vocabularySize = vocabularySize            // the learned vocabulary is at most this
+            return sized.memoryEstimate(options: options, ranks: communicator.size)
         }) { options, communicator in
-            TranslateTask(data: data, vocabularySize: vocabulary ?? preset?.vocabulary ?? 8000, config: config,
+            TranslateTask(data: data, vocabularySize: vocabularySize, config: config,
                           options: options, tokensPerRank: options.batchSize, labelSmoothing: labelSmoothing,
                           rank: communicator.rank, ranks: communicator.size)
         }

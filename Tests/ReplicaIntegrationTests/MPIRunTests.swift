@@ -84,6 +84,10 @@ import _ReplicaTestSupport
         ["train", "charlm", "--preset", "gpt2-small", "--batch-size", "512"],
         ["bench", "step", "--preset", "gpt2-small", "--batch-size", "512"],
         ["train", "charlm", "--preset", "gpt2-small", "--heads", "7"],
+        // The other tasks' preflight (MemoryPreflightCommandTests): the message once, from rank 0.
+        ["train", "gat", "--heads", "1000000"],
+        ["train", "translate", "--batch-size", "1000000000"],
+        ["train", "cbow", "--batch-size", "100000000000"],
     ]
 
     @Test(arguments: badInputs)
