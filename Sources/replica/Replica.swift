@@ -24,7 +24,7 @@ enum ReplicaMain {
         #if os(Linux)
         // Activations of a step are freed and allocated again every step; keep them on the heap
         // (not fresh mmaps that fault in every page each time).
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 25)
         _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
         #endif
         let status: Int32
