@@ -22,9 +22,12 @@ enum ReplicaMain {
         // signal still ends the job with status 2 and a message naming it (docs/interface.md).
         if let status = MPIEnvironment.superviseIfLaunched() { exit(status) }
         #if os(Linux)
-        // Activations of a step are freed and allocated again every step; keep them on the heap
-        // (not fresh mmaps that fault in every page each time).
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 25)
+        // Activations of a step are freed and allocated again every step; keep blocks up to
+        // 32 MiB on the heap (not fresh mmaps that fault in every page each time). Larger ones
+        // (the arena's buffers, MPI's bucket-sized temporaries, long blocks' attention
+        // probabilities) are mapped, so that freeing them returns the memory: on the heap they
+        // left holes that made the peak grow step after step (docs/memory.md, ZeRO at gpt2-small).
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
         _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
         #endif
         let status: Int32
