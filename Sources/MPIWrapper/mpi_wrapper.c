@@ -165,44 +165,44 @@ int mpiw_wait(mpiw_request *request) {
     return rc;
 }
 
-/* Copies `counts` (size of them) into r->arrays as ints, followed by their displacements;
-   MPI_ERR_COUNT when a count or offset does not fit an int. */
-static int vector_arguments(struct mpiw_request_s *r, const size_t *counts, int size) {
+/* A request for a vector collective over every rank: its counts (as ints) and displacements
+   in r->arrays, [0, size) and [size, 2·size); MPI_ERR_COUNT when one does not fit an int. */
+static int vector_request(const size_t *counts, struct mpiw_request_s **out, int *size) {
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    struct mpiw_request_s *r = single_request(2 * (size_t)*size);
+    if (!r) return MPI_ERR_NO_MEM;
     size_t offset = 0;
-    for (int i = 0; i < size; i++) {
-        if (counts[i] > (size_t)INT_MAX || offset > (size_t)INT_MAX) return MPI_ERR_COUNT;
+    for (int i = 0; i < *size; i++) {
+        if (counts[i] > (size_t)INT_MAX || offset > (size_t)INT_MAX) { free_request(r); return MPI_ERR_COUNT; }
         r->arrays[i] = (int)counts[i];
-        r->arrays[size + i] = (int)offset;
+        r->arrays[*size + i] = (int)offset;
         offset += counts[i];
     }
+    *out = r;
+    return MPI_SUCCESS;
+}
+
+/* Hands over a started request, or frees it when the start failed. */
+static int started(struct mpiw_request_s *r, int rc, mpiw_request *request) {
+    if (rc != MPI_SUCCESS) { free_request(r); return rc; }
+    *request = r;
     return MPI_SUCCESS;
 }
 
 int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_request *request) {
-    int size = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    struct mpiw_request_s *r = single_request(2 * (size_t)size);
-    if (!r) return MPI_ERR_NO_MEM;
-    int rc = vector_arguments(r, counts, size);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Ireduce_scatter(MPI_IN_PLACE, buffer, r->arrays, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r->requests[0]);
-    if (rc != MPI_SUCCESS) { free_request(r); return rc; }
-    *request = r;
-    return MPI_SUCCESS;
+    struct mpiw_request_s *r;
+    int size, rc = vector_request(counts, &r, &size);
+    if (rc != MPI_SUCCESS) return rc;
+    return started(r, MPI_Ireduce_scatter(MPI_IN_PLACE, buffer, r->arrays, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                          &r->requests[0]), request);
 }
 
 int mpiw_iallgather_f32(float *buffer, const size_t *counts, mpiw_request *request) {
-    int size = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    struct mpiw_request_s *r = single_request(2 * (size_t)size);
-    if (!r) return MPI_ERR_NO_MEM;
-    int rc = vector_arguments(r, counts, size);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, r->arrays, r->arrays + size, MPI_FLOAT,
-                             MPI_COMM_WORLD, &r->requests[0]);
-    if (rc != MPI_SUCCESS) { free_request(r); return rc; }
-    *request = r;
-    return MPI_SUCCESS;
+    struct mpiw_request_s *r;
+    int size, rc = vector_request(counts, &r, &size);
+    if (rc != MPI_SUCCESS) return rc;
+    return started(r, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, r->arrays, r->arrays + size,
+                                      MPI_FLOAT, MPI_COMM_WORLD, &r->requests[0]), request);
 }
 
 int mpiw_broadcast(void *buffer, size_t bytes, int root) {
