@@ -222,13 +222,21 @@ public final class AdamW: Adam {
 
 /// The global L2 norm of all gradients, accumulated in Double.
 public func gradientNorm(arena: ParameterArena) -> Float {
+    Float(gradientSquaredSum(arena: arena, ranges: [0..<arena.count]).squareRoot())
+}
+
+/// Σ g² over the gradients at `ranges`, in Double, 8 lanes at a time (ZeRO-1: one rank's shard,
+/// whose sums the ranks then add).
+public func gradientSquaredSum(arena: ParameterArena, ranges: [Range<Int>]) -> Double {
     let gradients = arena.gradients.pointer
     var sums = SIMD8<Double>()
-    forEachChunk(count: arena.count) { i, lanes in
-        let g = SIMD8<Double>(loadChunk(gradients + i, lanes))
-        sums += g * g
+    for range in ranges {
+        forEachChunk(count: range.count) { i, lanes in
+            let g = SIMD8<Double>(loadChunk(gradients + range.lowerBound + i, lanes))
+            sums += g * g
+        }
     }
-    return Float(sums.sum().squareRoot())
+    return sums.sum()
 }
 
 /// Scales all gradients by maxNorm/(norm + 1e-6) when that is below 1; returns the norm before clipping.
@@ -237,15 +245,24 @@ public func gradientNorm(arena: ParameterArena) -> Float {
 /// it, so the caller decides whether to skip the step.
 @discardableResult
 public func clipGradientNorm(arena: ParameterArena, maxNorm: Float) -> Float {
-    precondition(maxNorm > 0, "clipGradientNorm: maxNorm must be positive, got \(maxNorm)")
     let norm = gradientNorm(arena: arena)
-    let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
-    guard !(coefficient >= 1) else { return norm }
-    let gradients = arena.gradients.pointer, scale = SIMD8<Float>(repeating: coefficient)
-    forEachChunk(count: arena.count) { i, lanes in
-        storeChunk(loadChunk(gradients + i, lanes) * scale, gradients + i, lanes)
-    }
+    clipGradients(arena: arena, ranges: [0..<arena.count], norm: norm, maxNorm: maxNorm)
     return norm
+}
+
+/// Scales the gradients at `ranges` by maxNorm/(norm + 1e-6) when that is below 1, given the
+/// global `norm` (ZeRO-1 clips each rank's shard by the norm of all of them).
+public func clipGradients(arena: ParameterArena, ranges: [Range<Int>], norm: Float, maxNorm: Float) {
+    precondition(maxNorm > 0, "clipGradients: maxNorm must be positive, got \(maxNorm)")
+    let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
+    guard !(coefficient >= 1) else { return }
+    let gradients = arena.gradients.pointer, scale = SIMD8<Float>(repeating: coefficient)
+    for range in ranges {
+        forEachChunk(count: range.count) { i, lanes in
+            let g = gradients + range.lowerBound + i
+            storeChunk(loadChunk(g, lanes) * scale, g, lanes)
+        }
+    }
 }
 
 // MARK: - Helpers

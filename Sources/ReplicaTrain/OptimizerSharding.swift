@@ -61,30 +61,14 @@ public final class OptimizerSharding {
     /// The global L2 norm of the reduced gradients: every rank sums the squares of its shard in
     /// Double, and one all-reduce adds the ranks' sums (the same value on every rank).
     public func gradientNorm() throws -> Float {
-        let gradients = arena.gradients.pointer
-        var sum = [0.0]
-        for range in shard {
-            var lanes = SIMD8<Double>()
-            var i = range.lowerBound
-            while i + 8 <= range.upperBound {
-                let g = SIMD8<Double>(UnsafeRawPointer(gradients + i).loadUnaligned(as: SIMD8<Float>.self))
-                lanes += g * g
-                i += 8
-            }
-            while i < range.upperBound { sum[0] += Double(gradients[i]) * Double(gradients[i]); i += 1 }
-            sum[0] += lanes.sum()
-        }
+        var sum = [gradientSquaredSum(arena: arena, ranges: shard)]
         try communicator.allReduce(&sum, .sum)
         return Float(sum[0].squareRoot())
     }
 
-    /// Clips the shard's gradients to `maxNorm` given the global `norm`, as torch's clip_grad_norm_
-    /// (coefficient maxNorm/(norm + 1e-6), applied only below 1).
+    /// Clips the shard's gradients to `maxNorm` given the global `norm`, as torch's clip_grad_norm_.
     public func clip(norm: Float, maxNorm: Float) {
-        let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
-        guard coefficient < 1 else { return }
-        let gradients = arena.gradients.pointer
-        for range in shard { for i in range { gradients[i] *= coefficient } }
+        clipGradients(arena: arena, ranges: shard, norm: norm, maxNorm: maxNorm)
     }
 
     /// Updates this rank's shard, then all-gathers every bucket's parameters (all started at once,

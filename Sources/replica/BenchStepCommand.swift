@@ -48,8 +48,6 @@ struct BenchStep: ParsableCommand {
     func run() throws {
         let context = try Runtime(runtime)
         let communicator = context.communicator
-        // MFU's reference, measured before the model exists: one BLAS thread's sgemm rate on this machine now.
-        var sgemm = [GEMMBenchmark.singleThreadGFLOPs(restoringThreads: context.threads)]
         var options: TrainingOptions
         switch model {
         case .charlm: options = .characterLanguageModel()
@@ -94,6 +92,9 @@ struct BenchStep: ParsableCommand {
             task = charlm
             parameterCount = charlm.model.parameterCount
         }
+        // MFU's reference: one BLAS thread's sgemm rate on this machine now (after the memory
+        // preflight, so that a refused configuration does not wait for it).
+        var sgemm = [GEMMBenchmark.singleThreadGFLOPs(restoringThreads: context.threads)]
         let trainer = try Trainer(task: task, options: options, communicator: communicator)
         try trainer.synchronizeInitialState()
         var results: [Trainer.StepResult] = []
