@@ -54,8 +54,7 @@ public final class GPT {
     let blocks: [TransformerBlock]
     let finalNorm: FeatureNormalization  // transformer.ln_f
     let embeddingDropout: Dropout
-    /// Arena offset where each block's parameters begin, and where ln_f's do.
-    let blockOffsets: [Int]
+    /// Arena offset where ln_f's parameters begin.
     let finalNormOffset: Int
     var finalHidden: Tensor?             // [B·T, C]
     var shape = (B: 0, T: 0)
@@ -67,12 +66,9 @@ public final class GPT {
         tokenEmbedding = Embedding("transformer.wte", count: config.vocabularySize, dimension: C, arena: arena)
         positionEmbedding = Embedding("transformer.wpe", count: config.blockSize, dimension: C, arena: arena)
         embeddingDropout = Dropout(probability: config.dropout, tag: 1)
-        var offsets: [Int] = []
         blocks = (0..<config.layerCount).map {
-            offsets.append(arena.count)
-            return TransformerBlock("transformer.h.\($0)", index: $0, config: config, arena: arena)
+            TransformerBlock("transformer.h.\($0)", index: $0, config: config, arena: arena)
         }
-        blockOffsets = offsets
         finalNormOffset = arena.count
         finalNorm = makeNormalization(config.norm, "transformer.ln_f", features: C, arena: arena)
         arena.allocate()
@@ -140,9 +136,8 @@ public final class GPT {
         gemm(logitsGradient, arena.value(wte), into: dx)
         dx = finalNorm.backward(dx)
         try gradientsReady(finalNormOffset)
-        for (block, offset) in zip(blocks, blockOffsets).reversed() {
-            dx = block.backward(dx)
-            try gradientsReady(offset)
+        for block in blocks.reversed() {
+            dx = try block.backward(dx, gradientsReady: gradientsReady)
         }
         dx = embeddingDropout.backward(dx)
         positionEmbedding.backward(dx)
@@ -166,14 +161,20 @@ final class TransformerBlock {
     let contract: Linear                // mlp.c_proj 4C -> C
     let attentionDropout: Dropout
     let mlpDropout: Dropout
+    /// Arena offsets where the block's parameters begin (ln_1), and ln_2's, c_fc's and mlp.c_proj's.
+    let offset, norm2Offset, expandOffset, contractOffset: Int
     var shape = (B: 0, T: 0)
 
     init(_ name: String, index: Int, config: GPTConfig, arena: ParameterArena) {
         let C = config.embedding
+        offset = arena.count
         norm1 = makeNormalization(config.norm, "\(name).ln_1", features: C, arena: arena)
         attention = SelfAttention("\(name).attn", embedding: C, heads: config.headCount, bias: false, causal: true, arena: arena)
+        norm2Offset = arena.count
         norm2 = makeNormalization(config.norm, "\(name).ln_2", features: C, arena: arena)
+        expandOffset = arena.count
         expand = Linear("\(name).mlp.c_fc", inputs: C, outputs: 4 * C, bias: false, arena: arena)
+        contractOffset = arena.count
         contract = Linear("\(name).mlp.c_proj", inputs: 4 * C, outputs: C, bias: false, arena: arena)
         attentionDropout = Dropout(probability: config.dropout, tag: UInt64(100 + 2 * index))
         mlpDropout = Dropout(probability: config.dropout, tag: UInt64(101 + 2 * index))
@@ -210,11 +211,21 @@ final class TransformerBlock {
         return mlp
     }
 
-    func backward(_ outputGradient: Tensor) -> Tensor {
+    /// Calls `gradientsReady(offset)` after each weight's gradient is final and after each of the
+    /// MLP's input-gradient products (nine times, down to the block's own offset): every call is a
+    /// poll, so an all-reduce in flight makes progress after nearly every GEMM (at 1 Gbit/s a
+    /// 25 MiB bucket outlasts a whole block's backward; with one poll a block, most of it waited).
+    func backward(_ outputGradient: Tensor, gradientsReady: (Int) throws -> Void) rethrows -> Tensor {
         // Through the MLP branch, then add the skip connection's gradient.
-        let dMLP = norm2.backward(expand.backward(activation.backward(contract.backward(mlpDropout.backward(outputGradient)))))
+        let dHidden = try contract.backward(mlpDropout.backward(outputGradient)) { try gradientsReady(contractOffset) }
+        try gradientsReady(contractOffset)
+        let dNormed2 = try expand.backward(activation.backward(dHidden)) { try gradientsReady(expandOffset) }
+        try gradientsReady(expandOffset)
+        let dMLP = norm2.backward(dNormed2)
+        try gradientsReady(norm2Offset)
         add(outputGradient, into: dMLP)
-        let dAttention = norm1.backward(attention.backward(attentionDropout.backward(dMLP)))
+        let dAttention = norm1.backward(try attention.backward(attentionDropout.backward(dMLP), gradientsReady: gradientsReady))
+        try gradientsReady(offset)
         add(dMLP, into: dAttention)
         return dAttention
     }

@@ -51,11 +51,16 @@ public final class Linear: Layer {
         return output
     }
 
-    public func backward(_ outputGradient: Tensor) -> Tensor {
+    public func backward(_ outputGradient: Tensor) -> Tensor { backward(outputGradient, parametersDone: {}) }
+
+    /// The same; calls `parametersDone` once the weight's and bias's gradients are final, before the
+    /// input's gradient is computed (a point where an all-reduce of them can make progress).
+    public func backward(_ outputGradient: Tensor, parametersDone: () throws -> Void) rethrows -> Tensor {
         guard let input else { preconditionFailure("Linear.backward before forward") }
         // dW += dyᵀ · x ; dx = dy · W ; db += Σ_rows dy
         gemm(outputGradient, transposingA: true, input, into: arena.gradient(weight), beta: 1)
         if let bias { addColumnSums(outputGradient, into: arena.gradient(bias)) }
+        try parametersDone()
         let inputGradient = Tensor(uninitialized: input.shape)
         gemm(outputGradient, arena.value(weight), into: inputGradient)
         return inputGradient

@@ -8,6 +8,9 @@ public final class SelfAttention {
     public let kernel: AttentionKernel
     public let embedding: Int
     public var causal: Bool
+    /// Arena offsets where the fused projection's, the kernel's and the output projection's
+    /// parameters begin (declared in that order).
+    let qkvOffset, kernelOffset, projectionOffset: Int
     /// The fused projection of the last forward, queries | keys | values per row. [B·T, 3C]
     public private(set) var qkvOutput: Tensor?
     var shape = (B: 0, T: 0)
@@ -18,8 +21,11 @@ public final class SelfAttention {
         precondition(C % heads == 0, "embedding \(C) is not divisible by \(heads) heads")
         embedding = C
         self.causal = causal
+        qkvOffset = arena.count
         qkv = Linear("\(name).\(qkvName)", inputs: C, outputs: 3 * C, bias: bias, arena: arena)
+        kernelOffset = arena.count
         kernel = AttentionKernel(name, heads: heads, headSize: C / heads, scorer: scorer, arena: arena)
+        projectionOffset = arena.count
         projection = Linear("\(name).\(projectionName)", inputs: C, outputs: C, bias: bias, arena: arena)
     }
 
@@ -45,10 +51,16 @@ public final class SelfAttention {
         return projection.forward(attended).reshaped(x.shape)
     }
 
-    public func backward(_ outputGradient: Tensor) -> Tensor {
+    public func backward(_ outputGradient: Tensor) -> Tensor { backward(outputGradient, gradientsReady: { _ in }) }
+
+    /// The same; calls `gradientsReady(offset)` each time every gradient of this layer at arena
+    /// offsets ≥ offset is final: after the output projection's, the kernel's, and the fused projection's.
+    public func backward(_ outputGradient: Tensor, gradientsReady: (Int) throws -> Void) rethrows -> Tensor {
         guard let fused = qkvOutput else { preconditionFailure("SelfAttention.backward before forward") }
         let C = embedding
-        let dAttended = projection.backward(outputGradient.reshaped([shape.B * shape.T, C]))
+        let dAttended = try projection.backward(outputGradient.reshaped([shape.B * shape.T, C])) {
+            try gradientsReady(projectionOffset)
+        }
         let dFused = Tensor(zeros: fused.shape)
         kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C),
                         q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
@@ -57,7 +69,8 @@ public final class SelfAttention {
                         qGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: 0),
                         kGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: C),
                         vGradient: StridedOperand(dFused.data, rowStride: 3 * C, offset: 2 * C))
-        return qkv.backward(dFused).reshaped(outputGradient.shape)
+        try gradientsReady(kernelOffset)
+        return try qkv.backward(dFused) { try gradientsReady(qkvOffset) }.reshaped(outputGradient.shape)
     }
 }
 
