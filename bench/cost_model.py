@@ -74,6 +74,7 @@ class Model:
 
     def __init__(self, name, layers, embedding, block, vocab=VOCAB):
         self.name, self.layers = name, layers
+        self.embedding, self.block, self.vocab = embedding, block, vocab
         c = embedding
         # wte, wpe; per block ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj; ln_f. No biases, tied head.
         self.parameters = [vocab * c, block * c] + [c, 3 * c * c, c * c, c, 4 * c * c, 4 * c * c] * layers + [c]
@@ -111,20 +112,35 @@ def buckets(max_bytes, model=BABY):
     return result
 
 
-def poll_points(compute, backward, model=BABY):
-    """When GradientReducer polls (MPI_Test) during backward: [(time, lowest finished parameter index)].
+def backward_polls(model=BABY):
+    """GPT.backward's polls (gradientsReady) in order: [(share of backward's matrix FLOPs done before it,
+    index of the lowest parameter whose gradient is final)].
 
-    GPT.backward reports (gradientsReady) after the final LayerNorm (with the tied head), after each
-    block, and at the end (the embeddings): L + 2 polls; backward finishes parameters at a rate
-    proportional to their size."""
-    parameters = model.parameters
-    total, start = sum(parameters), compute - backward
-    per_block = len(parameters[2:-1]) // model.layers
-    points = []
-    for lowest in [len(parameters) - 1] + [2 + per_block * layer for layer in reversed(range(model.layers))] + [0]:
-        finished = sum(parameters[lowest:])
-        points.append((start + backward * finished / total, lowest))
-    return points
+    After the tied head's two products and ln_f; in each block, last first, after mlp.c_proj's weight
+    gradient and its input gradient, c_fc's two, ln_2, attn.c_proj's weight gradient, the attention
+    kernel (after c_proj's input gradient), c_attn's weight gradient, and ln_1 (after c_attn's input
+    gradient): 9 a block (TransformerBlock.backward); then the embeddings. FLOPs per token, as
+    MatmulFLOPs.swift counts them: a C×K product's weight or input gradient 2CK, causal attention's
+    backward 4TC (half of the four T×T·C products)."""
+    c, t, v = model.embedding, model.block, model.vocab
+    steps = [(4 * v * c, len(model.parameters) - 1)]
+    for layer in reversed(range(model.layers)):
+        ln1 = 2 + 6 * layer
+        steps += [(8 * c * c, ln1 + 5), (8 * c * c, ln1 + 5), (8 * c * c, ln1 + 4), (8 * c * c, ln1 + 4), (0, ln1 + 3),
+                  (2 * c * c, ln1 + 2), (2 * c * c + 4 * t * c, ln1 + 2), (6 * c * c, ln1 + 1), (6 * c * c, ln1)]
+    steps.append((0, 0))
+    total, done, polls = sum(f for f, _ in steps), 0, []
+    for flops, lowest in steps:
+        done += flops
+        polls.append((done / total, lowest))
+    return polls
+
+
+def poll_points(compute, backward, model=BABY):
+    """When GradientReducer polls (MPI_Test) during backward: [(time, lowest finished parameter index)],
+    backward's time spread over its polls in proportion to the matrix FLOPs between them."""
+    start = compute - backward
+    return [(start + backward * share, lowest) for share, lowest in backward_polls(model)]
 
 
 def fit_link(path, messages_per_byte):
@@ -202,68 +218,116 @@ ROUNDS = {
 @functools.lru_cache(maxsize=None)
 def schedule(collective, algorithm, p, n, ppn):
     """The rounds of a collective of n bytes on p ranks, ppn consecutive ranks a node, as the load of
-    each channel: a tuple of rounds, each a tuple of (channel, bytes, largest message).
+    each channel: a tuple of rounds, each a tuple of (channel, bytes, largest message, messages,
+    partners). Partners: for a node's outgoing direction, the outgoing channels of the nodes it sends
+    to (their rendezvous acknowledgements come back through them); for an incoming one, the outgoing
+    channels of the nodes it receives from.
 
-    A channel is a node's memory ("local", node), or a node's link: ("link", node) carrying both
-    directions (a shaped link is one token bucket: data one way slows the other, whose
-    acknowledgements queue behind it), or for the ring, whose β is its both-ways rate, one channel
-    a direction, ("out", node) and ("in", node). With one rank a node the ring and the linear
-    all-gather load every node's link alike, so one channel stands for all of them (exact: they start
-    and stay equal), which keeps 256 nodes quick."""
+    A channel is a node's memory ("local", node) or one direction of a node's link, ("out", node) and
+    ("in", node): the two directions of a shaped link carry data independently (measured: ZeRO-1's
+    all-gather, the same bytes each way at once, takes the one-way time of one direction; see
+    `simulate` for the rates and for what couples the two directions). With one rank a node the ring and the linear all-gather load every
+    node's link alike, so one channel a direction stands for all of them (exact: they start and stay
+    equal), which keeps 256 nodes quick."""
     if p == 1:
         return ()
-    directional = algorithm == "ring"
-    if ppn == 1 and directional:
+    if ppn == 1 and algorithm == "ring":
         size = n / p
-        return (((("out",), size, size), (("in",), size, size)),) * (2 * (p - 1) if collective == "allreduce" else p - 1)
+        return (((("out",), size, size, 1, (("out",),)), (("in",), size, size, 1, (("out",),))),) * (
+            2 * (p - 1) if collective == "allreduce" else p - 1)
     if ppn == 1 and collective == "allgather":
         largest = max(pieces(n, p))
-        return (((("link",), 2 * (p - 1) * largest, largest),),)
+        return (((("out",), (p - 1) * largest, largest, p - 1, (("out",),)),
+                 (("in",), (p - 1) * largest, largest, p - 1, (("out",),))),)
     result = []
     for messages in ROUNDS[collective, algorithm](p, n):
         channels = {}
         for source, target, size in messages:
             a, b = source // ppn, target // ppn
-            if a == b:
-                keys = (("local", a),)
-            elif directional:
-                keys = (("out", a), ("in", b))
-            else:
-                keys = (("link", a), ("link", b))
-            for key in keys:
-                entry = channels.setdefault(key, [0, 0])
+            pairs = [(("local", a), None)] if a == b else [(("out", a), ("out", b)), (("in", b), ("out", a))]
+            for key, partner in pairs:
+                entry = channels.setdefault(key, [0, 0, 0, set()])
                 entry[0] += size
                 entry[1] = max(entry[1], size)
+                entry[2] += 1
+                if partner:
+                    entry[3].add(partner)
         if channels:
-            result.append(tuple((key, size, largest) for key, (size, largest) in channels.items()))
+            # Outgoing channels first: an incoming one starts when its senders' data does.
+            order = sorted(channels, key=lambda key: key[0] != "out")
+            result.append(tuple((key, *channels[key][:3], tuple(sorted(channels[key][3]))) for key in order))
     return tuple(result)
 
 
-def simulate(rounds, links, directional, posted, poll, link_free):
+# What one MPI call can hand a TCP socket: Linux's send buffer, autotuned up to net.ipv4.tcp_wmem's
+# maximum (4 MiB, Debian's default), counts the kernel's per-packet overhead as well, about as much
+# again as the data, so about 2 MiB of a message leave between two MPI calls.
+SOCKET_BUFFER_BYTES = 2 << 20
+
+
+def socket_transfer(start, size, beta, window, poll):
+    """When the last of `size` bytes has crossed a link of β s/byte, written into sockets holding at
+    most `window` bytes at `start` and at each later MPI call (`poll`): Open MPI's TCP transport
+    moves data only inside MPI calls, so between two polls during backward at most `window` bytes
+    leave, and the link idles once they have gone. Where the ranks are inside MPI all the time
+    (after backward), the data flows at the link's rate."""
+    t, remaining, queued = start, size, 0.0
+    while True:
+        written = min(window - queued, remaining)
+        remaining -= written
+        queued += written
+        if remaining <= 0:
+            return t + queued * beta
+        following = poll(t + 1e-9)
+        if following - t <= 2e-9:            # in MPI all the time from here
+            return t + (queued + remaining) * beta
+        queued = max(0.0, queued - (following - t) / beta)
+        t = following
+
+
+def simulate(rounds, links, ring_rate, posted, poll, link_free):
     """Seen-complete time of one non-blocking collective with schedule `rounds` (see `schedule`),
     posted at `posted`.
 
     Progress happens only inside MPI calls: `poll(t)` is the first time ≥ t at which the ranks are in
     one (during backward the GradientReducer's MPI_Test calls; after it, MPI_Wait: any time). Each
-    round of the schedule is posted when the previous one is seen complete; a channel's data occupies
-    it for α + bytes·β (β one way, or both ways for the ring's directed channels), after what the
-    protocol of its largest message needs. `link_free` (channel -> time) is shared by the concurrent
-    collectives and updated."""
-    beta_index = 2 if directional else 1
+    round of the schedule is posted when the previous one is seen complete. A message above the
+    eager limit is a rendezvous: the receiver matches it at a poll and acknowledges; over TCP the
+    acknowledgement leaves through the receiver's outgoing direction behind whatever of its own
+    data is queued there (at most a socket's worth, SOCKET_BUFFER_BYTES): this, not the link, is
+    what couples the two directions (measured: small buckets, overlap off, 2 nodes: the reduce of a
+    bucket and the broadcast of the one before, opposite directions, do not overlap). The sender sees
+    the acknowledgement at its next poll and its data then leaves through `socket_transfer`. A
+    channel's data takes α + bytes·β; β is the link's one-way rate (reduce then broadcast, one
+    direction at a time), or with `ring_rate` the rate each direction reached in Open MPI's ring
+    all-reduce on 2 ranks, about 0.6 of it on a shaped link (its rounds' acknowledgements queue
+    behind the other direction's data, which this rule does not model for the ring). `link_free`
+    (channel -> time its queued data has left) is shared by the concurrent collectives and updated."""
+    beta_index = 2 if ring_rate else 1
     now = posted
     for channels in rounds:
         done = now
-        for channel, size, largest in channels:
+        started = {}
+        for channel, size, largest, messages, partners in channels:
             kind = "local" if channel[0] == "local" else "link"
             alpha, beta = links[kind][0], links[kind][beta_index]
-            if largest <= EAGER_BYTES[kind]:
+            if channel[0] == "in":
+                ready = max(started.get(partner, now) for partner in partners)
+            elif largest <= EAGER_BYTES[kind]:
                 ready = now
             elif kind == "local":
                 ready = poll(now + alpha)                    # the receiver matches, then copies
             else:
-                ready = poll(poll(now + alpha) + alpha)      # match, then the sender sees the acknowledgement
+                matched = poll(now + alpha)
+                backlog = max([link_free.get(partner, 0.0) - matched for partner in partners] + [0.0])
+                ready = poll(matched + alpha + min(backlog, SOCKET_BUFFER_BYTES * beta))
             start = max(ready, link_free.get(channel, 0.0))
-            arrived = link_free[channel] = start + alpha + size * beta
+            started[channel] = start
+            if kind == "link":
+                arrived = socket_transfer(start + alpha, size, beta, messages * SOCKET_BUFFER_BYTES, poll)
+            else:
+                arrived = start + alpha + size * beta
+            link_free[channel] = arrived
             # vader's receiver copies inside its own MPI call; otherwise it sees the data at its next call.
             done = max(done, arrived if (kind == "local" and largest > EAGER_BYTES[kind]) else poll(arrived))
         now = done
@@ -299,13 +363,13 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
         return next(q for q in times if q >= t)
 
     sharded = zero >= 1 and p > 1
-    directional = algorithm == "ring"
+    ring_rate = algorithm == "ring"
     collective = "reduce-scatter" if sharded else "allreduce"
     link_free, end = {}, compute
     spans = []
     for size, lowest in buckets(bucket_mb * 1024 * 1024, model):
         posted = next(t for t, finished in points if finished <= lowest)
-        done = simulate(schedule(collective, algorithm, p, size, ppn), links, directional, posted, poll, link_free)
+        done = simulate(schedule(collective, algorithm, p, size, ppn), links, ring_rate, posted, poll, link_free)
         spans.append((posted, done))
         end = max(end, done)
     exposed = end - compute if p > 1 else 0.0
@@ -325,7 +389,7 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
     gather, free = 0.0, {}
     if sharded:
         for size, _ in buckets(bucket_mb * 1024 * 1024, model):
-            gather = max(gather, simulate(schedule("allgather", algorithm, p, size, ppn), links, directional, 0.0,
+            gather = max(gather, simulate(schedule("allgather", algorithm, p, size, ppn), links, ring_rate, 0.0,
                                           lambda t: t, free))
     return {"step": compute + exposed + small + optimizer + gather, "exposed": exposed, "small": small,
             "optimizer": optimizer, "gather": gather,
@@ -404,7 +468,7 @@ def main():
     header = (f"  {'model':<10} {'mode':<6} {'p':>2} {'nodes':>5} {'link':>8} {'bucket':>6} {'ovl':>3} {'z':>1} | {'measured':>8}"
               f" {'A':>8} {'err A':>6} {'B':>8} {'err B':>6} | {'after bwd m/A (ms)':>19} | {'hidden m/A/B':>14} | {'eff m/A':>9}")
     print(header)
-    errors = {"A": [], "B": []}
+    errors = {"A": [], "B": [], "A, at most one rank a core": [], "A, more ranks than cores": []}
     for r in rows:
         if r["benchmark"] != "bench-step" or r["ranks"] == "1":
             continue
@@ -425,6 +489,7 @@ def main():
         error, own_error = (predicted - measured) / measured, (own - measured) / measured
         errors["A"].append(abs(error))
         errors["B"].append(abs(own_error))
+        errors["A, more ranks than cores" if p > arguments.cores else "A, at most one rank a core"].append(abs(error))
         base_batch = baseline.get((name, r["mode"]), batch)
         base = compute[name, base_batch] + rest[name, base_batch]
         # Weak: tokens/s(p) / (p · tokens/s(1)) = T1 / Tp; strong (same global batch): T1 / (p · Tp).

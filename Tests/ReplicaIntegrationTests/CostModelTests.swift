@@ -3,8 +3,9 @@ import Testing
 import _ReplicaTestSupport
 
 /// bench/cost_model.py against the committed launch/scaling.sh run in docs/scaling/: the
-/// prediction must be within 25% of every measured step time. The script needs only Python's
-/// standard library.
+/// prediction must be within 25% of every measured step time of the configurations with at most
+/// one rank a core (the 4-rank runs share 2 cores; docs/scaling.md says how far off the model is
+/// there). The script needs only Python's standard library.
 @Suite struct CostModelTests {
     static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
@@ -14,18 +15,19 @@ import _ReplicaTestSupport
     }
 
     /// "  A: 48 of 48 configurations within 25% (...)" -> (48, 48)
-    func within(_ label: String, _ output: String) throws -> (Int, Int) {
+    func within(_ label: String, _ output: String) throws -> (good: Int, all: Int) {
         let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("  \(label): ") && $0.contains("configurations within") }, "no \(label): line in\n\(output)")
-        let words = line.split(separator: " ")
-        return (try #require(Int(words[1])), try #require(Int(words[3])))
+        let words = line.dropFirst(label.count + 4).split(separator: " ")
+        return (try #require(Int(words[0])), try #require(Int(words[2])))
     }
 
     @Test(.enabled(if: python != nil, "python3 is not installed"))
     func everyCommittedConfigurationIsPredictedWithinAQuarter() throws {
         let result = try model([repositoryRoot.appendingPathComponent("docs/scaling").path])
         try #require(result.status == 0, "\(result.standardError)")
-        let (good, all) = try within("A", result.standardOutput)
-        #expect(all == 48, "scaling.csv has 48 multi-rank bench-step configurations: \(result.standardOutput)")
+        #expect(try within("A", result.standardOutput).all == 86, "scaling.csv has 86 multi-rank bench-step configurations: \(result.standardOutput)")
+        let (good, all) = try within("A, at most one rank a core", result.standardOutput)
+        #expect(all == 46, "46 of them with at most one rank a core: \(result.standardOutput)")
         #expect(good == all, "predictions off by more than 25%:\n\(result.standardOutput)")
         // The table of sizes not measured here: 2 to 256 nodes.
         #expect(result.standardOutput.contains("\n    256 |"), "\(result.standardOutput)")
@@ -49,7 +51,9 @@ import _ReplicaTestSupport
         try #require(result.status == 0, "\(result.standardError)")
         let words = result.standardOutput.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         #expect(words.count == 3 && words[0] == "True" && words[1] == "True", "\(result.standardOutput)")
-        // Without overlap: 54 + 2.5 ms + two one-way passes of 3.2 MB at 119 MB/s and the buckets' latencies ≈ 115 ms.
-        #expect((100...120).contains(Int(words.last ?? "") ?? 0), "\(result.standardOutput)")
+        // Without overlap: 54 + 2.5 ms + the reduce and the broadcast of 3.2 MB at 119 MB/s one way, between
+        // fully pipelined in the two directions (27 ms + one bucket's 4 ms: ≈ 88 ms) and one after the
+        // other (54 ms: ≈ 111 ms); the rendezvous' acknowledgements, queued behind data, keep it in between.
+        #expect((88...111).contains(Int(words.last ?? "") ?? 0), "\(result.standardOutput)")
     }
 }
