@@ -26,6 +26,24 @@ replica_install_dependencies() {
 }
 
 # mpirun flags: root needs --allow-run-as-root; --oversubscribe lets ranks exceed cores.
+# Runs a launcher command (mpirun, srun) and returns its status. SIGTERM and SIGINT to this script
+# reach the job as SIGUSR1: Open MPI's mpirun passes USR1 on to every rank at once and then returns
+# the ranks' status (3: stopped on request, checkpoint written), where on TERM or INT it ends the
+# job itself, sending the ranks TERM only after odls_base_sigkill_timeout (1 s) and KILL 1 s later,
+# and returns 1 (docs/robustness.md). USR1 to this script is passed on as it is.
+replica_run_stoppable() {
+    "$@" &
+    local job=$! status=0
+    trap 'kill -USR1 "$job" 2>/dev/null || true' TERM INT USR1
+    # A trapped signal ends `wait` early: wait again until the launcher has ended.
+    while true; do
+        wait "$job" && status=0 || status=$?
+        kill -0 "$job" 2>/dev/null || break
+    done
+    trap - TERM INT USR1
+    return "$status"
+}
+
 replica_mpirun_flags() {
     local flags=(--oversubscribe)
     [[ $(id -u) -eq 0 ]] && flags+=(--allow-run-as-root)

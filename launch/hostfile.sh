@@ -26,4 +26,4 @@ read -r -a extra <<<"${MPIRUN_EXTRA:-}"
 command=(mpirun "${flags[@]}" --hostfile "$hostfile" -np "$ranks" --map-by slot --bind-to none "${mca[@]}" "${extra[@]}"
          "$BINARY" "$@" --threads "$THREADS")
 echo "+ ${command[*]}" >&2
-exec "${command[@]}"
+replica_run_stoppable "${command[@]}"

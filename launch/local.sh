@@ -13,4 +13,5 @@ BINARY=${BINARY:-.build/release/replica}
 [[ -x $BINARY ]] || swift build -c release --product replica
 read -r -a flags <<<"$(replica_mpirun_flags)"
 echo "+ mpirun ${flags[*]} -np $ranks $BINARY $*" >&2
-exec mpirun "${flags[@]}" -np "$ranks" "$BINARY" "$@"
+# SIGTERM or Ctrl-C: every rank stops after its step with a checkpoint, and the status is 3.
+replica_run_stoppable mpirun "${flags[@]}" -np "$ranks" "$BINARY" "$@"

@@ -12,7 +12,10 @@
 # step S; (2) kill -9 of rank R's process from outside once rank 0 has logged step S-1 (so it
 # lands in a step, an all-reduce or a checkpoint write); (3) REPLICA_FAULT=crash-during-checkpoint:
 # step=S, rank 0 dies midway through writing checkpoint S, which must then not exist (resume
-# uses the one before). R and S are random (SOAK_SEED), S after the step the cycle resumes
+# uses the one before); (4) preemption: the job runs under launch/local.sh, which gets SIGTERM once
+# step S-1 is logged (rank R stalls 2 s before step S meanwhile, REPLICA_FAULT=stall) (passed to mpirun as SIGUSR1, see launch/common.sh); every rank must stop
+# after one step, the job must end with status 3, and the newest checkpoint must be the last
+# step logged. R and S are random (SOAK_SEED), S after the step the cycle resumes
 # from. Each cycle reports mpirun's exit status and how long the job took to end after the rank
 # died; it fails if that took longer than END_WITHIN or left a rank process behind.
 #
@@ -43,14 +46,16 @@ read -r -a model <<<"$MODEL_ARGS"
 export OPENBLAS_NUM_THREADS=1
 RANDOM=$SOAK_SEED
 mkdir -p "$OUT"
-echo "soak: $CYCLES kill + resume cycles over $STEPS steps on $RANKS ranks, seed $SOAK_SEED, in $OUT"
+echo "soak: $CYCLES kill (or preemption) + resume cycles over $STEPS steps on $RANKS ranks, seed $SOAK_SEED, in $OUT"
 
 # Runs one training job into checkpoint folder $1 (log $2, metrics $3, then extra options);
 # in the background, its mpirun's pid in $job.
 start_job() {
     local directory=$1 log=$2 metrics=$3
     shift 3
-    local command=(mpirun "${flags[@]}" -np "$RANKS" "$BINARY" train charlm --steps "$STEPS" "${model[@]}"
+    local launcher=(mpirun "${flags[@]}" -np "$RANKS" "$BINARY")
+    [[ -n ${VIA_SCRIPT:-} ]] && launcher=(env BINARY="$BINARY" launch/local.sh "$RANKS")
+    local command=("${launcher[@]}" train charlm --steps "$STEPS" "${model[@]}"
         --checkpoint-every "$CHECKPOINT_EVERY" --checkpoint-dir "$directory" --metrics "$metrics" --quiet "$@")
     echo "+ ${REPLICA_FAULT:+REPLICA_FAULT=$REPLICA_FAULT }${command[*]}" >>"$log"
     "${command[@]}" >>"$log" 2>&1 &
@@ -127,7 +132,7 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     log=$OUT/cycle-$cycle.log
     metrics=$OUT/cycle-$cycle-metrics.jsonl
     rm -f "$metrics"
-    kind=$((cycle % 3))   # 1: REPLICA_FAULT kill, 2: kill -9 from outside, 0: crash during a checkpoint write
+    kind=$((cycle % 4))   # 1: REPLICA_FAULT kill, 2: kill -9 from outside, 3: SIGTERM to mpirun, 0: crash during a checkpoint write
     if ((kind == 0)); then   # the checkpoint at or after S (the last step's counts too)
         every=$CHECKPOINT_EVERY
         step=$(((step + every - 1) / every * every))
@@ -140,6 +145,10 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     elif ((kind == 2)); then
         how="kill -9 of rank $rank once step $((step - 1)) is logged"
         start_job "$soak" "$log" "$metrics" "${resume[@]}"
+    elif ((kind == 3)); then
+        # Rank R stalls 2 s before step S, so that the signal lands in step S whatever the step's speed.
+        how="SIGTERM to launch/local.sh once step $((step - 1)) is logged (rank $rank stalls before step $step)"
+        REPLICA_FAULT="stall:rank=$rank:step=$step:seconds=2" VIA_SCRIPT=1 start_job "$soak" "$log" "$metrics" "${resume[@]}"
     else
         how="REPLICA_FAULT=crash-during-checkpoint:step=$step"
         REPLICA_FAULT="crash-during-checkpoint:step=$step" start_job "$soak" "$log" "$metrics" "${resume[@]}"
@@ -154,7 +163,9 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
                 [[ " ${ranks_seen[*]} " == *" $p "* ]] || ranks_seen+=("$p")
             done
         done
-        if ((kind != 2)); then
+        if ((kind == 3)); then
+            (($(logged_step "$metrics") >= step - 1)) && kill -TERM "$job" && killed_at=$(date +%s.%N)
+        elif ((kind != 2)); then
             grep -qE "REPLICA_FAULT: (killing myself|dying midway)" "$log" && killed_at=$(date +%s.%N)
         elif (($(logged_step "$metrics") >= step - 1)); then
             for pid in "${ranks_seen[@]}"; do   # rank r's process has OMPI_COMM_WORLD_RANK=r
@@ -169,6 +180,10 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     wait_job "$killed_at"
     reached=$(checkpoint_step "$soak")
     echo "cycle $cycle: resumed from step $from, $how: mpirun exit $status after ${seconds} s, newest checkpoint step $reached"
+    if ((kind == 3)) && [[ $status != 0 ]] && { [[ $status != 3 ]] || ((reached != $(logged_step "$metrics"))); }; then
+        echo "  stopped by SIGTERM: status $status (3 expected), newest checkpoint step $reached, last step logged $(logged_step "$metrics")"
+        failures=$((failures + 1))
+    fi
     if ((kind == 0)) && [[ -e $soak/$(printf 'step-%08d' "$step") ]]; then
         echo "  the checkpoint of step $step exists although rank 0 died while writing it"
         failures=$((failures + 1))

@@ -112,9 +112,7 @@ public enum Checkpoint {
             let folder = directory.appendingPathComponent(text.trimmingCharacters(in: .whitespacesAndNewlines))
             if isComplete(folder) { return folder }
         }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.count == 13 }.sorted().reversed()
-            .map { directory.appendingPathComponent($0) }.first(where: isComplete)
+        return CheckpointFolder.stepFolders(in: directory).reversed().first(where: isComplete)
     }
 
     static func isComplete(_ folder: URL) -> Bool {

@@ -62,7 +62,12 @@ public final class Trainer {
     public let sharding: OptimizerSharding?
     let progress: ProgressBar
     let metrics: MetricsLog
+    /// Rank 0's lock on the checkpoint folder, held for the life of the trainer.
+    let checkpointFolder: CheckpointFolder?
     public private(set) var startStep = 0
+    /// This rank's pending stop request: the signal's number, 0 for none (`StopRequest.signal`;
+    /// tests put a request on one rank). Asked once a step, inside the step's agreement.
+    public var stopRequest: () -> Int32 = { StopRequest.signal }
 
     public init(task: DataParallelTask, options: TrainingOptions, communicator: Communicator) throws {
         self.task = task
@@ -90,9 +95,12 @@ public final class Trainer {
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {
+            checkpointFolder = try CheckpointFolder(URL(fileURLWithPath: directory))
             try Checkpoint.preflight(URL(fileURLWithPath: directory), bytesNeeded: Checkpoint.estimatedBytes(arena: task.arena))
+        } else {
+            checkpointFolder = nil
         }
-        metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume)
+        metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume || options.autoResume)
     }
 
     /// A warning from this rank, whichever it is, on stderr with its number.
@@ -146,9 +154,23 @@ public final class Trainer {
         try communicator.allReduce(task.arena.allBuffers, .mean)
     }
 
-    /// Loads the newest (or the given) checkpoint if resuming; returns its step.
+    /// Loads the newest (or the given) checkpoint if resuming (`--auto-resume`: if there is one).
+    /// A fresh run on a folder that holds checkpoints is refused unless `--overwrite` (rank 0
+    /// deletes them then); every rank sees the same shared folder, so all decide alike.
     public func resumeIfAsked() throws {
-        guard options.resume || options.resumeFrom != nil else { return }
+        let directory = options.checkpointDirectory.map { URL(fileURLWithPath: $0) }
+        let automatic = options.autoResume && directory.flatMap { Checkpoint.newest(in: $0) } != nil
+        guard options.resume || options.resumeFrom != nil || automatic else {
+            if let directory, let refusal = CheckpointFolder.freshRunError(in: directory) {
+                if !options.overwrite { throw refusal }
+                // Every rank has looked before rank 0 deletes.
+                try communicator.barrier()
+                if let removed = try checkpointFolder?.deleteCheckpoints() {
+                    progress.message("--overwrite: deleted \(removed) checkpoint(s) from \(directory.path)")
+                }
+            }
+            return
+        }
         let folder: URL
         if let path = options.resumeFrom {
             folder = URL(fileURLWithPath: path)
@@ -165,7 +187,8 @@ public final class Trainer {
         try Checkpoint.requireTask(contents, task.taskName)
         let saved = contents.state["config_fields"] as? [String: String] ?? [:]
         let current = runFingerprint()
-        let differences = current.keys.sorted().filter { saved[$0] != current[$0] }
+        // --steps may change: extend a finished run or shorten one.
+        let differences = current.keys.sorted().filter { $0 != "steps" && saved[$0] != current[$0] }
             .map { "\($0): checkpoint \(saved[$0] ?? "absent"), now \(current[$0]!)" }
         guard differences.isEmpty else {
             throw UserError("\(folder.path): the checkpoint's configuration differs from this run's (\(differences.joined(separator: "; "))); resume with the same options")
@@ -182,7 +205,13 @@ public final class Trainer {
             }
         }
         startStep = contents.step
+        guard startStep <= options.steps else {
+            throw UserError("\(folder.path): the checkpoint is of step \(startStep), beyond --steps \(options.steps); give --steps \(startStep) or more")
+        }
         progress.message("resumed from \(folder.path) at step \(startStep)")
+        if let savedSteps = saved["steps"], savedSteps != current["steps"] {
+            progress.message("--steps \(options.steps) (the checkpoint's run had \(savedSteps)): the learning-rate schedule is recomputed for \(options.steps) steps, from step \(startStep) on")
+        }
     }
 
     func runFingerprint() -> [String: String] {
@@ -201,6 +230,9 @@ public final class Trainer {
         public var secondsPerStep: Double
         /// Every rank's peak resident set in MiB, by rank (`peak_rss_mb` is the largest).
         public var peakResidentMegabytes: [Double]
+        /// Stopped on request after `steps` (a checkpoint of it written if there is a checkpoint
+        /// folder): the signal's number, the same on every rank; 0 when the run went to its end.
+        public var stopSignal: Int32 = 0
     }
 
     /// Every rank's peak resident set so far, in MiB, by rank (a collective: every rank calls it).
@@ -223,6 +255,9 @@ public final class Trainer {
         /// False when a rank's loss or the gradient was non-finite and every rank skipped the update.
         public var applied: Bool
         public var nonFiniteRanks: Int
+        /// A rank was asked to stop (a signal) during the step: every rank stops after it. The
+        /// signal's number (0: none).
+        public var stopSignal: Int32
     }
 
     /// One optimizer step: micro-steps of forward and backward with the bucketed all-reduce
@@ -249,8 +284,10 @@ public final class Trainer {
         let communication = reducer.takeStatistics()
         if options.faults.poisonsLoss(step: step + 1, rank: communicator.rank) { loss = .nan }
         if !loss.isFinite { warn("non-finite loss \(loss) at step \(step + 1); every rank skips this step") }
-        // Agree on the loss and on whether any rank went non-finite.
-        var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1]
+        // Agree on the loss, on whether any rank went non-finite, and on whether any was asked to
+        // stop (the request rides on this all-reduce, which runs every step anyway).
+        let request = stopRequest()
+        var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1, request != 0 ? 1 : 0, Double(request)]
         try communicator.allReduce(&agreed, .sum)
         let norm = try sharding?.gradientNorm() ?? gradientNorm(arena: task.arena)
         let applied = agreed[1] == 0 && norm.isFinite
@@ -266,10 +303,32 @@ public final class Trainer {
         return StepResult(loss: agreed[0], learningRate: learningRate, gradientNorm: norm,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - stepStarted) / 1e9,
                           computeSeconds: computeSeconds, communicationSeconds: communication.seconds,
-                          overlapFraction: communication.overlapFraction, applied: applied, nonFiniteRanks: Int(agreed[1]))
+                          overlapFraction: communication.overlapFraction, applied: applied, nonFiniteRanks: Int(agreed[1]),
+                          stopSignal: Self.agreedSignal(ranks: agreed[2], sum: agreed[3]))
+    }
+
+    /// The signal of the ranks that asked to stop, from their count and the sum of their signals'
+    /// numbers: theirs if they all had the same one, else SIGTERM (0: nobody asked).
+    public static func agreedSignal(ranks: Double, sum: Double) -> Int32 {
+        guard ranks > 0 else { return 0 }
+        return StopRequest.signals.first { Double($0) * ranks == sum } ?? SIGTERM
+    }
+
+    /// Whether any rank was asked to stop before the first step (during start-up or loading):
+    /// the agreed signal, 0 for none. One all-reduce, before the loop.
+    func stopRequestedBeforeTraining() throws -> Int32 {
+        let request = stopRequest()
+        var agreed = [request != 0 ? 1.0 : 0, Double(request)]
+        try communicator.allReduce(&agreed, .sum)
+        return Self.agreedSignal(ranks: agreed[0], sum: agreed[1])
     }
 
     /// Trains from `startStep` to `options.steps`, evaluating, logging and checkpointing as asked.
+    ///
+    /// A stop request (a signal on any rank) ends the loop after the step in progress on every
+    /// rank alike: no evaluation, rank 0 writes the checkpoint of that step (with a checkpoint
+    /// folder), and the outcome's `stopSignal` says so. One that came before the first step ends
+    /// the run before it, with nothing to write (the folder's newest checkpoint is where it was).
     public func run() throws -> Outcome {
         let started = Date()
         var trainingSeconds = 0.0
@@ -280,12 +339,19 @@ public final class Trainer {
         var appliedSteps = 0
         var lastStep = startStep
         let unitsPerStep = Double(task.unitsPerMicroStep * options.gradientAccumulation * communicator.size)
-        for step in startStep..<options.steps {
+        var stopSignal = try stopRequestedBeforeTraining()
+        for step in startStep..<options.steps where stopSignal == 0 {
             let result = try trainStep(step)
+            stopSignal = result.stopSignal
             guard result.applied else {
                 skipped += 1
                 skippedInARow += 1
                 progress.message("step \(step + 1): non-finite loss or gradient (\(result.nonFiniteRanks) rank(s) reported a non-finite loss); skipped on every rank")
+                if stopSignal != 0 {
+                    lastStep = step + 1
+                    if options.checkpointDirectory != nil { try saveCheckpoint(step: step + 1) }
+                    break
+                }
                 if skippedInARow >= options.maximumSkippedSteps {
                     throw DistributedError("\(skippedInARow) steps in a row had a non-finite loss or gradient; stopping (lower --lr or check the data)")
                 }
@@ -307,7 +373,7 @@ public final class Trainer {
                 "overlap_fraction": result.overlapFraction,
             ]
             var isLast = step + 1 == options.steps
-            if isLast || (options.evaluationInterval > 0 && (step + 1) % options.evaluationInterval == 0) {
+            if stopSignal == 0 && (isLast || (options.evaluationInterval > 0 && (step + 1) % options.evaluationInterval == 0)) {
                 try averageBuffers()
                 evaluation = try task.evaluate(communicator: communicator)
                 for (key, value) in evaluation { record[key] = value }
@@ -326,13 +392,14 @@ public final class Trainer {
                 record["rank_peak_rss_mb"] = peaks
             }
             metrics.write(record)
+            if stopSignal != 0 { isLast = true }
             if options.checkpointDirectory != nil && (isLast || (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery == 0)) {
                 try saveCheckpoint(step: step + 1)
             }
             if isLast { break }
         }
         progress.finish()
-        if evaluation.isEmpty {
+        if evaluation.isEmpty && stopSignal == 0 {
             try averageBuffers()
             evaluation = try task.evaluate(communicator: communicator)
         }
@@ -340,7 +407,7 @@ public final class Trainer {
                        evaluation: evaluation, unitsPerSecond: trainingSeconds > 0 ? unitsProcessed / trainingSeconds : 0,
                        seconds: Date().timeIntervalSince(started), skippedSteps: skipped,
                        secondsPerStep: appliedSteps > 0 ? trainingSeconds / Double(appliedSteps) : 0,
-                       peakResidentMegabytes: try peakResidentMegabytes())
+                       peakResidentMegabytes: try peakResidentMegabytes(), stopSignal: stopSignal)
     }
 
     /// Rank 0 writes the checkpoint of `step`; every rank waits for it so none runs ahead.
@@ -354,6 +421,7 @@ public final class Trainer {
         } else if communicator.isRoot {
             try writeCheckpoint(step: step, in: directory, optimizer: .whole(optimizer))
         }
+        if let keep = options.keepCheckpoints { try checkpointFolder?.prune(keeping: keep) }
         try communicator.barrier()
     }
 

@@ -27,6 +27,12 @@ public struct TrainingOptions: Sendable {
     public var checkpointEvery = 0            // 0 = only at the end
     public var resume = false
     public var resumeFrom: String?
+    /// Resume if the checkpoint folder has a complete checkpoint, else start fresh.
+    public var autoResume = false
+    /// A fresh run may replace the checkpoints already in the folder (deleted first).
+    public var overwrite = false
+    /// Keep only the newest K complete checkpoints (nil: all).
+    public var keepCheckpoints: Int?
     public var metricsPath: String?
     public var progress = ProgressMode.auto
     public var json = false

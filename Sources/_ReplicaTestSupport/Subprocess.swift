@@ -9,11 +9,12 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs `executable` with `arguments` and waits; the launcher variables of any enclosing MPI job are removed.
+/// `whileRunning(pid)` is called every 20 ms until the child ends (to signal it, for instance).
 ///
 /// posix_spawn and waitpid rather than Foundation's Process: once MPI is initialised in the test
 /// process it owns SIGCHLD, and Process would never learn that its child ended.
 public func runProcess(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
-                       timeout: TimeInterval = 300) throws -> ProcessResult {
+                       timeout: TimeInterval = 300, whileRunning: (pid_t) -> Void = { _ in }) throws -> ProcessResult {
     var environment = ProcessInfo.processInfo.environment.filter {
         !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") && !$0.key.hasPrefix("PMI_")
     }
@@ -34,8 +35,21 @@ public func runProcess(_ executable: String, _ arguments: [String], environment 
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { (argv + envp).forEach { free($0) } }
+    // The child starts with no signal blocked and every signal at its default: the test runner
+    // blocks some in its threads, and a blocked SIGTERM would never reach mpirun.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t(), all = sigset_t()
+    sigemptyset(&none)
+    sigfillset(&all)
+    sigdelset(&all, SIGKILL)
+    sigdelset(&all, SIGSTOP)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     var pid: pid_t = 0
-    let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, envp)
+    let spawned = posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
     guard spawned == 0 else {
         throw SubprocessTimeout(command: "\(executable): posix_spawn failed with \(spawned)", seconds: 0)
     }
@@ -49,6 +63,7 @@ public func runProcess(_ executable: String, _ arguments: [String], environment 
             waitpid(pid, &status, 0)
             throw SubprocessTimeout(command: ([executable] + arguments).joined(separator: " "), seconds: timeout)
         }
+        whileRunning(pid)
         Thread.sleep(forTimeInterval: 0.02)
     }
     // WIFEXITED / WEXITSTATUS; a signal death reports 128 + signal, as shells do.

@@ -9,7 +9,7 @@ struct Replica: ParsableCommand {
         commandName: "replica",
         abstract: "Data-parallel training of Transformers and graph attention networks on CPUs with MPI.",
         discussion: """
-        Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`. Exit status: 0 success, 1 a user error, 2 a distributed failure.
+        Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`. Exit status: 0 success, 1 a user error, 2 a distributed failure, 3 a training run stopped on request (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) after writing a checkpoint.
         """,
         subcommands: [Train.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self, Study.self]
     )
@@ -33,6 +33,9 @@ enum ReplicaMain {
         let status: Int32
         do {
             var command = try Replica.parseAsRoot()
+            // A training run stops on SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 after the step in progress,
+            // with a checkpoint, and exits 3; every other command ends on them at once.
+            if Train.configuration.subcommands.contains(where: { $0 == type(of: command) }) { StopRequest.catchSignals() }
             try command.run()
             status = 0
         } catch {
@@ -51,6 +54,9 @@ enum ReplicaMain {
         case let error as DistributedError:
             printError(error.description, everyRank: true)
             return 2
+        case let stop as StoppedOnRequest:
+            if isFirstRank { FileHandle.standardError.write(Data((stop.description + "\n").utf8)) }
+            return 3
         default:
             let code = Replica.exitCode(for: error)
             let message = Replica.fullMessage(for: error)

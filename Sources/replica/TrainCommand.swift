@@ -62,6 +62,12 @@ struct CommonTrainOptions: ParsableArguments {
     var resume = false
     @Option(help: "Continue from this checkpoint folder.")
     var resumeFrom: String?
+    @Flag(help: "Continue from the newest complete checkpoint in --checkpoint-dir if it has one, else start fresh: one command line for the first start and every requeue.")
+    var autoResume = false
+    @Flag(help: "Allow a fresh run (without --resume) on a --checkpoint-dir that already holds checkpoints: they are deleted first.")
+    var overwrite = false
+    @Option(help: "Keep only the newest K complete checkpoints in --checkpoint-dir (default: all).")
+    var keepCheckpoints: Int?
     @Option(help: "Append one JSON object per step to this file.")
     var metrics: String?
     @Option(help: "Progress output: a bar redrawn in place, plain lines (step 1, every 50 steps, the last), or none. auto: the bar when rank 0's output reaches a terminal (under mpirun: when mpirun's does), lines in files and pipes.")
@@ -94,6 +100,14 @@ struct CommonTrainOptions: ParsableArguments {
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must not be negative.") }
         if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir DIR.") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR (or use --resume-from PATH).") }
+        if autoResume && checkpointDir == nil { throw ValidationError("--auto-resume needs --checkpoint-dir DIR.") }
+        if autoResume && resumeFrom != nil { throw ValidationError("give --auto-resume or --resume-from PATH, not both.") }
+        if overwrite && (resume || autoResume || resumeFrom != nil) {
+            throw ValidationError("--overwrite starts fresh; it cannot be combined with --resume, --auto-resume or --resume-from.")
+        }
+        if overwrite && checkpointDir == nil { throw ValidationError("--overwrite needs --checkpoint-dir DIR.") }
+        if let keepCheckpoints, keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints \(keepCheckpoints) must be at least 1.") }
+        if keepCheckpoints != nil && checkpointDir == nil { throw ValidationError("--keep-checkpoints needs --checkpoint-dir DIR.") }
     }
 
     /// The loop's options, with this task's defaults where the user gave none.
@@ -118,6 +132,9 @@ struct CommonTrainOptions: ParsableArguments {
         options.checkpointEvery = checkpointEvery
         options.resume = resume
         options.resumeFrom = resumeFrom
+        options.autoResume = autoResume
+        options.overwrite = overwrite
+        options.keepCheckpoints = keepCheckpoints
         options.metricsPath = metrics
         options.progress = quiet ? .none : progress
         options.json = runtime.json

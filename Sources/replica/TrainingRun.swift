@@ -47,14 +47,33 @@ struct TrainingRun<Task: DataParallelTask> {
     func train(banner: String, finish: (Trainer.Outcome) throws -> (line: String, fields: [String: JSONValue])) throws {
         runtime.log(banner)
         let outcome = try trainer.run()
-        let (line, fields) = try finish(outcome)
-        runtime.log(line)
         var common: [String: JSONValue] = [
             "task": .string(task.taskName), "ranks": .integer(communicator.size), "steps": .integer(outcome.steps),
             "seconds": .number(outcome.seconds), "param_count": .integer(task.arena.count),
             "threads": .integer(runtime.threads), "peak_rss_mb": .number(outcome.peakResidentMegabytes.max() ?? 0),
         ]
         if options.zeroStage != 0 { common["zero"] = .integer(options.zeroStage) }
+        if outcome.stopSignal != 0 {
+            // Stopped on request: the summary without the task's evaluation, then exit status 3.
+            let signal = StopRequest.name(of: outcome.stopSignal)
+            common["stopped"] = .string(signal)
+            runtime.emit(summary: common)
+            throw StoppedOnRequest(stopMessage(signal: signal, step: outcome.steps))
+        }
+        let (line, fields) = try finish(outcome)
+        runtime.log(line)
         runtime.emit(summary: common.merging(fields) { _, task in task })
+    }
+
+    /// What a run stopped by `signal` after `step` says last: where its checkpoint is and how to go on.
+    func stopMessage(signal: String, step: Int) -> String {
+        guard let directory = options.checkpointDirectory else {
+            return "stopped on request (\(signal)) after step \(step); no --checkpoint-dir, so nothing was saved"
+        }
+        if step == trainer.startStep {
+            return "stopped on request (\(signal)) before the first step; the checkpoints in \(directory) are as they were"
+        }
+        let folder = URL(fileURLWithPath: directory).appendingPathComponent(Checkpoint.folderName(step: step)).path
+        return "stopped on request (\(signal)) after step \(step); checkpoint written to \(folder); go on with --resume"
     }
 }

@@ -69,12 +69,13 @@ import _ReplicaTestSupport
         #expect(result.standardError.contains("rank 1: #1 broadcast (bytes) of 64"))
     }
 
-    /// Every file of `directory` and its contents.
+    /// Every file of `directory` and its contents, but the lock file, which names whichever run
+    /// opened the folder last (CheckpointFolder).
     func snapshot(_ directory: URL) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
         while let url = enumerator?.nextObject() as? URL {
-            if (try url.resourceValues(forKeys: [.isRegularFileKey])).isRegularFile == true {
+            if url.lastPathComponent != ".lock", (try url.resourceValues(forKeys: [.isRegularFileKey])).isRegularFile == true {
                 files[url.path] = try Data(contentsOf: url)
             }
         }

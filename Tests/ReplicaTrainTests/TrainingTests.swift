@@ -141,7 +141,7 @@ private let accumulationTolerance: Float = 1e-4
         let (task, trainer) = try tinyTrainer(options)
         _ = try trainer.run()
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-        #expect(names == ["latest", "step-00000010", "step-00000020", "step-00000025"])
+        #expect(names == [".lock", "latest", "step-00000010", "step-00000020", "step-00000025"])
         let latest = try String(contentsOf: directory.appendingPathComponent("latest"), encoding: .utf8)
         #expect(latest.trimmingCharacters(in: .whitespacesAndNewlines) == "step-00000025")
         #expect(Checkpoint.newest(in: directory)?.lastPathComponent == "step-00000025")

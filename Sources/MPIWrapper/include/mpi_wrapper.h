@@ -109,6 +109,14 @@ void mpiw_watchdog_stop(void);
    (after a message naming `rank_label`). */
 int mpiw_supervise(char **argv, const char *rank_label);
 
+/* From now on SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 are recorded instead of ending the process
+   (stop_signals.c); the training loop asks mpiw_stop_signal after every step. */
+void mpiw_catch_stop_signals(void);
+/* The first of those signals received since mpiw_catch_stop_signals (0: none). */
+int mpiw_stop_signal(void);
+/* How many have been received. */
+int mpiw_stop_signal_count(void);
+
 #ifdef __cplusplus
 }
 #endif
