@@ -39,6 +39,7 @@ public final class CBOWTask: DataParallelTask {
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "words" }
     public var unitsPerMicroStep: Int { options.batchSize }
+    public var globalBatch: Int? { options.batchSize * ranks * options.gradientAccumulation }
     public var stepsPerEpoch: Int {
         max(1, Int(sampler.expectedKeptTokens) / (options.batchSize * ranks * options.gradientAccumulation))
     }

@@ -28,6 +28,7 @@ public final class CharLMTask: DataParallelTask, MatmulCounting {
     public var throughputUnit: String { "tokens" }
     public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
     public var unitsPerMicroStep: Int { options.batchSize * model.config.blockSize }
+    public var globalBatch: Int? { sampler.globalBatch }
 
     /// Builds the model and data; `text` is the whole corpus. `vocabulary` is `text`'s characters
     /// when the caller has built them already (the commands do, for the memory estimate); nil builds them.
@@ -55,11 +56,16 @@ public final class CharLMTask: DataParallelTask, MatmulCounting {
 
     public var batchNorms: [BatchNorm] { model.batchNorms }
 
+    /// The replica that micro-step `micro` of this rank stands for (its slot of the global batch):
+    /// micro · ranks + rank. Dropout and augmentation are keyed by it, so 1 rank × N micro-steps
+    /// draws exactly what N ranks × 1 draw.
+    func replica(micro: Int) -> Int { micro * ranks + rank }
+
     /// Text augmentation `substitute=P`: each input character becomes a random one with probability P,
-    /// drawn from (seed, rank, step, micro-step), so every rank augments its own shard differently.
+    /// drawn from (seed, replica, step), so every rank augments its own shard differently.
     func augment(_ inputs: inout [Int32], step: Int, micro: Int) {
         guard let probability = options.augmentation["substitute"], probability > 0 else { return }
-        var generator = SeededGenerator(seed: options.seed, 0x6175_6775, UInt64(rank), UInt64(step), UInt64(micro))
+        var generator = SeededGenerator(seed: options.seed, 0x6175_6775, UInt64(replica(micro: micro)), UInt64(step), 0)
         for i in inputs.indices where generator.nextUniform() < probability {
             inputs[i] = Int32(generator.nextInt(below: vocabulary.count))
         }
@@ -96,15 +102,14 @@ public final class CharLMTask: DataParallelTask, MatmulCounting {
         }
         // Micro-step m of rank r: slot (m · ranks + r) of the global batch, so 1 rank × N micro-steps
         // sees the same examples as N ranks × 1.
-        let slot = micro * ranks + rank
-        return sampler.indices(in: permutation, step: step % sampler.stepsPerEpoch, rank: slot, batchSize: options.batchSize)
+        return sampler.indices(in: permutation, step: step % sampler.stepsPerEpoch, rank: replica(micro: micro), batchSize: options.batchSize)
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         var (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
         augment(&inputs, step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let B = options.batchSize, T = model.config.blockSize
         let logits = model.forward(inputs, batch: B, length: T)
         let value = loss.forward(logits: logits, targets: targets, normalizer: normalizer)

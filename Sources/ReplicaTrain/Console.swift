@@ -20,6 +20,7 @@ public final class ProgressBar {
 
     let total: Int
     let enabled: Bool
+    let isRoot: Bool
     let interactive: Bool
     let toStandardError: Bool
     let logEvery: Int
@@ -30,6 +31,7 @@ public final class ProgressBar {
     public init(total: Int, isRoot: Bool, mode: ProgressMode, toStandardError: Bool, logEvery: Int = ProgressBar.lineInterval) {
         self.total = total
         self.toStandardError = toStandardError
+        self.isRoot = isRoot
         enabled = isRoot && mode != .none
         switch mode {
         case .bar: interactive = true
@@ -103,6 +105,13 @@ public final class ProgressBar {
     public func message(_ line: String) {
         guard enabled else { return }
         write((interactive ? "\r\u{1B}[2K" : "") + line + "\n")
+    }
+
+    /// A line about what the run decided (resumed, resumed on another split, a new schedule,
+    /// checkpoints deleted): rank 0 prints it in every progress mode, `--quiet` included.
+    public func notice(_ line: String) {
+        guard isRoot else { return }
+        write((enabled && interactive ? "\r\u{1B}[2K" : "") + line + "\n")
     }
 
     public func finish() {

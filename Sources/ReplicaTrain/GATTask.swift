@@ -56,6 +56,8 @@ public final class GATTask: DataParallelTask {
     public var throughputUnit: String { "nodes" }
     public var stepsPerEpoch: Int { 1 }
     public var unitsPerMicroStep: Int { dataset.train.count / (ranks * options.gradientAccumulation) }
+    /// Every step trains on all the training nodes, however many ranks share them.
+    public var globalBatch: Int? { nil }
 
     /// `normalizeFeatures` divides each node's features by their sum (GAT's and PyG's preprocessing).
     public convenience init(dataset: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,

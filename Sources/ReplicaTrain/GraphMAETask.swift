@@ -34,6 +34,8 @@ public final class GraphMAETask: DataParallelTask {
     public var throughputUnit: String { "nodes" }
     public var stepsPerEpoch: Int { 1 }
     public var unitsPerMicroStep: Int { dataset.nodeCount }
+    /// Every step masks and reconstructs the whole graph, however many ranks share it.
+    public var globalBatch: Int? { nil }
     public var batchNorms: [BatchNorm] { [] }
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
 

@@ -46,6 +46,8 @@ public final class MLMTask: DataParallelTask {
     public var extraCheckpointTensors: [(String, Tensor)] { [] }
     /// Real tokens a rank processes per micro-step, on average.
     public var unitsPerMicroStep: Int { options.batchSize * train.reduce(0) { $0 + $1.count } / max(train.count, 1) }
+    /// Sentences a step.
+    public var globalBatch: Int? { options.batchSize * ranks * options.gradientAccumulation }
     /// Sentences of an evaluation batch (sorted by length), on every rank count.
     public static let evaluationSentences = 128
 
@@ -109,11 +111,14 @@ public final class MLMTask: DataParallelTask {
     /// The chosen tokens of this rank's micro-batch: the loss terms.
     public func targetCount(step: Int, micro: Int) -> Int { maskedBatch(step: step, micro: micro).targets.count }
 
+    /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank (dropout's key).
+    func replica(micro: Int) -> Int { micro * ranks + rank }
+
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let batch = maskedBatch(step: step, micro: micro)
         guard batch.batchSize > 0 else { return 0 }   // a short last batch: this rank adds nothing
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let logits = model.forward(batch.inputs, mask: batch.mask, batch: batch.batchSize, length: batch.length,
                                    predicting: batch.rows)
         let value = loss.forward(logits: logits, targets: batch.targets, normalizer: normalizer)

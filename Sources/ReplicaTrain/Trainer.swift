@@ -31,6 +31,11 @@ public protocol DataParallelTask: AnyObject {
     func shouldStop(after evaluation: [String: Double], step: Int) -> Bool
     /// The model's BatchNorm layers (none without `--norm batch`).
     var batchNorms: [BatchNorm] { get }
+    /// Examples (or tokens) of one optimizer step over all ranks and micro-steps: per-rank batch ×
+    /// ranks × `--grad-accum`; nil when every step takes the whole training set (full-graph GAT).
+    /// Any split of the same global batch draws the same data, which is what lets a run resume on
+    /// another rank count (`Trainer.resumeIfAsked`).
+    var globalBatch: Int? { get }
 }
 
 extension DataParallelTask {
@@ -56,7 +61,8 @@ public final class Trainer {
     public let communicator: Communicator
     public let task: DataParallelTask
     public let optimizer: Optimizer
-    public let policy: LearningRatePolicy
+    /// The learning rate by step; an elastic resume with `--allow-batch-change` rescales it.
+    public private(set) var policy: LearningRatePolicy
     let reducer: GradientReducer
     /// ZeRO-1's shards (`--zero 1` on more than one rank), else nil.
     public let sharding: OptimizerSharding?
@@ -78,10 +84,7 @@ public final class Trainer {
         case .adam: optimizer = Adam(beta1: 0.9, beta2: options.beta2, epsilon: 1e-8, weightDecay: options.weightDecay)
         }
         // Linear scaling rule (Goyal et al.): lr × global/per-rank batch, reached by warmup.
-        let scale = options.scaleLearningRate ? Float(communicator.size * options.gradientAccumulation) : 1
-        policy = LearningRatePolicy(baseRate: options.learningRate * scale, warmupSteps: options.warmupSteps,
-                                    totalSteps: options.steps, minimumRate: options.minimumLearningRate.map { $0 * scale },
-                                    schedule: options.schedule)
+        policy = Self.policy(options, scale: options.scaleLearningRate ? Float(communicator.size * options.gradientAccumulation) : 1)
         reducer = GradientReducer(communicator: communicator, arena: task.arena, bucketBytes: options.bucketBytes,
                                   overlap: options.overlap)
         if options.zeroStage >= 1 && communicator.size > 1 {
@@ -166,7 +169,7 @@ public final class Trainer {
                 // Every rank has looked before rank 0 deletes.
                 try communicator.barrier()
                 if let removed = try checkpointFolder?.deleteCheckpoints() {
-                    progress.message("--overwrite: deleted \(removed) checkpoint(s) from \(directory.path)")
+                    progress.notice("--overwrite: deleted \(removed) checkpoint(s) from \(directory.path)")
                 }
             }
             return
@@ -187,12 +190,14 @@ public final class Trainer {
         try Checkpoint.requireTask(contents, task.taskName)
         let saved = contents.state["config_fields"] as? [String: String] ?? [:]
         let current = runFingerprint()
-        // --steps may change: extend a finished run or shorten one.
-        let differences = current.keys.sorted().filter { $0 != "steps" && saved[$0] != current[$0] }
+        // --steps may change (extend a finished run or shorten one), and so may the batch's split.
+        let free = Self.splitFields.union(["steps", "global_batch"])
+        let differences = current.keys.sorted().filter { !free.contains($0) && saved[$0] != current[$0] }
             .map { "\($0): checkpoint \(saved[$0] ?? "absent"), now \(current[$0]!)" }
         guard differences.isEmpty else {
             throw UserError("\(folder.path): the checkpoint's configuration differs from this run's (\(differences.joined(separator: "; "))); resume with the same options")
         }
+        try adoptBatchSplit(of: saved, folder: folder)
         try Checkpoint.restore(contents, into: task.arena)
         let optimizerFile = folder.appendingPathComponent("optimizer.safetensors")
         if let sharding {
@@ -208,14 +213,58 @@ public final class Trainer {
         guard startStep <= options.steps else {
             throw UserError("\(folder.path): the checkpoint is of step \(startStep), beyond --steps \(options.steps); give --steps \(startStep) or more")
         }
-        progress.message("resumed from \(folder.path) at step \(startStep)")
+        progress.notice("resumed from \(folder.path) at step \(startStep)")
         if let savedSteps = saved["steps"], savedSteps != current["steps"] {
-            progress.message("--steps \(options.steps) (the checkpoint's run had \(savedSteps)): the learning-rate schedule is recomputed for \(options.steps) steps, from step \(startStep) on")
+            progress.notice("--steps \(options.steps) (the checkpoint's run had \(savedSteps)): the learning-rate schedule is recomputed for \(options.steps) steps, from step \(startStep) on")
         }
     }
 
+    /// The learning-rate policy of `options` with the base and minimum rates multiplied by `scale`.
+    static func policy(_ options: TrainingOptions, scale: Float) -> LearningRatePolicy {
+        LearningRatePolicy(baseRate: options.learningRate * scale, warmupSteps: options.warmupSteps, totalSteps: options.steps,
+                           minimumRate: options.minimumLearningRate.map { $0 * scale }, schedule: options.schedule)
+    }
+
+    /// The fingerprint fields that say how the global batch is split; an elastic resume may change them.
+    static let splitFields: Set<String> = ["ranks", "batch_size", "grad_accum"]
+
+    /// The fields a resumed run must share with its checkpoint, the global batch among them.
     func runFingerprint() -> [String: String] {
-        task.configuration.merging(options.fingerprint(ranks: communicator.size)) { a, _ in a }
+        var fields = task.configuration.merging(options.fingerprint(ranks: communicator.size)) { a, _ in a }
+        fields["global_batch"] = task.globalBatch.map(String.init) ?? "all"
+        return fields
+    }
+
+    /// "2 rank(s) × batch 12 × grad-accum 1" from a fingerprint.
+    static func split(_ fields: [String: String]) -> String {
+        "\(fields["ranks"] ?? "?") rank(s) × batch \(fields["batch_size"] ?? "?") × grad-accum \(fields["grad_accum"] ?? "?")"
+    }
+
+    /// Checks the split of the global batch against the checkpoint's and sets the learning rate
+    /// for an elastic resume. The same global batch on another split continues the run: the
+    /// checkpoint's learning rate is kept (with `--scale-lr`, its ranks × `--grad-accum` factor).
+    /// Another global batch is refused unless `--allow-batch-change`, which multiplies the
+    /// learning rate by new/old global batch (the linear scaling rule, Goyal et al. 2017).
+    func adoptBatchSplit(of saved: [String: String], folder: URL) throws {
+        let current = runFingerprint()
+        guard Self.splitFields.contains(where: { saved[$0] != current[$0] }) else { return }
+        let savedBatch = saved["global_batch"]
+            ?? (task.globalBatch == nil ? "all" : "\(["ranks", "batch_size", "grad_accum"].reduce(1) { $0 * (Int(saved[$1] ?? "") ?? 0) })")
+        let nowBatch = current["global_batch"]!
+        var scale: Float = 1
+        if options.scaleLearningRate {
+            scale = Float((Int(saved["ranks"] ?? "") ?? 1) * (Int(saved["grad_accum"] ?? "") ?? 1))
+        }
+        if savedBatch == nowBatch {
+            progress.notice("elastic resume: the checkpoint ran \(Self.split(saved)), this run \(Self.split(current)); the global batch of \(nowBatch) and the learning rate are kept")
+        } else {
+            guard options.allowBatchChange, let old = Double(savedBatch), let new = Double(nowBatch), old > 0 else {
+                throw UserError("\(folder.path): the checkpoint's global batch is \(savedBatch) (\(Self.split(saved))), this run's \(nowBatch) (\(Self.split(current))); keep per-rank batch × ranks × --grad-accum at \(savedBatch), or give --allow-batch-change to go on with \(nowBatch) and a learning rate scaled by \(nowBatch)/\(savedBatch)")
+            }
+            scale *= Float(new / old)
+            progress.notice("--allow-batch-change: the global batch goes from \(savedBatch) (\(Self.split(saved))) to \(nowBatch) (\(Self.split(current))); the learning rate is multiplied by \(String(format: "%.4g", new / old))")
+        }
+        policy = Self.policy(options, scale: scale)
     }
 
     /// The final summary's numbers.

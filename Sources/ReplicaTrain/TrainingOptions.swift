@@ -29,6 +29,8 @@ public struct TrainingOptions: Sendable {
     public var resumeFrom: String?
     /// Resume if the checkpoint folder has a complete checkpoint, else start fresh.
     public var autoResume = false
+    /// An elastic resume may change the global batch (the learning rate is rescaled linearly).
+    public var allowBatchChange = false
     /// A fresh run may replace the checkpoints already in the folder (deleted first).
     public var overwrite = false
     /// Keep only the newest K complete checkpoints (nil: all).

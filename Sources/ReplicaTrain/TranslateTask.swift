@@ -32,6 +32,8 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "tokens" }
     public var unitsPerMicroStep: Int { tokensPerRank }
+    /// Padded tokens a step.
+    public var globalBatch: Int? { tokensPerRank * ranks * options.gradientAccumulation }
     public var stepsPerEpoch: Int { batches.stepsPerEpoch }
     /// Padded tokens of an evaluation batch (the validation loss), on every rank count.
     public static let evaluationTokens = 4000
@@ -62,7 +64,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         return ["task": "translate", "vocabulary": "\(c.vocabularySize)", "embedding": "\(c.embedding)", "heads": "\(c.heads)",
                 "encoder_layers": "\(c.encoderLayers)", "decoder_layers": "\(c.decoderLayers)", "feed_forward": "\(c.feedForward)",
                 "dropout": "\(c.dropout)", "norm": c.norm.rawValue, "attention": c.scorer.rawValue,
-                "tokens_per_rank": "\(tokensPerRank)", "train_pairs": "\(data.train.count)"]
+                "train_pairs": "\(data.train.count)"]
     }
 
     public var checkpointState: [String: Any] {
@@ -98,11 +100,11 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
     }
 
     /// Input augmentation `mask=P` (source tokens → <mask>) and `substitute=P` (→ a random token),
-    /// drawn per rank from (seed, rank, step, micro-step).
+    /// drawn per replica from (seed, micro · ranks + rank, step).
     func augment(_ batch: inout PaddedBatch, step: Int, micro: Int) {
         let maskRate = options.augmentation["mask"] ?? 0, substituteRate = options.augmentation["substitute"] ?? 0
         guard maskRate > 0 || substituteRate > 0 else { return }
-        var generator = SeededGenerator(seed: options.seed, 0x7472_6175, UInt64(rank), UInt64(step), UInt64(micro))
+        var generator = SeededGenerator(seed: options.seed, 0x7472_6175, UInt64(replica(micro: micro)), UInt64(step), 0)
         for i in batch.sourceIds.indices where batch.sourceMask[i] && batch.sourceIds[i] > BPETokenizer.mask {
             let draw = generator.nextUniform()
             if draw < maskRate {
@@ -113,13 +115,16 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         }
     }
 
+    /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank (dropout's key).
+    func replica(micro: Int) -> Int { micro * ranks + rank }
+
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let indices = batches.share(step: step, micro: micro)
         guard !indices.isEmpty else { return 0 }   // a short last batch: this rank adds nothing
         var batch = PaddedBatch.make(examples: examples, indices: indices)
         augment(&batch, step: step, micro: micro)
         model.mode = .training
-        model.randomContext = RandomContext(seed: options.seed, rank: rank, step: step, micro: micro)
+        model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let B = batch.batchSize
         let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: B, length: batch.sourceLength)
         let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },

@@ -64,6 +64,8 @@ struct CommonTrainOptions: ParsableArguments {
     var resumeFrom: String?
     @Flag(help: "Continue from the newest complete checkpoint in --checkpoint-dir if it has one, else start fresh: one command line for the first start and every requeue.")
     var autoResume = false
+    @Flag(help: "On resume, accept a global batch (per-rank batch × ranks × --grad-accum) other than the checkpoint's: the learning rate is multiplied by new/old global batch. Without it a resume on another rank count must keep the global batch.")
+    var allowBatchChange = false
     @Flag(help: "Allow a fresh run (without --resume) on a --checkpoint-dir that already holds checkpoints: they are deleted first.")
     var overwrite = false
     @Option(help: "Keep only the newest K complete checkpoints in --checkpoint-dir (default: all).")
@@ -105,6 +107,9 @@ struct CommonTrainOptions: ParsableArguments {
         if overwrite && (resume || autoResume || resumeFrom != nil) {
             throw ValidationError("--overwrite starts fresh; it cannot be combined with --resume, --auto-resume or --resume-from.")
         }
+        if allowBatchChange && !(resume || autoResume || resumeFrom != nil) {
+            throw ValidationError("--allow-batch-change applies to a resumed run; give it with --resume, --auto-resume or --resume-from.")
+        }
         if overwrite && checkpointDir == nil { throw ValidationError("--overwrite needs --checkpoint-dir DIR.") }
         if let keepCheckpoints, keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints \(keepCheckpoints) must be at least 1.") }
         if keepCheckpoints != nil && checkpointDir == nil { throw ValidationError("--keep-checkpoints needs --checkpoint-dir DIR.") }
@@ -134,6 +139,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.resumeFrom = resumeFrom
         options.autoResume = autoResume
         options.overwrite = overwrite
+        options.allowBatchChange = allowBatchChange
         options.keepCheckpoints = keepCheckpoints
         options.metricsPath = metrics
         options.progress = quiet ? .none : progress
