@@ -19,6 +19,12 @@
 # from. Each cycle reports mpirun's exit status and how long the job took to end after the rank
 # died; it fails if that took longer than END_WITHIN or left a rank process behind.
 #
+# Then the elastic cycle (ELASTIC=0 skips it): a run with a global batch of 12 on 2 ranks × 6 is
+# killed at a random step, resumed on 1 rank × 6 × --grad-accum 2, killed again, and finished on
+# 3 ranks × 4. Its final parameters and optimizer state must be within 1e-5 (global relative L2)
+# of an uninterrupted 2-rank run's: every split draws the same 12 sequences a step, and only the
+# order in which Float gradients are summed differs.
+#
 # Knobs: BINARY (.build/release/replica), OUT (a new temporary folder), RANKS (2),
 # CHECKPOINT_EVERY (5), SOAK_SEED (random), END_WITHIN (seconds a killed job may take to end, 60),
 # MODEL_ARGS (a small charlm); the comparison's numpy comes from launch/python.sh's venv
@@ -53,8 +59,9 @@ echo "soak: $CYCLES kill (or preemption) + resume cycles over $STEPS steps on $R
 start_job() {
     local directory=$1 log=$2 metrics=$3
     shift 3
-    local launcher=(mpirun "${flags[@]}" -np "$RANKS" "$BINARY")
-    [[ -n ${VIA_SCRIPT:-} ]] && launcher=(env BINARY="$BINARY" launch/local.sh "$RANKS")
+    local ranks=${JOB_RANKS:-$RANKS}
+    local launcher=(mpirun "${flags[@]}" -np "$ranks" "$BINARY")
+    [[ -n ${VIA_SCRIPT:-} ]] && launcher=(env BINARY="$BINARY" launch/local.sh "$ranks")
     local command=("${launcher[@]}" train charlm --steps "$STEPS" "${model[@]}"
         --checkpoint-every "$CHECKPOINT_EVERY" --checkpoint-dir "$directory" --metrics "$metrics" --quiet "$@")
     echo "+ ${REPLICA_FAULT:+REPLICA_FAULT=$REPLICA_FAULT }${command[*]}" >>"$log"
@@ -103,6 +110,51 @@ wait_job() {
     done
     wait "$job" || status=$?
     seconds=$(awk -v now="$(date +%s.%N)" -v since="$since" 'BEGIN { printf "%.1f", now - since }')
+}
+
+# Compares checkpoint folders $1 and $2: bit for bit, or within relative L2 tolerance $3.
+compare() {
+    "$python" - "$@" <<'PYTHON'
+# Compares two checkpoints' safetensors files tensor by tensor: bit for bit, or within a global
+# relative L2 tolerance when one is given (numpy only).
+import json, struct, sys
+import numpy as np
+
+def tensors(path):
+    data = open(path, "rb").read()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    header.pop("__metadata__", None)
+    body = data[8 + length:]
+    return {name: np.frombuffer(body[e["data_offsets"][0]:e["data_offsets"][1]], dtype="<u4")
+            for name, e in header.items()}
+
+reference, resumed = sys.argv[1], sys.argv[2]
+tolerance = float(sys.argv[3]) if len(sys.argv) > 3 else None
+ok = True
+for file in ["model.safetensors", "optimizer.safetensors"]:
+    a, b = tensors(f"{reference}/{file}"), tensors(f"{resumed}/{file}")
+    if a.keys() != b.keys():
+        print(f"{file}: tensor names differ: {sorted(a.keys() ^ b.keys())}")
+        ok = False
+        continue
+    if tolerance is not None:
+        x = np.concatenate([a[n].view("<f4").astype(np.float64) for n in sorted(a)])
+        y = np.concatenate([b[n].view("<f4").astype(np.float64) for n in sorted(a)])
+        relative = np.linalg.norm(y - x) / np.linalg.norm(x)
+        print(f"{file}: {len(a)} tensors, relative L2 difference {relative:.2e} (at most {tolerance:g})")
+        ok = ok and bool(relative <= tolerance)
+        continue
+    differing = [name for name in a if a[name].shape != b[name].shape or not np.array_equal(a[name], b[name])]
+    count = sum(x.size for x in a.values())
+    if differing:
+        worst = max(differing, key=lambda n: np.abs(a[n].view("<f4") - b[n].view("<f4")).max() if a[n].shape == b[n].shape else np.inf)
+        print(f"{file}: {len(differing)} of {len(a)} tensors differ (e.g. {worst})")
+        ok = False
+    else:
+        print(f"{file}: {len(a)} tensors, {count} values, bitwise equal")
+sys.exit(0 if ok else 1)
+PYTHON
 }
 
 # --- The uninterrupted reference run ---
@@ -169,7 +221,7 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
             grep -qE "REPLICA_FAULT: (killing myself|dying midway)" "$log" && killed_at=$(date +%s.%N)
         elif (($(logged_step "$metrics") >= step - 1)); then
             for pid in "${ranks_seen[@]}"; do   # rank r's process has OMPI_COMM_WORLD_RANK=r
-                if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank"; then
+                if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qx "OMPI_COMM_WORLD_RANK=$rank"; then
                     kill -9 "$pid" && killed_at=$(date +%s.%N)
                 fi
             done
@@ -221,41 +273,56 @@ echo "final: resumed from step $from, mpirun exit $status after ${seconds} s"
 partial=$(find "$soak" -maxdepth 1 -name '.tmp-*' | wc -l)
 ((partial == 0)) || echo "note: $partial partly written checkpoint folder(s) left in $soak (.tmp-*), not used by --resume"
 last=$(printf 'step-%08d' "$STEPS")
-"$python" - "$reference/$last" "$soak/$last" <<'PYTHON' || failures=$((failures + 1))
-# Compares two checkpoints' safetensors files tensor by tensor, bit for bit (numpy only).
-import json, struct, sys
-import numpy as np
+compare "$reference/$last" "$soak/$last" || failures=$((failures + 1))
 
-def tensors(path):
-    data = open(path, "rb").read()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
-    header.pop("__metadata__", None)
-    body = data[8 + length:]
-    return {name: np.frombuffer(body[e["data_offsets"][0]:e["data_offsets"][1]], dtype="<u4")
-            for name, e in header.items()}
-
-reference, resumed = sys.argv[1], sys.argv[2]
-ok = True
-for file in ["model.safetensors", "optimizer.safetensors"]:
-    a, b = tensors(f"{reference}/{file}"), tensors(f"{resumed}/{file}")
-    if a.keys() != b.keys():
-        print(f"{file}: tensor names differ: {sorted(a.keys() ^ b.keys())}")
-        ok = False
-        continue
-    differing = [name for name in a if a[name].shape != b[name].shape or not np.array_equal(a[name], b[name])]
-    count = sum(x.size for x in a.values())
-    if differing:
-        worst = max(differing, key=lambda n: np.abs(a[n].view("<f4") - b[n].view("<f4")).max() if a[n].shape == b[n].shape else np.inf)
-        print(f"{file}: {len(differing)} of {len(a)} tensors differ (e.g. {worst})")
-        ok = False
-    else:
-        print(f"{file}: {len(a)} tensors, {count} values, bitwise equal")
-sys.exit(0 if ok else 1)
-PYTHON
+# --- Elastic: 2 ranks × 6, then 1 rank × 6 × 2 micro-steps, then 3 ranks × 4 (a global batch of 12) ---
+if [[ ${ELASTIC:-1} == 1 ]]; then
+    every=$CHECKPOINT_EVERY third=$((STEPS / 3))
+    first=$((every + 2 + RANDOM % (third > 0 ? third : 1)))
+    second=$((first + every + 1 + RANDOM % (third > 0 ? third : 1)))
+    if ((second >= STEPS)); then
+        echo "elastic: $STEPS steps leave no room for two stops $every steps apart; skipped (more STEPS)"
+    else
+        elastic_reference=$OUT/elastic-reference elastic=$OUT/elastic
+        JOB_RANKS=2 start_job "$elastic_reference" "$OUT/elastic-reference.log" "$OUT/elastic-reference-metrics.jsonl" --batch-size 6
+        wait_job "$(date +%s.%N)"
+        [[ $status == 0 ]] || { tail -n 20 "$OUT/elastic-reference.log"; echo "FAIL: the elastic reference run ended with $status" >&2; exit 1; }
+        # One leg: ranks $1, a kill before step $2 (0: none), then options; checks the status and the resume line.
+        elastic_leg() {
+            local ranks=$1 kill_at=$2 leg=$3
+            shift 3
+            local log=$OUT/elastic-$leg.log
+            if ((kill_at > 0)); then
+                REPLICA_FAULT="kill:rank=$((RANDOM % ranks)):step=$kill_at" JOB_RANKS=$ranks start_job "$elastic" "$log" "$OUT/elastic-$leg-metrics.jsonl" "$@"
+            else
+                JOB_RANKS=$ranks start_job "$elastic" "$log" "$OUT/elastic-$leg-metrics.jsonl" "$@"
+            fi
+            wait_job "$(date +%s.%N)"
+            local killed=""
+            ((kill_at > 0)) && killed=", killed before step $kill_at"
+            echo "elastic $leg: $ranks rank(s) $*$killed: exit $status, newest checkpoint step $(checkpoint_step "$elastic")"
+            if { ((kill_at > 0)) && [[ $status == 0 || $status == hang ]]; } || { ((kill_at == 0)) && [[ $status != 0 ]]; }; then
+                echo "  unexpected exit status $status (see $log)"
+                failures=$((failures + 1))
+            fi
+            if [[ " $* " == *" --resume "* ]] && ! grep -q "elastic resume" "$log"; then
+                echo "  no 'elastic resume' line in $log"
+                failures=$((failures + 1))
+            fi
+        }
+        elastic_leg 2 "$first" 1 --batch-size 6
+        elastic_leg 1 "$second" 2 --batch-size 6 --grad-accum 2 --resume
+        elastic_leg 3 0 3 --batch-size 4 --resume
+        if compare "$elastic_reference/$last" "$elastic/$last" 1e-5; then
+            ELASTIC_DONE=", and the 2 → 1 → 3-rank elastic run is within 1e-5 of its uninterrupted reference"
+        else
+            failures=$((failures + 1))
+        fi
+    fi
+fi
 
 if ((failures)); then
     echo "FAIL: $failures problem(s); logs in $OUT"
     exit 1
 fi
-echo "PASS: after $CYCLES kill + resume cycles the final parameters equal the uninterrupted run's (logs in $OUT)"
+echo "PASS: after $CYCLES kill + resume cycles the final parameters equal the uninterrupted run's${ELASTIC_DONE:-} (logs in $OUT)"
