@@ -91,6 +91,15 @@ import _ReplicaTestSupport
         #expect(names == ["step-00000004"], "\(names)")
     }
 
+    @Test func keepCheckpointsLeavesTheNewestK() throws {
+        let directory = runs.temporaryDirectory("keep")
+        _ = try runs.run(ranks: 2, Self.arguments(batch: 4, steps: 10, directory: directory, extra: ["--checkpoint-every", "2", "--keep-checkpoints", "2"]))
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("step-") }.sorted()
+        #expect(names == ["step-00000008", "step-00000010"], "\(names)")
+        let latest = try String(contentsOf: directory.appendingPathComponent("latest"), encoding: .utf8)
+        #expect(latest.trimmingCharacters(in: .whitespacesAndNewlines) == "step-00000010")
+    }
+
     /// While a run holds the folder (stalled 20 s before step 3), a second run on it ends at once
     /// with exit 1 naming the holder's host and pid; the first's files are untouched and it ends normally.
     @Test func aSecondRunOnAFolderInUseIsExitOneNamingTheFirst() throws {
