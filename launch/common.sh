@@ -4,6 +4,9 @@
 # iproute2 (ip, tc) is for the simulated cluster in cluster/.
 REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev iproute2)
 
+# Debian's Slurm, for cluster/slurm-up.sh and its integration test (SlurmTests).
+REPLICA_SLURM_APT_PACKAGES=(slurmctld slurmd slurm-client munge)
+
 # Installs the Debian packages given that are missing (as root, or with sudo); messages on stderr.
 replica_apt_install() {
     local missing=() package
@@ -25,7 +28,6 @@ replica_install_dependencies() {
     command -v swift >/dev/null || { echo "error: swift is not on PATH; install Swift 6 (swift.org) first" >&2; exit 1; }
 }
 
-# mpirun flags: root needs --allow-run-as-root; --oversubscribe lets ranks exceed cores.
 # Runs a launcher command (mpirun, srun) and returns its status. SIGTERM and SIGINT to this script
 # reach the job as SIGUSR1: Open MPI's mpirun passes USR1 on to every rank at once and then returns
 # the ranks' status (3: stopped on request, checkpoint written), where on TERM or INT it ends the
@@ -44,6 +46,7 @@ replica_run_stoppable() {
     return "$status"
 }
 
+# mpirun flags: root needs --allow-run-as-root; --oversubscribe lets ranks exceed cores.
 replica_mpirun_flags() {
     local flags=(--oversubscribe)
     [[ $(id -u) -eq 0 ]] && flags+=(--allow-run-as-root)

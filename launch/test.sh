@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/common.sh
 replica_install_dependencies
+# SlurmTests brings up a local Slurm (cluster/slurm-up.sh), which needs root; without root it is skipped.
+if [[ $(id -u) -eq 0 ]]; then replica_apt_install "${REPLICA_SLURM_APT_PACKAGES[@]}"; fi
 
 # Test suites run in parallel threads of one process; OpenBLAS's thread pool entered by several
 # threads at once can deadlock, so each BLAS call runs on its caller's thread.
