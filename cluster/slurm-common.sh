@@ -5,13 +5,18 @@ SLURM_STATE=${SLURM_STATE:-$PWD/cluster/.slurm}
 SLURMCTLD_PORT=${SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${SLURMD_PORT:-6818}
 
-# Whether the process of pid file $1 runs (and is not a zombie).
-slurm_alive() {
-    [[ -s $1 ]] || return 1
-    local pid state
-    pid=$(cat "$1")
-    state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+# Whether process $1 runs (and is not a zombie).
+slurm_pid_alive() {
+    local state
+    state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
     [[ -n $state && $state != Z ]]
+}
+
+# Whether the process of pid file $1 runs.
+slurm_alive() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [[ -n $pid ]] && slurm_pid_alive "$pid"
 }
 
 # Stops the daemons of $SLURM_STATE's pid files: slurmd, slurmctld, then munged; each gets TERM,
@@ -19,15 +24,14 @@ slurm_alive() {
 slurm_stop_daemons() {
     local file pid waited
     for file in "$SLURM_STATE"/run/slurmd-*.pid "$SLURM_STATE/run/slurmctld.pid" "$SLURM_STATE/run/munged.pid"; do
-        [[ -e $file ]] || continue
-        if slurm_alive "$file"; then
-            pid=$(cat "$file")
+        pid=$(cat "$file" 2>/dev/null) || continue
+        if [[ -n $pid ]] && slurm_pid_alive "$pid"; then
             kill -TERM "$pid" 2>/dev/null || true
             for ((waited = 0; waited < 100; waited++)); do
-                slurm_alive "$file" || break
+                slurm_pid_alive "$pid" || break
                 sleep 0.1
             done
-            slurm_alive "$file" && kill -KILL "$pid" 2>/dev/null || true
+            if slurm_pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
         fi
         rm -f "$file"
     done

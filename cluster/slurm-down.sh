@@ -9,10 +9,26 @@ cd "$(dirname "$0")/.."
 source cluster/slurm-common.sh
 
 [[ -d $SLURM_STATE ]] || { echo "slurm: nothing to remove ($SLURM_STATE does not exist)"; exit 0; }
+# Jobs first (while slurmctld can still end them), then the daemons.
+export SLURM_CONF=$SLURM_STATE/slurm.conf
+if slurm_alive "$SLURM_STATE/run/slurmctld.pid"; then
+    jobs=$(squeue --noheader -o %A 2>/dev/null || true)
+    if [[ -n $jobs ]]; then
+        scancel $jobs 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            [[ -z $(squeue --noheader -o %A 2>/dev/null || true) ]] && break
+            sleep 0.1
+        done
+    fi
+fi
 slurm_stop_daemons
-# Job steps that outlived their slurmd (slurmstepd) of this Slurm: named by the spool folder.
-for pid in $(pgrep -f "slurmstepd" 2>/dev/null || true); do
-    tr '\0' '\n' 2>/dev/null </proc/"$pid"/cmdline | grep -q "$SLURM_STATE" && kill -KILL "$pid" 2>/dev/null || true
+# A job step's slurmstepd that outlived its slurmd: one with its working folder or an open file
+# in this Slurm's state folder.
+for pid in $(pgrep -x slurmstepd 2>/dev/null || true); do
+    if [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$SLURM_STATE"* ]] \
+        || ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$SLURM_STATE"; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
 done
 if [[ -L /etc/slurm/slurm.conf && $(readlink /etc/slurm/slurm.conf) == "$SLURM_STATE/slurm.conf" ]]; then
     rm -f /etc/slurm/slurm.conf

@@ -72,6 +72,8 @@ SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$SLURM_STATE/ctld
 SlurmdSpoolDir=$SLURM_STATE/spool/%n
+# Each node's temporary folder (the PMIx plugin's files are there): simulated nodes share /tmp.
+TmpFS=$SLURM_STATE/tmp/%n
 SlurmctldPidFile=$SLURM_STATE/run/slurmctld.pid
 SlurmdPidFile=$SLURM_STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$SLURM_STATE/log/slurmctld.log
@@ -126,9 +128,15 @@ slurm_alive "$SLURM_STATE/run/slurmctld.pid" || slurmctld -f "$conf"
 if ((nodes > 0)); then
     for ((k = 1; k <= nodes; k++)); do
         slurm_alive "$SLURM_STATE/run/slurmd-node$k.pid" && continue
-        ip netns exec "node$k" unshare --uts sh -c 'hostname "$1" && exec slurmd -f "$2" -N "$1"' slurmd "node$k" "$conf"
+        mkdir -p "$SLURM_STATE/spool/node$k" "$SLURM_STATE/tmp/node$k"
+        # The node's network namespace, host name and /etc/hosts (its own mount namespace), but
+        # this machine's /sys: `ip netns exec` would mount a sysfs without /sys/fs/cgroup, which
+        # slurmd needs.
+        nsenter --net="/run/netns/node$k" unshare --uts --mount --propagation private sh -c \
+            'mount --bind "/etc/netns/$1/hosts" /etc/hosts && hostname "$1" && exec slurmd -f "$2" -N "$1"' slurmd "node$k" "$conf"
     done
 else
+    mkdir -p "$SLURM_STATE/spool/$(hostname)" "$SLURM_STATE/tmp/$(hostname)"
     slurm_alive "$SLURM_STATE/run/slurmd-$(hostname).pid" || slurmd -f "$conf"
 fi
 

@@ -61,7 +61,10 @@ struct Runtime {
         if options.json {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         } else {
+            // Flushed at once: the progress lines and notices go out unbuffered on the same
+            // stream, and in a file (Slurm's replica-%j.out) a buffered line would come last.
             print(line)
+            fflush(stdout)
         }
     }
 

@@ -121,6 +121,37 @@ import _ReplicaTestSupport
         }
     }
 
+    /// `cluster/slurm-up.sh --nodes 2` puts a slurmd in each simulated node: `sbatch --nodes=2`
+    /// runs one rank on each (srun --mpi=pmix, TCP over the veth links), and the run equals the
+    /// same 2 ranks on one node within 1e-5 (only the transport differs).
+    @Test(.enabled(if: namespacesAvailable && LocalSlurm.available,
+                   "skipped: needs root, network namespaces and Debian's Slurm and munge"))
+    func slurmSpansTwoSimulatedNodes() throws {
+        _ = try script("down.sh", [])
+        defer { _ = try? script("down.sh", []) }
+        try #require(try script("up.sh", ["2"]).status == 0)
+        let slurm = LocalSlurm(port: 26817)
+        let pids = try slurm.up(["--nodes", "2"])
+        defer { slurm.down(pids: pids) }
+        #expect(pids.count == 4, "munged, slurmctld and two slurmd")
+        let hosts = try slurm.run("/usr/bin/srun", ["--nodes=2", "--ntasks-per-node=1", "hostname"])
+        #expect(hosts.lines.sorted() == ["node1", "node2"], "\(hosts.standardOutput) \(hosts.standardError)")
+
+        let acrossNodes = slurm.work.appendingPathComponent("two-nodes"), oneNode = temporaryDirectory("slurm-one-node")
+        defer { try? FileManager.default.removeItem(at: oneNode) }
+        let job = try slurm.sbatch(["--wait", "--parsable", "--nodes=2", "--ntasks-per-node=1"], Self.trainArguments(directory: acrossNodes),
+                                   environment: ["OMPI_MCA_btl_tcp_if_include": Self.subnet])
+        #expect(job.status == 0, "\(job.standardError)")
+        let summary = try slurm.output(ofJob: job).summary
+        #expect(summary["ranks"] as? Int == 2 && summary["steps"] as? Int == Self.steps, "\(summary)")
+        let local = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + Self.trainArguments(directory: oneNode), timeout: 240)
+        try #require(local.status == 0, "\(local.standardError)")
+        let difference = try relativeDifference(try parameters(acrossNodes), try parameters(oneNode))
+        #expect(difference <= 1e-5, "relative L2 difference \(difference) between Slurm on 2 nodes and mpirun on one")
+    }
+    /// The simulated nodes' subnet (cluster/common.sh), for Open MPI's TCP transport.
+    static let subnet = "198.18.0.0/24"
+
     @Test(.enabled(if: namespacesAvailable,
                    "skipped: needs root and network namespaces (ip netns add), which this machine does not allow"))
     func downRemovesEverythingAndCanRunTwice() throws {
