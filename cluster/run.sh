@@ -67,6 +67,14 @@ placement=(--bind-to none)
 if ((!mapped)) && [[ -n $ranks ]]; then
     placement+=(--map-by "ppr:$(((ranks + nodes - 1) / nodes)):node")
 fi
+# The nodes share this machine's cores, which Open MPI cannot see: with 2 slots a node it takes
+# every rank to have a core and lets a rank waiting in MPI spin, holding a core that the rank it
+# waits for needs. With more ranks than cores, waiting ranks yield instead (what mpirun does by
+# itself when it knows it oversubscribes). Measured: 4 ranks on 2 nodes at 10 Gbit/s, 0.5 MiB
+# buckets, 104 → 71 ms a step.
+if [[ -n $ranks ]] && ((ranks > $(nproc))) && [[ " ${MPIRUN_EXTRA:-} ${mpirun_arguments[*]} " != *mpi_yield_when_idle* ]]; then
+    placement+=(--mca mpi_yield_when_idle 1)
+fi
 read -r -a extra <<<"${MPIRUN_EXTRA:-}"
 line=(mpirun "${flags[@]}" --hostfile "$CLUSTER_STATE/hostfile" "${mca[@]}" "${placement[@]}" "${extra[@]}"
       "${mpirun_arguments[@]}" "${command[@]}")

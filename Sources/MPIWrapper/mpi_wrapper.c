@@ -1,4 +1,5 @@
 /* mpi_wrapper.c: see include/mpi_wrapper.h for why this file exists. */
+#include "half_internal.h"
 #include "mpi_wrapper.h"
 
 #include <limits.h>
@@ -118,7 +119,8 @@ static void free_request(struct mpiw_request_s *r) {
     free(r);
 }
 
-int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) {
+/* Starts an in-place all-reduce of `count` elements of `type`, one request per chunk. */
+static int iallreduce(void *buffer, size_t count, size_t element, MPI_Datatype type, MPI_Op op, mpiw_request *request) {
     size_t chunks = chunk_count(count);
     struct mpiw_request_s *r = malloc(sizeof(*r) + (chunks ? chunks : 1) * sizeof(MPI_Request));
     if (!r) return MPI_ERR_NO_MEM;
@@ -127,7 +129,7 @@ int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) 
     for (size_t i = 0; i < chunks; i++) {
         size_t offset = i * max_chunk;
         size_t n = count - offset < max_chunk ? count - offset : max_chunk;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, buffer + offset, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buffer + offset * element, (int)n, type, op, MPI_COMM_WORLD,
                                 &r->requests[i]);
         if (rc != MPI_SUCCESS) {
             r->count = i;
@@ -137,6 +139,17 @@ int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) 
     }
     *request = r;
     return MPI_SUCCESS;
+}
+
+int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request) {
+    return iallreduce(buffer, count, sizeof(float), MPI_FLOAT, MPI_SUM, request);
+}
+
+int mpiw_iallreduce_sum16(uint16_t *buffer, size_t count, int format, mpiw_request *request) {
+    MPI_Op op;
+    int rc = mpiw_half_sum_operation(format, &op);
+    if (rc != MPI_SUCCESS) return rc;
+    return iallreduce(buffer, count, sizeof(uint16_t), MPI_UINT16_T, op, request);
 }
 
 int mpiw_test(mpiw_request *request, int *done) {

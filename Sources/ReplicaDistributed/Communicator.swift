@@ -38,6 +38,9 @@ public protocol Communicator: AnyObject, Sendable {
     func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
     /// Starts an in-place all-reduce and returns at once.
     func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective
+    /// Starts an in-place sum of 16-bit values in `format` (`--grad-compression fp16|bf16`): every
+    /// addition widens both operands to float32 and rounds the sum back (`HalfPrecision.accumulate`).
+    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective
     /// Starts an in-place reduce-scatter sum (ZeRO's gradient reduction). `buffer` holds every
     /// rank's `counts[0] + … + counts[size − 1]` elements; once complete, this rank's piece (its
     /// `counts[rank]` elements at offset `counts[0] + … + counts[rank − 1]`) holds the sum over

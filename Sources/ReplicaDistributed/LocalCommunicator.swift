@@ -15,6 +15,9 @@ public final class LocalCommunicator: Communicator {
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
         CompletedCollective()
     }
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+        CompletedCollective()
+    }
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
         return CompletedCollective()

@@ -155,6 +155,17 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
+        var request: mpiw_request? = nil
+        let sequence = try collective(Int32(MPIW_OP_IALLREDUCE_16), count: buffer.count) { sequence throws -> Int64 in
+            try check(mpiw_iallreduce_sum16(base, buffer.count, format.format, &request), "start of 16-bit all-reduce of \(buffer.count) values")
+            return sequence
+        }
+        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLREDUCE_16),
+                                    count: buffer.count, communicator: self) {}
+    }
+
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")

@@ -114,6 +114,20 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         return CompletedCollective()
     }
 
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+        // Ranks 0, 1, ... accumulated in order, as the float sums are; every rank gets the result.
+        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, counts in
+            precondition(Set(counts).count == 1, "ThreadCommunicator: 16-bit all-reduce counts differ across ranks: \(counts)")
+            let buffers = slots.map { UnsafeMutableBufferPointer(start: $0!.assumingMemoryBound(to: UInt16.self), count: counts[0]) }
+            var total = Array(buffers[0])
+            total.withUnsafeMutableBufferPointer { total in
+                for r in 1..<buffers.count { format.accumulate(UnsafeBufferPointer(buffers[r]), into: total) }
+                for r in 0..<buffers.count { _ = buffers[r].update(fromContentsOf: total) }
+            }
+        }
+        return CompletedCollective()
+    }
+
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")

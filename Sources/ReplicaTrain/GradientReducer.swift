@@ -18,6 +18,9 @@ public protocol GradientSink: AnyObject {
 /// Losses are normalised by the global count before backward, so a sum is the global mean.
 /// Under ZeRO-1 (`shardCounts`) each bucket is reduce-scattered instead: every rank ends with the
 /// sum of only its piece of the bucket, the part of the arena whose update it owns.
+/// With `compression` (`--grad-compression fp16|bf16`) a bucket travels in 16 bits: rounded into
+/// a buffer of its own when it starts, summed in float32 addition by addition, and widened back
+/// into the gradients when it completes.
 public final class GradientReducer: GradientSink {
     public let communicator: Communicator
     public let arena: ParameterArena
@@ -30,6 +33,12 @@ public final class GradientReducer: GradientSink {
     /// that sees one finish. Open MPI's non-blocking reduce-scatter holds two temporaries the
     /// size of its bucket on the receiving rank until it completes, so ZeRO bounds them.
     public var inFlightLimit: Int?
+    /// The 16-bit format buckets travel in (nil: float32). Not with `shardCounts`.
+    public var compression: HalfPrecision? {
+        didSet { precondition(compression == nil || shardCounts == nil, "16-bit compression of ZeRO's reduce-scatter is not built") }
+    }
+    /// The buckets' 16-bit copies, at the arena's offsets (allocated on first use).
+    private var halves: UnsafeMutableBufferPointer<UInt16>?
     private var pending: [PendingCollective] = []
     private var startTimes: [Double] = []
     private var completionTimes: [Double?] = []
@@ -47,6 +56,8 @@ public final class GradientReducer: GradientSink {
         self.buckets = arena.buckets(maxBytes: max(bucketBytes, 4))
         self.overlap = overlap
     }
+
+    deinit { halves?.deallocate() }
 
     /// Call before the backward pass whose gradients are to be reduced.
     public func beginBackward() {
@@ -106,10 +117,30 @@ public final class GradientReducer: GradientSink {
         completionTimes.append(nil)
         if let shardCounts {
             pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index]))
+        } else if let compression {
+            pending.append(try startCompressed(buffer, range: range, format: compression))
         } else {
             pending.append(try communicator.startAllReduce(buffer, .sum))
         }
         nextBucket += 1
+    }
+
+    /// The 16-bit all-reduce of one bucket, widened back into `buffer` when it completes. fp16
+    /// divides by the rank count before the sum so that it cannot overflow (as PyTorch's fp16
+    /// hook does) and multiplies after; bf16 has float32's range and is sent as it is.
+    private func startCompressed(_ buffer: UnsafeMutableBufferPointer<Float>, range: Range<Int>, format: HalfPrecision) throws -> PendingCollective {
+        if halves == nil {
+            let storage = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: arena.count)
+            storage.initialize(repeating: 0)
+            halves = storage
+        }
+        let half = UnsafeMutableBufferPointer(rebasing: halves![range])
+        let ranks = Float(communicator.size)
+        format.compress(UnsafeBufferPointer(buffer), into: half, scale: format == .fp16 ? 1 / ranks : 1)
+        let started = try communicator.startAllReduce(half, summingAs: format)
+        return CompletingCollective(started) {
+            format.decompress(UnsafeBufferPointer(half), into: buffer, scale: format == .fp16 ? ranks : 1)
+        }
     }
 
     /// Starts ready buckets, in order, while the in-flight limit allows.
@@ -127,4 +158,32 @@ public final class GradientReducer: GradientSink {
     }
 
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+}
+
+/// A collective whose result needs one more step once it is in (a compressed bucket widened back).
+final class CompletingCollective: PendingCollective {
+    private let inner: PendingCollective
+    private let completion: () -> Void
+    private var done = false
+
+    init(_ inner: PendingCollective, completion: @escaping () -> Void) {
+        self.inner = inner
+        self.completion = completion
+    }
+
+    func test() throws -> Bool {
+        if !done, try inner.test() { finish() }
+        return done
+    }
+
+    func wait() throws {
+        guard !done else { return }
+        try inner.wait()
+        finish()
+    }
+
+    private func finish() {
+        completion()
+        done = true
+    }
 }

@@ -95,6 +95,12 @@ public final class Trainer {
         } else {
             sharding = nil
         }
+        if let format = options.gradientCompression.halfPrecision {
+            guard sharding == nil else {
+                throw UserError("--grad-compression \(options.gradientCompression.rawValue) with --zero 1 is not built: ZeRO's reduce-scatter travels in float32; leave one of them out")
+            }
+            reducer.compression = format
+        }
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {
@@ -483,6 +489,7 @@ public final class Trainer {
         state["config_fields"] = runFingerprint()
         state["config_hash"] = configurationHash(runFingerprint())
         state["epoch"] = step / max(task.stepsPerEpoch, 1)
+        state["grad_compression"] = options.gradientCompression.rawValue
         let crash = options.faults.crashesDuringCheckpoint(step: step)
         try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
                             extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,

@@ -1,5 +1,6 @@
 import Foundation
 import ReplicaCore
+import ReplicaDistributed
 import ReplicaNN
 
 /// Everything `replica train` was asked to do that the loop needs (docs/interface.md: options every task takes).
@@ -23,6 +24,9 @@ public struct TrainingOptions: Sendable {
     /// ZeRO stage (0 plain data parallelism, 1 optimizer state sharded across ranks). Not part
     /// of the fingerprint: a run may resume with or without it.
     public var zeroStage = 0
+    /// How gradient buckets travel (`--grad-compression`). Not part of the fingerprint: a run
+    /// may resume with another (it has no state of its own).
+    public var gradientCompression = GradientCompression.none
     public var checkpointDirectory: String?
     public var checkpointEvery = 0            // 0 = only at the end
     public var resume = false
@@ -60,6 +64,20 @@ public struct TrainingOptions: Sendable {
             "clip": "\(clip)", "optimizer": optimizer.rawValue, "scale_lr": "\(scaleLearningRate)", "ranks": "\(ranks)", "sync_bn": "\(syncBatchNorm)",
             "augment": augmentation.keys.sorted().map { "\($0)=\(augmentation[$0]!)" }.joined(separator: ","),
         ]
+    }
+}
+
+/// `--grad-compression`: the buckets' format on the wire.
+public enum GradientCompression: String, CaseIterable, Sendable {
+    case none, fp16, bf16
+
+    /// The 16-bit format, or nil for float32.
+    public var halfPrecision: HalfPrecision? {
+        switch self {
+        case .none: nil
+        case .fp16: .fp16
+        case .bf16: .bf16
+        }
     }
 }
 

@@ -10,6 +10,7 @@ extension LearningRateSchedule: ExpressibleByArgument {}
 extension AttentionScorer: ExpressibleByArgument {}
 extension PositionKind: ExpressibleByArgument {}
 extension GPTPreset: ExpressibleByArgument {}
+extension GradientCompression: ExpressibleByArgument {}
 
 /// `--norm` of the Transformer tasks.
 enum TransformerNorm: String, CaseIterable, ExpressibleByArgument {

@@ -28,6 +28,8 @@ struct BenchStep: ParsableCommand {
     @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
     @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
     @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks.") var zero = 0
+    @Option(help: "Gradient buckets on the wire: none (float32), fp16 or bf16 (16 bits, summed in float32).")
+    var gradCompression: GradientCompression = .none
     @OptionGroup var size: GPTSizeOptions
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
@@ -59,6 +61,7 @@ struct BenchStep: ParsableCommand {
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
         options.zeroStage = zero
+        options.gradientCompression = gradCompression
         options.progress = .none
         options.evaluationInterval = 0
         let task: DataParallelTask
@@ -148,6 +151,7 @@ struct BenchStep: ParsableCommand {
         }
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
         if zero != 0 { extra["zero"] = .integer(zero) }
+        if gradCompression != .none { extra["grad_compression"] = .string(gradCompression.rawValue) }
         if let memory {
             // The estimate's parts (the runtime part measured at start-up), beside the measured peak.
             extra["memory_mb"] = .object(memory.megabytes.mapValues { .number($0) })

@@ -54,6 +54,8 @@ struct CommonTrainOptions: ParsableArguments {
     var noOverlap = false
     @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks (gradients reduce-scattered, each rank updates its 1/ranks, parameters all-gathered).")
     var zero = 0
+    @Option(help: "Gradient buckets on the wire: none (float32); fp16 or bf16 (16 bits, each addition in float32; fp16 divides by the rank count first so the sum cannot overflow). Half the bytes.")
+    var gradCompression: GradientCompression = .none
     @Option(help: "Folder for checkpoints (step-NNNNNNNN/ and latest).")
     var checkpointDir: String?
     @Option(help: "Write a checkpoint every N steps (and at the end).")
@@ -133,6 +135,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.bucketBytes = Int(bucketMb * 1024 * 1024)
         options.overlap = !noOverlap
         options.zeroStage = zero
+        options.gradientCompression = gradCompression
         options.checkpointDirectory = checkpointDir
         options.checkpointEvery = checkpointEvery
         options.resume = resume

@@ -53,6 +53,7 @@ struct TrainingRun<Task: DataParallelTask> {
             "threads": .integer(runtime.threads), "peak_rss_mb": .number(outcome.peakResidentMegabytes.max() ?? 0),
         ]
         if options.zeroStage != 0 { common["zero"] = .integer(options.zeroStage) }
+        if options.gradientCompression != .none { common["grad_compression"] = .string(options.gradientCompression.rawValue) }
         if outcome.stopSignal != 0 {
             // Stopped on request: the summary without the task's evaluation, then exit status 3.
             let signal = StopRequest.name(of: outcome.stopSignal)

@@ -71,6 +71,23 @@ import ReplicaCore
         #expect(mine == (offset..<(offset + counts[communicator.rank])).map { ranksSum * Float($0 + 1) })
     }
 
+    /// The 16-bit all-reduce on rank-dependent values whose sums are exact in both formats (small
+    /// multiples of 1/8), so that any order of addition gives the same bits; and one value per
+    /// rank that must round (1 + 2^-9 in bf16 is a tie, kept at 1 by ties-to-even, on every rank).
+    @Test(arguments: HalfPrecision.allCases) func sixteenBitAllReduceSumsInFloat32(format: HalfPrecision) throws {
+        let count = 3000, p = communicator.size, r = communicator.rank
+        var values = (0..<count).map { Float(($0 % 16) + r) / 8 }
+        var halves = [UInt16](repeating: 0, count: count)
+        values.withUnsafeBufferPointer { v in halves.withUnsafeMutableBufferPointer { format.compress(v, into: $0) } }
+        let pending = try halves.withUnsafeMutableBufferPointer { try communicator.startAllReduce($0, summingAs: format) }
+        while try !pending.test() {}
+        halves.withUnsafeBufferPointer { h in values.withUnsafeMutableBufferPointer { format.decompress(h, into: $0) } }
+        let expected = (0..<count).map { i in Float(p * (i % 16) + p * (p - 1) / 2) / 8 }
+        #expect(values == expected, "\(format): \(zip(values, expected).filter { $0 != $1 }.prefix(3))")
+        let gathered = try communicator.allGather(halves.withUnsafeBytes { Array($0) })
+        #expect(gathered.allSatisfy { $0 == gathered[0] }, "every rank holds the same bits")
+    }
+
     @Test func allGatherFillsEveryRanksPieceEverywhere() throws {
         let p = communicator.size, counts = (0..<p).map { 5 + 3 * $0 }, total = counts.reduce(0, +)
         let tensor = Tensor(zeros: [total])

@@ -46,6 +46,17 @@ int mpiw_allreduce_sum_f64(double *buffer, size_t count);
 /* In-place maximum over all ranks (for agreeing on flags and timings). */
 int mpiw_allreduce_max_f64(double *buffer, size_t count);
 
+/* ---- 16-bit gradient compression (half.c) ---- */
+enum { MPIW_FORMAT_F16 = 1, MPIW_FORMAT_BF16 = 2 };
+/* output[i] = input[i] × scale rounded to format (nearest, ties to even; overflow to infinity). */
+void mpiw_compress16(const float *input, uint16_t *output, size_t count, int format, float scale);
+/* output[i] = float(input[i]) × scale. */
+void mpiw_decompress16(const uint16_t *input, float *output, size_t count, int format, float scale);
+/* inout[i] = round(float(input[i]) + float(inout[i])): the all-reduce's operation. */
+void mpiw_sum16(const uint16_t *input, uint16_t *inout, size_t count, int format);
+/* Starts an in-place sum of 16-bit values, each addition in float32 and rounded back. */
+int mpiw_iallreduce_sum16(uint16_t *buffer, size_t count, int format, mpiw_request *request);
+
 /* Starts an in-place sum; finish it with mpiw_wait (or poll mpiw_test).
    The buffer must stay untouched until then. */
 int mpiw_iallreduce_sum_f32(float *buffer, size_t count, mpiw_request *request);
@@ -87,7 +98,8 @@ enum {
     MPIW_OP_BARRIER = 6,
     MPIW_OP_ALLGATHER = 7,
     MPIW_OP_IREDUCE_SCATTER_F32 = 8,
-    MPIW_OP_IALLGATHER_F32 = 9
+    MPIW_OP_IALLGATHER_F32 = 9,
+    MPIW_OP_IALLREDUCE_16 = 10
 };
 const char *mpiw_operation_name(int operation);
 /* The next collective's sequence number in this process (1, 2, ...). */

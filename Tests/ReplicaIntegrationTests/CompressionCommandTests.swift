@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+import ReplicaCore
+import _ReplicaTestSupport
+
+/// `--grad-compression fp16|bf16` under mpirun (issue 20): within the rounding's reach of float32
+/// (GradientCompressionTests derives the bound), resumed bit for bit after a killed rank, named
+/// in the summary, and refused with `--zero 1`.
+@Suite(.serialized) struct CompressionCommandTests {
+    let runs = DataParallelCommandTests()
+
+    func arguments(_ directory: URL, steps: Int, compression: String, extra: [String] = []) throws -> [String] {
+        try DataParallelCommandTests.arguments(batch: 6, steps: steps, directory: directory,
+                                               extra: ["--grad-compression", compression, "--bucket-mb", "0.01"] + extra)
+    }
+
+    @Test(arguments: [("bf16", 3.5e-3), ("fp16", 1e-3)]) func sixteenBitGradientsStayNearFloat32(compression: String, bound: Double) throws {
+        let plain = runs.temporaryDirectory("plain"), compressed = runs.temporaryDirectory(compression)
+        _ = try runs.run(ranks: 2, arguments(plain, steps: 20, compression: "none"))
+        let result = try runs.run(ranks: 2, arguments(compressed, steps: 20, compression: compression))
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(result.lines.last!.utf8)) as? [String: Any])
+        #expect(summary["grad_compression"] as? String == compression)
+        let difference = runs.relativeDifference(try runs.parameters(compressed, step: 20), try runs.parameters(plain, step: 20))
+        #expect(difference < bound && difference > 0, "\(compression): relative L2 \(difference)")
+    }
+
+    @Test func aKilledCompressedRunResumesBitForBit() throws {
+        let straight = runs.temporaryDirectory("bf16-straight"), killed = runs.temporaryDirectory("bf16-killed")
+        let every = ["--checkpoint-every", "5"]
+        _ = try runs.run(ranks: 2, arguments(straight, steps: 12, compression: "bf16", extra: every))
+        let crash = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + arguments(killed, steps: 12, compression: "bf16", extra: every),
+                                   environment: ["REPLICA_FAULT": "kill:rank=1:step=7"], timeout: 120)
+        #expect(crash.status == 2, "\(crash.standardError)")
+        _ = try runs.run(ranks: 2, arguments(killed, steps: 12, compression: "bf16", extra: every + ["--resume"]))
+        for file in ["model.safetensors", "optimizer.safetensors"] {
+            let a = try Data(contentsOf: straight.appendingPathComponent("step-00000012/\(file)"))
+            let b = try Data(contentsOf: killed.appendingPathComponent("step-00000012/\(file)"))
+            #expect(a == b, "\(file) differs after the kill and resume")
+        }
+    }
+
+    @Test func zeroOneWithCompressionIsExitOne() throws {
+        let directory = runs.temporaryDirectory("zero-bf16")
+        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable]
+                                    + arguments(directory, steps: 2, compression: "bf16", extra: ["--zero", "1"]), timeout: 120)
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("--grad-compression bf16 with --zero 1 is not built"), "\(result.standardError)")
+    }
+}
