@@ -78,11 +78,69 @@ static inline uint16_t f32_to_bf16(float value) {
 
 static inline float bf16_to_f32(uint16_t value) { return float_of((uint32_t)value << 16); }
 
+/* x86's F16C instructions convert 8 values at once with the same rounding (nearest, ties to even,
+   subnormals kept; MXCSR's flush-to-zero does not apply to them, and Replica never sets
+   denormals-are-zero). Used when the processor has them; the scalar code does the tail and
+   everything elsewhere (HalfPrecisionTests checks both paths give the same bits). */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+static int has_f16c(void) {
+    static int known = -1;
+    if (known < 0) known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    return known;
+}
+
+__attribute__((target("avx,f16c")))
+static size_t compress_f16_vector(const float *input, uint16_t *output, size_t count, float scale) {
+    __m256 factor = _mm256_set1_ps(scale);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 values = _mm256_mul_ps(_mm256_loadu_ps(input + i), factor);
+        _mm_storeu_si128((__m128i *)(output + i), _mm256_cvtps_ph(values, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    return i;
+}
+
+__attribute__((target("avx,f16c")))
+static size_t decompress_f16_vector(const uint16_t *input, float *output, size_t count, float scale) {
+    __m256 factor = _mm256_set1_ps(scale);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 values = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(input + i)));
+        _mm256_storeu_ps(output + i, _mm256_mul_ps(values, factor));
+    }
+    return i;
+}
+
+__attribute__((target("avx,f16c")))
+static size_t sum_f16_vector(const uint16_t *input, uint16_t *inout, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(input + i)));
+        __m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(inout + i)));
+        _mm_storeu_si128((__m128i *)(inout + i), _mm256_cvtps_ph(_mm256_add_ps(a, b), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    return i;
+}
+#else
+static int has_f16c(void) { return 0; }
+static size_t compress_f16_vector(const float *input, uint16_t *output, size_t count, float scale) { return 0; }
+static size_t decompress_f16_vector(const uint16_t *input, float *output, size_t count, float scale) { return 0; }
+static size_t sum_f16_vector(const uint16_t *input, uint16_t *inout, size_t count) { return 0; }
+#endif
+
+/* 0 forces the scalar conversions (tests compare both paths); 1, the default, uses F16C if present. */
+static int vector_enabled = 1;
+void mpiw_half_use_vector_instructions(int enabled) { vector_enabled = enabled; }
+static int use_vector(void) { return vector_enabled && has_f16c(); }
+
 void mpiw_compress16(const float *input, uint16_t *output, size_t count, int format, float scale) {
     if (format == MPIW_FORMAT_BF16) {
         for (size_t i = 0; i < count; i++) output[i] = f32_to_bf16(input[i] * scale);
     } else {
-        for (size_t i = 0; i < count; i++) output[i] = f32_to_f16(input[i] * scale);
+        size_t i = use_vector() ? compress_f16_vector(input, output, count, scale) : 0;
+        for (; i < count; i++) output[i] = f32_to_f16(input[i] * scale);
     }
 }
 
@@ -90,7 +148,8 @@ void mpiw_decompress16(const uint16_t *input, float *output, size_t count, int f
     if (format == MPIW_FORMAT_BF16) {
         for (size_t i = 0; i < count; i++) output[i] = bf16_to_f32(input[i]) * scale;
     } else {
-        for (size_t i = 0; i < count; i++) output[i] = f16_to_f32(input[i]) * scale;
+        size_t i = use_vector() ? decompress_f16_vector(input, output, count, scale) : 0;
+        for (; i < count; i++) output[i] = f16_to_f32(input[i]) * scale;
     }
 }
 
@@ -98,7 +157,8 @@ void mpiw_sum16(const uint16_t *input, uint16_t *inout, size_t count, int format
     if (format == MPIW_FORMAT_BF16) {
         for (size_t i = 0; i < count; i++) inout[i] = f32_to_bf16(bf16_to_f32(input[i]) + bf16_to_f32(inout[i]));
     } else {
-        for (size_t i = 0; i < count; i++) inout[i] = f32_to_f16(f16_to_f32(input[i]) + f16_to_f32(inout[i]));
+        size_t i = use_vector() ? sum_f16_vector(input, inout, count) : 0;
+        for (; i < count; i++) inout[i] = f32_to_f16(f16_to_f32(input[i]) + f16_to_f32(inout[i]));
     }
 }
 

@@ -32,6 +32,10 @@ public enum HalfPrecision: String, CaseIterable, Sendable {
         mpiw_sum16(source, target, input.count, format)
     }
 
+    /// Whether fp16 may use x86's F16C instructions where the processor has them (the default);
+    /// false forces the scalar conversions, which give the same bits (for tests).
+    public static func useVectorInstructions(_ enabled: Bool) { mpiw_half_use_vector_instructions(enabled ? 1 : 0) }
+
     /// One value through the format (for tests and for the documentation's error bounds).
     public func round(_ value: Float) -> Float {
         var input = value, half: UInt16 = 0, output: Float = 0

@@ -1,4 +1,5 @@
 import Testing
+import ReplicaCore
 import ReplicaDistributed
 
 /// The 16-bit conversions of `--grad-compression` (MPIWrapper's half.c): exact where the value is
@@ -40,6 +41,32 @@ import ReplicaDistributed
             let ours = HalfPrecision.fp16.round(value), swift = Float(Float16(value))
             #expect(ours == swift || (ours.isNaN && swift.isNaN), "\(value) (bits \(value.bitPattern)): \(ours) against \(swift)")
         }
+    }
+
+    /// Arrays go 8 at a time through F16C where the processor has it; single values (and
+    /// tails) through the scalar code: both must give the same bits, sums included.
+    @Test func vectorAndScalarFp16ConversionsAgreeBitForBit() {
+        var generator = SeededGenerator(seed: 3)
+        let count = 100_003
+        // Random bit patterns (every exponent, NaNs, infinities) and gradient-sized values.
+        let values = (0..<count).map { i -> Float in
+            i % 2 == 0 ? Float(bitPattern: UInt32(truncatingIfNeeded: generator.next()))
+                       : (generator.nextUniform() - 0.5) * Float(1 << (i % 24)) * 1e-6
+        }
+        func run(vector: Bool) -> ([UInt16], [Float], [UInt16]) {
+            HalfPrecision.useVectorInstructions(vector)
+            defer { HalfPrecision.useVectorInstructions(true) }
+            var halves = [UInt16](repeating: 0, count: count), back = [Float](repeating: 0, count: count)
+            values.withUnsafeBufferPointer { v in halves.withUnsafeMutableBufferPointer { HalfPrecision.fp16.compress(v, into: $0, scale: 0.5) } }
+            halves.withUnsafeBufferPointer { h in back.withUnsafeMutableBufferPointer { HalfPrecision.fp16.decompress(h, into: $0, scale: 2) } }
+            var sums = halves
+            halves.reversed().withUnsafeBufferPointer { h in sums.withUnsafeMutableBufferPointer { HalfPrecision.fp16.accumulate(h, into: $0) } }
+            return (halves, back, sums)
+        }
+        let vector = run(vector: true), scalar = run(vector: false)
+        #expect(vector.0 == scalar.0, "compressed")
+        #expect(vector.1.map(\.bitPattern) == scalar.1.map(\.bitPattern), "decompressed")
+        #expect(vector.2 == scalar.2, "summed")
     }
 
     @Test func theSumWidensAddsAndRoundsOnce() {

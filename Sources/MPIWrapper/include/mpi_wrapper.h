@@ -54,6 +54,8 @@ void mpiw_compress16(const float *input, uint16_t *output, size_t count, int for
 void mpiw_decompress16(const uint16_t *input, float *output, size_t count, int format, float scale);
 /* inout[i] = round(float(input[i]) + float(inout[i])): the all-reduce's operation. */
 void mpiw_sum16(const uint16_t *input, uint16_t *inout, size_t count, int format);
+/* 0: the scalar fp16 conversions even where F16C exists (for tests); 1 (default): F16C if present. */
+void mpiw_half_use_vector_instructions(int enabled);
 /* Starts an in-place sum of 16-bit values, each addition in float32 and rounded back. */
 int mpiw_iallreduce_sum16(uint16_t *buffer, size_t count, int format, mpiw_request *request);
 
