@@ -202,12 +202,22 @@ static int started(struct mpiw_request_s *r, int rc, mpiw_request *request) {
     return MPI_SUCCESS;
 }
 
-int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_request *request) {
+static int ireduce_scatter(void *buffer, const size_t *counts, MPI_Datatype type, MPI_Op op, mpiw_request *request) {
     struct mpiw_request_s *r;
     int size, rc = vector_request(counts, &r, &size);
     if (rc != MPI_SUCCESS) return rc;
-    return started(r, MPI_Ireduce_scatter(MPI_IN_PLACE, buffer, r->arrays, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                                          &r->requests[0]), request);
+    return started(r, MPI_Ireduce_scatter(MPI_IN_PLACE, buffer, r->arrays, type, op, MPI_COMM_WORLD, &r->requests[0]), request);
+}
+
+int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_request *request) {
+    return ireduce_scatter(buffer, counts, MPI_FLOAT, MPI_SUM, request);
+}
+
+int mpiw_ireduce_scatter_sum16(uint16_t *buffer, const size_t *counts, int format, mpiw_request *request) {
+    MPI_Op op;
+    int rc = mpiw_half_sum_operation(format, &op);
+    if (rc != MPI_SUCCESS) return rc;
+    return ireduce_scatter(buffer, counts, MPI_UINT16_T, op, request);
 }
 
 int mpiw_iallgather_f32(float *buffer, const size_t *counts, mpiw_request *request) {

@@ -65,6 +65,7 @@ const char *mpiw_operation_name(int operation) {
     case MPIW_OP_IREDUCE_SCATTER_F32: return "bucket reduce-scatter (float)";
     case MPIW_OP_IALLGATHER_F32: return "bucket all-gather (float)";
     case MPIW_OP_IALLREDUCE_16: return "bucket all-reduce (16-bit)";
+    case MPIW_OP_IREDUCE_SCATTER_16: return "bucket reduce-scatter (16-bit)";
     default: return "collective";
     }
 }

@@ -41,6 +41,9 @@ public protocol Communicator: AnyObject, Sendable {
     /// Starts an in-place sum of 16-bit values in `format` (`--grad-compression fp16|bf16`): every
     /// addition widens both operands to float32 and rounds the sum back (`HalfPrecision.accumulate`).
     func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective
+    /// The 16-bit reduce-scatter (ZeRO-1 with `--grad-compression`): as `startReduceScatter`, summed
+    /// as `startAllReduce(_:summingAs:)` sums.
+    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective
     /// Starts an in-place reduce-scatter sum (ZeRO's gradient reduction). `buffer` holds every
     /// rank's `counts[0] + … + counts[size − 1]` elements; once complete, this rank's piece (its
     /// `counts[rank]` elements at offset `counts[0] + … + counts[rank − 1]`) holds the sum over

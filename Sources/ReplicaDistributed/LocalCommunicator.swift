@@ -18,6 +18,10 @@ public final class LocalCommunicator: Communicator {
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
         CompletedCollective()
     }
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+        precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
+        return CompletedCollective()
+    }
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
         return CompletedCollective()

@@ -166,6 +166,22 @@ public final class MPICommunicator: Communicator {
                                     count: buffer.count, communicator: self) {}
     }
 
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
+        var request: mpiw_request? = nil
+        let sequence = try collective(Int32(MPIW_OP_IREDUCE_SCATTER_16), count: buffer.count) { sequence throws -> Int64 in
+            try check(mpiw_ireduce_scatter_sum16(base, counts, format.format, &request), "start of 16-bit reduce-scatter of \(buffer.count) values")
+            return sequence
+        }
+        let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
+        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IREDUCE_SCATTER_16),
+                                    count: buffer.count, communicator: self) {
+            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+        }
+    }
+
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")

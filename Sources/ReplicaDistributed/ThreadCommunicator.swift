@@ -128,6 +128,27 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         return CompletedCollective()
     }
 
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        // Each owner's piece accumulated over ranks 0, 1, ... in order (the all-reduce's bits).
+        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, lengths in
+            precondition(Set(lengths).count == 1, "ThreadCommunicator: reduce-scatter sizes differ across ranks: \(lengths)")
+            let buffers = slots.map { $0!.assumingMemoryBound(to: UInt16.self) }
+            var start = 0
+            for owner in 0..<buffers.count {
+                let count = counts[owner]
+                var total = Array(UnsafeBufferPointer(start: buffers[0] + start, count: count))
+                total.withUnsafeMutableBufferPointer { total in
+                    for r in 1..<buffers.count { format.accumulate(UnsafeBufferPointer(start: buffers[r] + start, count: count), into: total) }
+                    (buffers[owner] + start).update(from: total.baseAddress!, count: count)
+                }
+                start += count
+            }
+        }
+        return CompletedCollective()
+    }
+
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")

@@ -33,10 +33,8 @@ public final class GradientReducer: GradientSink {
     /// that sees one finish. Open MPI's non-blocking reduce-scatter holds two temporaries the
     /// size of its bucket on the receiving rank until it completes, so ZeRO bounds them.
     public var inFlightLimit: Int?
-    /// The 16-bit format buckets travel in (nil: float32). Not with `shardCounts`.
-    public var compression: HalfPrecision? {
-        didSet { precondition(compression == nil || shardCounts == nil, "16-bit compression of ZeRO's reduce-scatter is not built") }
-    }
+    /// The 16-bit format buckets travel in (nil: float32); with `shardCounts`, their reduce-scatter.
+    public var compression: HalfPrecision?
     /// The buckets' 16-bit copies, at the arena's offsets (allocated on first use).
     private var halves: UnsafeMutableBufferPointer<UInt16>?
     private var pending: [PendingCollective] = []
@@ -115,20 +113,22 @@ public final class GradientReducer: GradientSink {
         let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
         startTimes.append(now())
         completionTimes.append(nil)
-        if let shardCounts {
+        if let compression {
+            pending.append(try startCompressed(buffer, range: range, format: compression, counts: shardCounts?[index]))
+        } else if let shardCounts {
             pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index]))
-        } else if let compression {
-            pending.append(try startCompressed(buffer, range: range, format: compression))
         } else {
             pending.append(try communicator.startAllReduce(buffer, .sum))
         }
         nextBucket += 1
     }
 
-    /// The 16-bit all-reduce of one bucket, widened back into `buffer` when it completes. fp16
-    /// divides by the rank count before the sum so that it cannot overflow (as PyTorch's fp16
-    /// hook does) and multiplies after; bf16 has float32's range and is sent as it is.
-    private func startCompressed(_ buffer: UnsafeMutableBufferPointer<Float>, range: Range<Int>, format: HalfPrecision) throws -> PendingCollective {
+    /// The 16-bit all-reduce of one bucket (with ZeRO's `counts`, its reduce-scatter), widened back
+    /// into `buffer` (this rank's piece of it) when it completes. fp16 divides by the rank count
+    /// before the sum so that it cannot overflow (as PyTorch's fp16 hook does) and multiplies
+    /// after; bf16 has float32's range and is sent as it is.
+    private func startCompressed(_ buffer: UnsafeMutableBufferPointer<Float>, range: Range<Int>, format: HalfPrecision,
+                                 counts: [Int]?) throws -> PendingCollective {
         if halves == nil {
             let storage = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: arena.count)
             storage.initialize(repeating: 0)
@@ -137,9 +137,15 @@ public final class GradientReducer: GradientSink {
         let half = UnsafeMutableBufferPointer(rebasing: halves![range])
         let ranks = Float(communicator.size)
         format.compress(UnsafeBufferPointer(buffer), into: half, scale: format == .fp16 ? 1 / ranks : 1)
-        let started = try communicator.startAllReduce(half, summingAs: format)
+        let scale: Float = format == .fp16 ? ranks : 1
+        guard let counts else {
+            let started = try communicator.startAllReduce(half, summingAs: format)
+            return CompletingCollective(started) { format.decompress(UnsafeBufferPointer(half), into: buffer, scale: scale) }
+        }
+        let started = try communicator.startReduceScatter(half, counts: counts, summingAs: format)
+        let piece = pieceOffset(of: communicator.rank, in: counts)..<(pieceOffset(of: communicator.rank, in: counts) + counts[communicator.rank])
         return CompletingCollective(started) {
-            format.decompress(UnsafeBufferPointer(half), into: buffer, scale: format == .fp16 ? ranks : 1)
+            format.decompress(UnsafeBufferPointer(rebasing: half[piece]), into: UnsafeMutableBufferPointer(rebasing: buffer[piece]), scale: scale)
         }
     }
 

@@ -95,12 +95,7 @@ public final class Trainer {
         } else {
             sharding = nil
         }
-        if let format = options.gradientCompression.halfPrecision {
-            guard sharding == nil else {
-                throw UserError("--grad-compression \(options.gradientCompression.rawValue) with --zero 1 is not built: ZeRO's reduce-scatter travels in float32; leave one of them out")
-            }
-            reducer.compression = format
-        }
+        reducer.compression = options.gradientCompression.halfPrecision
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let directory = options.checkpointDirectory, communicator.isRoot {

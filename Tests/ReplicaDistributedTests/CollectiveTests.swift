@@ -71,6 +71,22 @@ import ReplicaCore
         #expect(mine == (offset..<(offset + counts[communicator.rank])).map { ranksSum * Float($0 + 1) })
     }
 
+    /// The 16-bit reduce-scatter: each rank's piece of exact small sums (integers below 256 are
+    /// exact in both formats), at its offset, in unequal pieces.
+    @Test(arguments: HalfPrecision.allCases) func sixteenBitReduceScatterLeavesEachRanksSumAtItsOffset(format: HalfPrecision) throws {
+        let p = communicator.size, counts = Self.pieces(size: p), total = counts.reduce(0, +)
+        guard total > 0 else { return }
+        let values = (0..<total).map { Float((communicator.rank + 1) * ($0 % 8 + 1)) }
+        var halves = [UInt16](repeating: 0, count: total)
+        values.withUnsafeBufferPointer { v in halves.withUnsafeMutableBufferPointer { format.compress(v, into: $0) } }
+        let pending = try halves.withUnsafeMutableBufferPointer { try communicator.startReduceScatter($0, counts: counts, summingAs: format) }
+        try pending.wait()
+        var sums = [Float](repeating: 0, count: total)
+        halves.withUnsafeBufferPointer { h in sums.withUnsafeMutableBufferPointer { format.decompress(h, into: $0) } }
+        let offset = pieceOffset(of: communicator.rank, in: counts), piece = offset..<(offset + counts[communicator.rank])
+        #expect(Array(sums[piece]) == piece.map { Float(p * (p + 1) / 2 * ($0 % 8 + 1)) }, "\(format)")
+    }
+
     /// The 16-bit all-reduce on rank-dependent values whose sums are exact in both formats (small
     /// multiples of 1/8), so that any order of addition gives the same bits; and one value per
     /// rank that must round (1 + 2^-9 in bf16 is a tie, kept at 1 by ties-to-even, on every rank).

@@ -58,6 +58,8 @@ void mpiw_sum16(const uint16_t *input, uint16_t *inout, size_t count, int format
 void mpiw_half_use_vector_instructions(int enabled);
 /* Starts an in-place sum of 16-bit values, each addition in float32 and rounded back. */
 int mpiw_iallreduce_sum16(uint16_t *buffer, size_t count, int format, mpiw_request *request);
+/* The same as a reduce-scatter (ZeRO-1 with compression): rank r's sum lands at the buffer's start. */
+int mpiw_ireduce_scatter_sum16(uint16_t *buffer, const size_t *counts, int format, mpiw_request *request);
 
 /* Starts an in-place sum; finish it with mpiw_wait (or poll mpiw_test).
    The buffer must stay untouched until then. */
@@ -101,7 +103,8 @@ enum {
     MPIW_OP_ALLGATHER = 7,
     MPIW_OP_IREDUCE_SCATTER_F32 = 8,
     MPIW_OP_IALLGATHER_F32 = 9,
-    MPIW_OP_IALLREDUCE_16 = 10
+    MPIW_OP_IALLREDUCE_16 = 10,
+    MPIW_OP_IREDUCE_SCATTER_16 = 11
 };
 const char *mpiw_operation_name(int operation);
 /* The next collective's sequence number in this process (1, 2, ...). */
