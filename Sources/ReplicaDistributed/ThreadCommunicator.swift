@@ -128,43 +128,41 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         return CompletedCollective()
     }
 
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+    /// Every owner's piece, summed over ranks 0, 1, ... in order (the same bits as an all-reduce of
+    /// it) by `sum(buffers, owner, piece)` into the owner's buffer; the barrier after keeps every
+    /// rank's input intact until all are done.
+    private func reduceScatter<T>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int],
+                                  sum: @escaping (_ buffers: [UnsafeMutablePointer<T>], _ owner: Int, _ piece: Range<Int>) -> Void) {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
-        // Each owner's piece accumulated over ranks 0, 1, ... in order (the all-reduce's bits).
         group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, lengths in
             precondition(Set(lengths).count == 1, "ThreadCommunicator: reduce-scatter sizes differ across ranks: \(lengths)")
-            let buffers = slots.map { $0!.assumingMemoryBound(to: UInt16.self) }
+            let buffers = slots.map { $0!.assumingMemoryBound(to: T.self) }
             var start = 0
             for owner in 0..<buffers.count {
-                let count = counts[owner]
-                var total = Array(UnsafeBufferPointer(start: buffers[0] + start, count: count))
-                total.withUnsafeMutableBufferPointer { total in
-                    for r in 1..<buffers.count { format.accumulate(UnsafeBufferPointer(start: buffers[r] + start, count: count), into: total) }
-                    (buffers[owner] + start).update(from: total.baseAddress!, count: count)
-                }
-                start += count
+                sum(buffers, owner, start..<(start + counts[owner]))
+                start += counts[owner]
+            }
+        }
+    }
+
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+        reduceScatter(buffer, counts: counts) { buffers, owner, piece in
+            var total = Array(UnsafeBufferPointer(start: buffers[0] + piece.lowerBound, count: piece.count))
+            total.withUnsafeMutableBufferPointer { total in
+                for r in 1..<buffers.count { format.accumulate(UnsafeBufferPointer(start: buffers[r] + piece.lowerBound, count: piece.count), into: total) }
+                (buffers[owner] + piece.lowerBound).update(from: total.baseAddress!, count: piece.count)
             }
         }
         return CompletedCollective()
     }
 
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
-        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
-                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
-        // Each rank sums its own piece over ranks 0, 1, ... in order (the same bits as an
-        // all-reduce of it); the barrier after keeps every rank's input intact until all are done.
-        group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, lengths in
-            precondition(Set(lengths).count == 1, "ThreadCommunicator: reduce-scatter sizes differ across ranks: \(lengths)")
-            let buffers = slots.map { $0!.assumingMemoryBound(to: Float.self) }
-            var start = 0
-            for owner in 0..<buffers.count {
-                for i in start..<(start + counts[owner]) {
-                    var total = buffers[0][i]
-                    for r in 1..<buffers.count { total += buffers[r][i] }
-                    buffers[owner][i] = total
-                }
-                start += counts[owner]
+        reduceScatter(buffer, counts: counts) { buffers, owner, piece in
+            for i in piece {
+                var total = buffers[0][i]
+                for r in 1..<buffers.count { total += buffers[r][i] }
+                buffers[owner][i] = total
             }
         }
         return CompletedCollective()
