@@ -67,7 +67,9 @@ SlurmctldPort=$SLURMCTLD_PORT
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$SLURM_STATE/run/munge.socket
+# cred_expire (Slurm's default 120 s) is also how long a requeued job waits before it may start
+# again: 30 s keeps a preempted test job's requeue short.
+AuthInfo=socket=$SLURM_STATE/run/munge.socket,cred_expire=30
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$SLURM_STATE/ctld
