@@ -141,75 +141,65 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+    /// Starts the non-blocking collective `operation` on `buffer` with `start` (the C call, given
+    /// the buffer and the request to fill); `completion` runs once when it is complete.
+    private func startNonBlocking<T>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: Int32, _ description: String,
+                                     start: (UnsafeMutablePointer<T>, UnsafeMutablePointer<mpiw_request?>) -> Int32,
+                                     completion: @escaping (UnsafeMutablePointer<T>) -> Void = { _ in }) throws -> PendingCollective {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
         var request: mpiw_request? = nil
-        let sequence = try collective(Int32(MPIW_OP_IALLREDUCE_F32), count: buffer.count) { sequence throws -> Int64 in
-            try check(mpiw_iallreduce_sum_f32(base, buffer.count, &request), "start of all-reduce of \(buffer.count) floats")
+        let sequence = try collective(operation, count: buffer.count) { sequence throws -> Int64 in
+            try check(start(base, &request), "start of \(description)")
             return sequence
         }
+        return MPIPendingCollective(request: request, sequence: sequence, operation: operation, count: buffer.count,
+                                    communicator: self) { completion(base) }
+    }
+
+    /// A reduce-scatter through `start`: MPI puts this rank's sum at the start of the buffer; it
+    /// belongs at the piece's offset.
+    private func startReduceScatter<T>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int], _ operation: Int32, _ description: String,
+                                       start: (UnsafeMutablePointer<T>, UnsafeMutablePointer<mpiw_request?>) -> Int32) throws -> PendingCollective {
+        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
+                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
+        let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
+        return try startNonBlocking(buffer, operation, description, start: start) { base in
+            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+        }
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
         let factor: Float? = operation == .mean ? 1 / Float(size) : nil
-        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLREDUCE_F32),
-                                    count: buffer.count, communicator: self) {
+        return try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_F32), "all-reduce of \(buffer.count) floats",
+                                    start: { mpiw_iallreduce_sum_f32($0, buffer.count, $1) }) { _ in
             if let factor { scale(buffer, by: factor) }
         }
     }
 
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
-        var request: mpiw_request? = nil
-        let sequence = try collective(Int32(MPIW_OP_IALLREDUCE_16), count: buffer.count) { sequence throws -> Int64 in
-            try check(mpiw_iallreduce_sum16(base, buffer.count, format.format, &request), "start of 16-bit all-reduce of \(buffer.count) values")
-            return sequence
+        try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_16), "16-bit all-reduce of \(buffer.count) values") {
+            mpiw_iallreduce_sum16($0, buffer.count, format.format, $1)
         }
-        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLREDUCE_16),
-                                    count: buffer.count, communicator: self) {}
     }
 
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
-        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
-                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
-        var request: mpiw_request? = nil
-        let sequence = try collective(Int32(MPIW_OP_IREDUCE_SCATTER_16), count: buffer.count) { sequence throws -> Int64 in
-            try check(mpiw_ireduce_scatter_sum16(base, counts, format.format, &request), "start of 16-bit reduce-scatter of \(buffer.count) values")
-            return sequence
-        }
-        let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
-        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IREDUCE_SCATTER_16),
-                                    count: buffer.count, communicator: self) {
-            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_16), "16-bit reduce-scatter of \(buffer.count) values") {
+            mpiw_ireduce_scatter_sum16($0, counts, format.format, $1)
         }
     }
 
     public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
-        precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
-                     "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
-        var request: mpiw_request? = nil
-        let sequence = try collective(Int32(MPIW_OP_IREDUCE_SCATTER_F32), count: buffer.count) { sequence throws -> Int64 in
-            try check(mpiw_ireduce_scatter_sum_f32(base, counts, &request), "start of reduce-scatter of \(buffer.count) floats")
-            return sequence
-        }
-        // MPI puts this rank's sum at the start of the buffer; it belongs at the piece's offset.
-        let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
-        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IREDUCE_SCATTER_F32),
-                                    count: buffer.count, communicator: self) {
-            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_F32), "reduce-scatter of \(buffer.count) floats") {
+            mpiw_ireduce_scatter_sum_f32($0, counts, $1)
         }
     }
 
     public func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "all-gather counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return CompletedCollective() }
-        var request: mpiw_request? = nil
-        let sequence = try collective(Int32(MPIW_OP_IALLGATHER_F32), count: buffer.count) { sequence throws -> Int64 in
-            try check(mpiw_iallgather_f32(base, counts, &request), "start of all-gather of \(buffer.count) floats")
-            return sequence
+        return try startNonBlocking(buffer, Int32(MPIW_OP_IALLGATHER_F32), "all-gather of \(buffer.count) floats") {
+            mpiw_iallgather_f32($0, counts, $1)
         }
-        return MPIPendingCollective(request: request, sequence: sequence, operation: Int32(MPIW_OP_IALLGATHER_F32),
-                                    count: buffer.count, communicator: self) {}
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, from root: Int) throws {

@@ -143,7 +143,7 @@ public final class GradientReducer: GradientSink {
             return CompletingCollective(started) { format.decompress(UnsafeBufferPointer(half), into: buffer, scale: scale) }
         }
         let started = try communicator.startReduceScatter(half, counts: counts, summingAs: format)
-        let piece = pieceOffset(of: communicator.rank, in: counts)..<(pieceOffset(of: communicator.rank, in: counts) + counts[communicator.rank])
+        let offset = pieceOffset(of: communicator.rank, in: counts), piece = offset..<(offset + counts[communicator.rank])
         return CompletingCollective(started) {
             format.decompress(UnsafeBufferPointer(rebasing: half[piece]), into: UnsafeMutableBufferPointer(rebasing: buffer[piece]), scale: scale)
         }
