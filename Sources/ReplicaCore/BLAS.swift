@@ -17,6 +17,12 @@ public enum BLAS {
         return "\(String(cString: config)) (kernel \(core))"
     }
 
+    /// y += alpha · x over `count` contiguous elements.
+    @inlinable
+    public static func saxpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        if count > 0 { cblas_saxpy(Int32(count), alpha, x, 1, y, 1) }
+    }
+
     /// C[m×n] = alpha · op(A) · op(B) + beta · C on row-major buffers with leading dimensions.
     ///
     /// op(A) is m×k: A is stored m×k (lda ≥ k), or k×m (lda ≥ m) when `transposingA`.

@@ -2,28 +2,45 @@ import Foundation
 import ReplicaCore
 import ReplicaNN
 
-/// What a checkpoint's `optimizer.safetensors` holds: tensors by name and shape, sorted by name,
-/// and their bytes, streamed (`produce(index, write)`, as `SafeTensors.write(streaming:)` asks).
-public struct OptimizerCheckpoint {
+/// Tensors streamed into one safetensors file of a checkpoint: names and shapes, and their bytes,
+/// produced in entry order (`SafeTensors.write(streaming:)`). When producing them takes part in
+/// collectives (ZeRO's gathers of the optimizer state, PowerSGD's error buffers of every rank),
+/// every rank must run all of them, in order: rank 0 writes, the others call `finish()`, and so
+/// does rank 0 after a failed write, running those it had not reached with their bytes discarded.
+public final class TensorStream {
     public let entries: [(name: String, shape: [Int])]
-    public let produce: (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    private let produceEntry: (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    private var next = 0
 
     public init(entries: [(name: String, shape: [Int])], produce: @escaping (Int, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
         self.entries = entries
-        self.produce = produce
+        self.produceEntry = produce
+    }
+
+    /// Hands `write` tensor `index`'s bytes; entries are produced once each, in order.
+    public func produce(_ index: Int, _ write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        precondition(index == next, "TensorStream: entry \(index) produced out of order (next is \(next))")
+        next += 1
+        try produceEntry(index, write)
+    }
+
+    /// Produces the entries not produced yet, discarding their bytes (the collectives still run).
+    public func finish() throws {
+        while next < entries.count { try produce(next) { _ in } }
     }
 
     /// An optimizer that holds its whole state (no ZeRO): its buffers as they are.
-    public static func whole(_ optimizer: Optimizer) -> OptimizerCheckpoint {
+    public static func whole(_ optimizer: Optimizer) -> TensorStream {
         let state = optimizer.stateBuffers().sorted { $0.key < $1.key }
-        return OptimizerCheckpoint(entries: state.map { ($0.key, $0.value.shape) }) { index, write in
+        return TensorStream(entries: state.map { ($0.key, $0.value.shape) }) { index, write in
             try write(UnsafeRawBufferPointer(state[index].value.buffer))
         }
     }
 }
 
 /// Checkpoint folders (docs/interface.md): `step-NNNNNNNN/` with `model.safetensors`, `optimizer.safetensors`
-/// and `state.json`, written atomically, and a `latest` file naming the newest complete one.
+/// and `state.json` (and `compression.safetensors` with PowerSGD), written atomically, and a
+/// `latest` file naming the newest complete one.
 public enum Checkpoint {
     public static let formatVersion = 1
 
@@ -36,6 +53,9 @@ public enum Checkpoint {
         public var step: Int { state["step"] as? Int ?? 0 }
         public var task: String { state["task"] as? String ?? "" }
     }
+
+    /// PowerSGD's state (`--grad-compression powersgd`): its warm-start matrices and every rank's error buffer.
+    public static let compressionFile = "compression.safetensors"
 
     public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
 
@@ -67,15 +87,17 @@ public enum Checkpoint {
     }
 
     /// About how large a checkpoint of `arena` is: the model (parameters and buffers) and the
-    /// optimizer's moments (two per parameter for Adam), as float32, plus headers and state.json.
-    public static func estimatedBytes(arena: ParameterArena) -> Int {
-        4 * (3 * arena.count + arena.bufferCount) + (1 << 20)
+    /// optimizer's moments (two per parameter for Adam), as float32, plus headers and state.json,
+    /// and with PowerSGD the `errorBuffers` ranks' error feedback (one float a parameter each).
+    public static func estimatedBytes(arena: ParameterArena, errorBuffers: Int = 0) -> Int {
+        4 * ((3 + errorBuffers) * arena.count + arena.bufferCount) + (1 << 20)
     }
 
     /// Writes the checkpoint of `step` atomically and points `latest` at it. Returns its folder.
     @discardableResult
     public static func save(in directory: URL, step: Int, arena: ParameterArena, extraTensors: [(String, Tensor)] = [],
-                            optimizer: OptimizerCheckpoint, state: [String: Any], beforeRename: (() -> Void)? = nil) throws -> URL {
+                            optimizer: TensorStream, compression: TensorStream? = nil, state: [String: Any],
+                            beforeRename: (() -> Void)? = nil) throws -> URL {
         let name = folderName(step: step)
         let folder = directory.appendingPathComponent(name)
         try AtomicDirectory.write(to: folder) { temporary in
@@ -86,6 +108,10 @@ public enum Checkpoint {
                                   to: temporary.appendingPathComponent("model.safetensors"))
             try SafeTensors.write(streaming: optimizer.entries, to: temporary.appendingPathComponent("optimizer.safetensors"),
                                   produce: optimizer.produce)
+            if let compression {
+                try SafeTensors.write(streaming: compression.entries, to: temporary.appendingPathComponent(compressionFile),
+                                      produce: compression.produce)
+            }
             var fullState = state
             fullState["step"] = step
             fullState["format_version"] = formatVersion

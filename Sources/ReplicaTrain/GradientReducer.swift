@@ -20,7 +20,9 @@ public protocol GradientSink: AnyObject {
 /// sum of only its piece of the bucket, the part of the arena whose update it owns.
 /// With `compression` (`--grad-compression fp16|bf16`) a bucket travels in 16 bits: rounded into
 /// a buffer of its own when it starts, summed in float32 addition by addition, and widened back
-/// into the gradients when it completes.
+/// into the gradients when it completes. With `powerSGD` (`--grad-compression powersgd`), from its
+/// start step on, each bucket is two all-reduces of its low-rank factors (`PowerSGD`): the
+/// first overlapped with backward as above, the second started after backward in bucket order.
 public final class GradientReducer: GradientSink {
     public let communicator: Communicator
     public let arena: ParameterArena
@@ -35,6 +37,10 @@ public final class GradientReducer: GradientSink {
     public var inFlightLimit: Int?
     /// The 16-bit format buckets travel in (nil: float32); with `shardCounts`, their reduce-scatter.
     public var compression: HalfPrecision?
+    /// PowerSGD's state and its two all-reduces a bucket (nil: the buckets travel whole).
+    public var powerSGD: PowerSGD?
+    /// Whether this backward's buckets go through `powerSGD` (its start step reached).
+    private var compressing = false
     /// The buckets' 16-bit copies, at the arena's offsets (allocated on first use).
     private var halves: UnsafeMutableBufferPointer<UInt16>?
     private var pending: [PendingCollective] = []
@@ -57,8 +63,10 @@ public final class GradientReducer: GradientSink {
 
     deinit { halves?.deallocate() }
 
-    /// Call before the backward pass whose gradients are to be reduced.
-    public func beginBackward() {
+    /// Call before the backward pass whose gradients are to be reduced, that of optimizer step `step`
+    /// (counted from 0).
+    public func beginBackward(step: Int) {
+        compressing = powerSGD.map { step >= $0.startStep } ?? false
         pending = []
         startTimes = []
         completionTimes = []
@@ -94,6 +102,18 @@ public final class GradientReducer: GradientSink {
                 completionTimes[index] = now()
             }
         }
+        if compressing, let powerSGD {
+            // PowerSGD's second all-reduce of every bucket, in bucket order on every rank.
+            for index in buckets.indices {
+                startTimes.append(now())
+                completionTimes.append(nil)
+                pending.append(try powerSGD.startSecondPhase(bucket: index))
+            }
+            for index in buckets.count..<pending.count {
+                try pending[index].wait()
+                completionTimes[index] = now()
+            }
+        }
         for index in pending.indices {
             let duration = completionTimes[index]! - startTimes[index]
             communicationSeconds += duration
@@ -113,7 +133,9 @@ public final class GradientReducer: GradientSink {
         let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
         startTimes.append(now())
         completionTimes.append(nil)
-        if let compression {
+        if compressing, let powerSGD {
+            pending.append(try powerSGD.startFirstPhase(bucket: index))
+        } else if let compression {
             pending.append(try startCompressed(buffer, range: range, format: compression, counts: shardCounts?[index]))
         } else if let shardCounts {
             pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index]))

@@ -14,7 +14,7 @@ import ReplicaNN
 /// one all-reduce of each shard's sum of squares, clipping scales the shard, the optimizer updates
 /// the shard, and the buckets' parameters are all-gathered, so every replica holds the same values
 /// again. Checkpoints keep today's format (whole tensors in one `optimizer.safetensors`): the
-/// state is gathered one bucket at a time and rank 0 streams it to the file.
+/// state is gathered one bucket at a time and rank 0 streams it to the file (`checkpointStream`).
 public final class OptimizerSharding {
     public let communicator: Communicator
     public let arena: ParameterArena
@@ -86,31 +86,16 @@ public final class OptimizerSharding {
 
     // MARK: - Checkpoints
 
-    /// Writes a checkpoint whose optimizer state is this sharded one, in today's format (whole,
-    /// arena-sized tensors): every rank calls this at the same point; rank 0 calls `save` with
-    /// the state to stream, gathered one bucket at a time, and the other ranks take part in the
-    /// same gathers. No rank holds more than its shard and one bucket. When `save` fails on
-    /// rank 0, it still runs the gathers it has not reached before rethrowing, so that no rank
-    /// waits for it forever.
-    public func writeCheckpoint(_ optimizer: Optimizer, save: (OptimizerCheckpoint) throws -> Void) throws {
+    /// This sharded optimizer state as a checkpoint's `optimizer.safetensors`, in today's format
+    /// (whole, arena-sized tensors), gathered one bucket at a time as it is produced: rank 0
+    /// writes it, every other rank runs the same gathers with `finish()` (`TensorStream`). No rank
+    /// holds more than its shard and one bucket.
+    public func checkpointStream(_ optimizer: Optimizer) -> TensorStream {
         let state = optimizer.stateBuffers()
         let entries = state.keys.sorted().map { (name: $0, shape: $0 == "step" ? [1] : [arena.count]) }
-        guard communicator.isRoot else {
-            for entry in entries { try gather(entry.name, of: state) { _ in } }
-            return
-        }
-        var gathered = 0
-        let source = OptimizerCheckpoint(entries: entries) { index, write in
-            defer { gathered = index + 1 }
+        return TensorStream(entries: entries) { index, write in
             try self.gather(entries[index].name, of: state, write: write)
         }
-        do {
-            try save(source)
-        } catch {
-            for entry in entries[min(gathered, entries.count)...] { try gather(entry.name, of: state) { _ in } }
-            throw error
-        }
-        precondition(gathered == entries.count, "the checkpoint wrote \(gathered) of \(entries.count) optimizer tensors")
     }
 
     /// Hands `write` (rank 0's file; a no-op elsewhere) tensor `name` of the sharded `state` as a whole

@@ -66,6 +66,8 @@ public final class Trainer {
     let reducer: GradientReducer
     /// ZeRO-1's shards (`--zero 1` on more than one rank), else nil.
     public let sharding: OptimizerSharding?
+    /// PowerSGD's state (`--grad-compression powersgd` on more than one rank), else nil.
+    public let powerSGD: PowerSGD?
     let progress: ProgressBar
     let metrics: MetricsLog
     /// Rank 0's lock on the checkpoint folder, held for the life of the trainer.
@@ -96,11 +98,26 @@ public final class Trainer {
             sharding = nil
         }
         reducer.compression = options.gradientCompression.halfPrecision
+        if options.gradientCompression == .powersgd && communicator.size > 1 {
+            // Under ZeRO-1 too every bucket is all-reduced: each rank uses its piece of the sum.
+            powerSGD = PowerSGD(communicator: communicator, arena: task.arena, buckets: reducer.buckets, rank: options.powerSGDRank,
+                                startStep: options.powerSGDFirstStep, seed: options.seed)
+            reducer.powerSGD = powerSGD
+        } else {
+            powerSGD = nil
+        }
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
+        if let powerSGD {
+            let values = powerSGD.valuesPerStep, whole = task.arena.count
+            progress.notice(String(format: "PowerSGD rank %d from step %d: %d matrices compressed; %d of %d values travel a step (%.1f%%), %.1f MFLOP extra",
+                                   powerSGD.rank, powerSGD.startStep, powerSGD.compressedMatrixCount, values, whole,
+                                   100 * Double(values) / Double(max(whole, 1)), Double(powerSGD.extraFlops) / 1e6))
+        }
         if let directory = options.checkpointDirectory, communicator.isRoot {
             checkpointFolder = try CheckpointFolder(URL(fileURLWithPath: directory))
-            try Checkpoint.preflight(URL(fileURLWithPath: directory), bytesNeeded: Checkpoint.estimatedBytes(arena: task.arena))
+            try Checkpoint.preflight(URL(fileURLWithPath: directory),
+                                     bytesNeeded: Checkpoint.estimatedBytes(arena: task.arena, errorBuffers: powerSGD == nil ? 0 : communicator.size))
         } else {
             checkpointFolder = nil
         }
@@ -210,6 +227,7 @@ public final class Trainer {
                 throw UserError("\(optimizerFile.path): \(error)")
             }
         }
+        try restoreCompressionState(from: folder)
         startStep = contents.step
         guard startStep <= options.steps else {
             throw UserError("\(folder.path): the checkpoint is of step \(startStep), beyond --steps \(options.steps); give --steps \(startStep) or more")
@@ -217,6 +235,23 @@ public final class Trainer {
         progress.notice("resumed from \(folder.path) at step \(startStep)")
         if let savedSteps = saved["steps"], savedSteps != current["steps"] {
             progress.notice("--steps \(options.steps) (the checkpoint's run had \(savedSteps)): the learning-rate schedule is recomputed for \(options.steps) steps, from step \(startStep) on")
+        }
+    }
+
+    /// PowerSGD's state from the checkpoint's `compression.safetensors`: taken when this run
+    /// compresses with PowerSGD (drawn afresh, with a notice, when the checkpoint has none), and
+    /// dropped with a notice when it does not.
+    func restoreCompressionState(from folder: URL) throws {
+        let url = folder.appendingPathComponent(Checkpoint.compressionFile)
+        let present = FileManager.default.fileExists(atPath: url.path)
+        if let powerSGD {
+            guard present else {
+                progress.notice("\(folder.path) holds no PowerSGD state: the error feedback starts from zero")
+                return
+            }
+            if let note = try powerSGD.restore(from: url) { progress.notice("PowerSGD state: \(note)") }
+        } else if present {
+            progress.notice("--grad-compression \(options.gradientCompression.rawValue)\(communicator.size == 1 ? " on 1 rank" : ""): the checkpoint's PowerSGD error feedback is dropped")
         }
     }
 
@@ -325,7 +360,7 @@ public final class Trainer {
         var computeSeconds = 0.0
         for micro in 0..<accumulation {
             let last = micro == accumulation - 1
-            if last { reducer.beginBackward() }
+            if last { reducer.beginBackward(step: step) }
             let computeStart = DispatchTime.now().uptimeNanoseconds
             loss += try task.trainMicroStep(step: step, micro: micro, normalizer: normalizer, reducer: last ? reducer : nil)
             computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
@@ -341,6 +376,8 @@ public final class Trainer {
         try communicator.allReduce(&agreed, .sum)
         let norm = try sharding?.gradientNorm() ?? gradientNorm(arena: task.arena)
         let applied = agreed[1] == 0 && norm.isFinite
+        // A skipped step's NaN would stay in PowerSGD's error and warm start for good.
+        if !applied, let powerSGD, step >= powerSGD.startStep { powerSGD.reset() }
         if applied {
             if let sharding {
                 if options.clip > 0 { sharding.clip(norm: norm, maxNorm: options.clip) }
@@ -461,22 +498,32 @@ public final class Trainer {
     }
 
     /// Rank 0 writes the checkpoint of `step`; every rank waits for it so none runs ahead.
+    /// ZeRO-1's optimizer state and PowerSGD's error buffers are gathered as they are written:
+    /// every rank runs their collectives in file order, rank 0 then also after a failed write.
     public func saveCheckpoint(step: Int) throws {
         try averageBuffers()
         try verifyRanksAgree(context: "at the checkpoint of step \(step)")
         guard let directory = options.checkpointDirectory else { return }
-        // Under ZeRO-1 every rank takes part in gathering the optimizer state; rank 0 writes.
-        if let sharding {
-            try sharding.writeCheckpoint(optimizer) { try writeCheckpoint(step: step, in: directory, optimizer: $0) }
-        } else if communicator.isRoot {
-            try writeCheckpoint(step: step, in: directory, optimizer: .whole(optimizer))
+        let optimizerStream = sharding?.checkpointStream(optimizer) ?? .whole(optimizer)
+        let compressionStream = powerSGD?.checkpointStream()
+        if communicator.isRoot {
+            do {
+                try writeCheckpoint(step: step, in: directory, optimizer: optimizerStream, compression: compressionStream)
+            } catch {
+                try optimizerStream.finish()
+                try compressionStream?.finish()
+                throw error
+            }
+        } else {
+            try optimizerStream.finish()
+            try compressionStream?.finish()
         }
         if let keep = options.keepCheckpoints { try checkpointFolder?.prune(keeping: keep) }
         try communicator.barrier()
     }
 
     /// Rank 0's part of a checkpoint: the files, with `optimizer` streamed into optimizer.safetensors.
-    func writeCheckpoint(step: Int, in directory: String, optimizer: OptimizerCheckpoint) throws {
+    func writeCheckpoint(step: Int, in directory: String, optimizer: TensorStream, compression: TensorStream?) throws {
         var state = task.checkpointState
         state["task"] = task.taskName
         state["ranks"] = communicator.size
@@ -487,7 +534,7 @@ public final class Trainer {
         state["grad_compression"] = options.gradientCompression.rawValue
         let crash = options.faults.crashesDuringCheckpoint(step: step)
         try Checkpoint.save(in: URL(fileURLWithPath: directory), step: step, arena: task.arena,
-                            extraTensors: task.extraCheckpointTensors, optimizer: optimizer, state: state,
+                            extraTensors: task.extraCheckpointTensors, optimizer: optimizer, compression: compression, state: state,
                             beforeRename: crash ? {
                                 FileHandle.standardError.write(Data("[rank 0] REPLICA_FAULT: dying midway through the checkpoint of step \(step)\n".utf8))
                                 kill(getpid(), SIGKILL)

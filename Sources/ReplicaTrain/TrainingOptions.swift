@@ -25,8 +25,13 @@ public struct TrainingOptions: Sendable {
     /// of the fingerprint: a run may resume with or without it.
     public var zeroStage = 0
     /// How gradient buckets travel (`--grad-compression`). Not part of the fingerprint: a run
-    /// may resume with another (it has no state of its own).
+    /// may resume with another (PowerSGD's state is then started afresh or dropped, with a notice).
     public var gradientCompression = GradientCompression.none
+    /// PowerSGD's approximation rank (`--powersgd-rank`; PyTorch's `matrix_approximation_rank` is 1, Vogels et al. use 4).
+    public var powerSGDRank = 4
+    /// The first step PowerSGD compresses (`--powersgd-start-step`); nil: the end of the learning-rate
+    /// warmup, as PyTorch's hook advises for `start_powerSGD_iter`.
+    public var powerSGDStartStep: Int?
     public var checkpointDirectory: String?
     public var checkpointEvery = 0            // 0 = only at the end
     public var resume = false
@@ -55,6 +60,9 @@ public struct TrainingOptions: Sendable {
 
     public init() {}
 
+    /// The first step PowerSGD compresses: `--powersgd-start-step`, else the warmup's end.
+    public var powerSGDFirstStep: Int { powerSGDStartStep ?? warmupSteps }
+
     /// The settings that must match for a resumed run to continue the same run, as [name: value].
     public func fingerprint(ranks: Int) -> [String: String] {
         [
@@ -69,12 +77,12 @@ public struct TrainingOptions: Sendable {
 
 /// `--grad-compression`: the buckets' format on the wire.
 public enum GradientCompression: String, CaseIterable, Sendable {
-    case none, fp16, bf16
+    case none, fp16, bf16, powersgd
 
-    /// The 16-bit format, or nil for float32.
+    /// The 16-bit format, or nil for float32 (and PowerSGD's float32 factors).
     public var halfPrecision: HalfPrecision? {
         switch self {
-        case .none: nil
+        case .none, .powersgd: nil
         case .fp16: .fp16
         case .bf16: .bf16
         }

@@ -25,11 +25,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Timed steps (the median is reported).") var steps = 30
     @Option(help: "Untimed steps first.") var warmupSteps = 5
     @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
-    @Option(help: "All-reduce bucket size in MiB.") var bucketMb: Double = 25
-    @Flag(help: "All-reduce after backward instead of during it.") var noOverlap = false
-    @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks.") var zero = 0
-    @Option(help: "Gradient buckets on the wire: none (float32), fp16 or bf16 (16 bits, summed in float32).")
-    var gradCompression: GradientCompression = .none
+    @OptionGroup var communication: CommunicationOptions
     @OptionGroup var size: GPTSizeOptions
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
@@ -39,8 +35,6 @@ struct BenchStep: ParsableCommand {
         guard steps >= 1, warmupSteps >= 0, (batchSize ?? 1) >= 1 else {
             throw ValidationError("--steps and --batch-size must be at least 1, --warmup-steps not negative.")
         }
-        guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
-        guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         if model != .charlm && size.isGiven {
             throw ValidationError("--preset, --layers, --heads, --embedding and --block-size set charlm's size; --model \(model) has its own.")
         }
@@ -58,10 +52,7 @@ struct BenchStep: ParsableCommand {
         }
         options.steps = warmupSteps + steps
         if let batchSize { options.batchSize = batchSize }
-        options.bucketBytes = Int(bucketMb * 1024 * 1024)
-        options.overlap = !noOverlap
-        options.zeroStage = zero
-        options.gradientCompression = gradCompression
+        communication.apply(to: &options)
         options.progress = .none
         options.evaluationInterval = 0
         let task: DataParallelTask
@@ -150,8 +141,8 @@ struct BenchStep: ParsableCommand {
             utilisation = String(format: ", MFU %.1f%% (%.2f GFLOP/step; sgemm %.1f GFLOP/s a thread)", mfu * 100, flopsPerStep / 1e9, sgemmGFLOPs)
         }
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
-        if zero != 0 { extra["zero"] = .integer(zero) }
-        if gradCompression != .none { extra["grad_compression"] = .string(gradCompression.rawValue) }
+        if communication.zero != 0 { extra["zero"] = .integer(communication.zero) }
+        if communication.gradCompression != .none { extra["grad_compression"] = .string(communication.gradCompression.rawValue) }
         if let memory {
             // The estimate's parts (the runtime part measured at start-up), beside the measured peak.
             extra["memory_mb"] = .object(memory.megabytes.mapValues { .number($0) })

@@ -48,14 +48,7 @@ struct CommonTrainOptions: ParsableArguments {
     var syncBn = false
     @Option(help: "Augmentation drawn per rank; text: substitute=P (replace input characters at random).")
     var augment: String?
-    @Option(help: "All-reduce bucket size in MiB.")
-    var bucketMb: Double = 25
-    @Flag(help: "All-reduce after backward instead of during it.")
-    var noOverlap = false
-    @Option(help: "ZeRO stage: 0 plain data parallelism; 1 the optimizer state sharded across ranks (gradients reduce-scattered, each rank updates its 1/ranks, parameters all-gathered).")
-    var zero = 0
-    @Option(help: "Gradient buckets on the wire: none (float32); fp16 or bf16 (16 bits, each addition in float32; fp16 divides by the rank count first so the sum cannot overflow). Half the bytes.")
-    var gradCompression: GradientCompression = .none
+    @OptionGroup var communication: CommunicationOptions
     @Option(help: "Folder for checkpoints (step-NNNNNNNN/ and latest).")
     var checkpointDir: String?
     @Option(help: "Write a checkpoint every N steps (and at the end).")
@@ -93,8 +86,6 @@ struct CommonTrainOptions: ParsableArguments {
         if let lr, !(lr > 0) { throw ValidationError("--lr \(lr) must be positive.") }
         if let warmup, warmup < 0 { throw ValidationError("--warmup \(warmup) must not be negative.") }
         guard gradAccum >= 1 else { throw ValidationError("--grad-accum \(gradAccum) must be at least 1.") }
-        guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
-        guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         if let clip, clip < 0 { throw ValidationError("--clip \(clip) must not be negative.") }
         if let minLr, !(minLr >= 0) { throw ValidationError("--min-lr \(minLr) must not be negative.") }
         if let minLr, let lr, minLr > lr { throw ValidationError("--min-lr \(minLr) is above --lr \(lr).") }
@@ -132,10 +123,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.clip = clip ?? defaults.clip
         options.scaleLearningRate = scaleLr
         options.gradientAccumulation = gradAccum
-        options.bucketBytes = Int(bucketMb * 1024 * 1024)
-        options.overlap = !noOverlap
-        options.zeroStage = zero
-        options.gradientCompression = gradCompression
+        communication.apply(to: &options)
         options.checkpointDirectory = checkpointDir
         options.checkpointEvery = checkpointEvery
         options.resume = resume

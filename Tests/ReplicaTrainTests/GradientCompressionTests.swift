@@ -47,7 +47,7 @@ import _ReplicaTestSupport
             // 8 KB buckets: several, cutting tensors; backward reports them in two halves.
             let reducer = GradientReducer(communicator: group.communicator(rank: rank), arena: arena, bucketBytes: 8192, overlap: true)
             reducer.compression = format
-            reducer.beginBackward()
+            reducer.beginBackward(step: 0)
             try reducer.gradientsReady(downTo: arena.count / 2)
             try reducer.gradientsReady(downTo: 0)
             try reducer.finish()
