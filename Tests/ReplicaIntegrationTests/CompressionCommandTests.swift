@@ -3,9 +3,9 @@ import Testing
 import ReplicaCore
 import _ReplicaTestSupport
 
-/// `--grad-compression fp16|bf16` under mpirun (issue 20): within the rounding's reach of float32
-/// (GradientCompressionTests derives the bound), resumed bit for bit after a killed rank, named
-/// in the summary, and refused with `--zero 1`.
+/// `--grad-compression fp16|bf16|powersgd` under mpirun (issue 20): 16 bits within the rounding's
+/// reach of float32 (GradientCompressionTests derives the bound), every compression resumed bit
+/// for bit after a killed rank, named in the summary, and combined with `--zero 1`.
 @Suite(.serialized) struct CompressionCommandTests {
     let runs = DataParallelCommandTests()
 
@@ -24,15 +24,19 @@ import _ReplicaTestSupport
         #expect(difference < bound && difference > 0, "\(compression): relative L2 \(difference)")
     }
 
-    @Test func aKilledCompressedRunResumesBitForBit() throws {
-        let straight = runs.temporaryDirectory("bf16-straight"), killed = runs.temporaryDirectory("bf16-killed")
-        let every = ["--checkpoint-every", "5"]
-        _ = try runs.run(ranks: 2, arguments(straight, steps: 12, compression: "bf16", extra: every))
-        let crash = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + arguments(killed, steps: 12, compression: "bf16", extra: every),
+    /// PowerSGD from step 2, so that the checkpoint of step 5 holds error feedback and warm starts.
+    @Test(arguments: ["bf16", "fp16", "powersgd"]) func aKilledCompressedRunResumesBitForBit(compression: String) throws {
+        let straight = runs.temporaryDirectory("\(compression)-straight"), killed = runs.temporaryDirectory("\(compression)-killed")
+        let every = ["--checkpoint-every", "5", "--powersgd-start-step", "2"]
+        let result = try runs.run(ranks: 2, arguments(straight, steps: 12, compression: compression, extra: every))
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(result.lines.last!.utf8)) as? [String: Any])
+        #expect(summary["grad_compression"] as? String == compression)
+        let crash = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + arguments(killed, steps: 12, compression: compression, extra: every),
                                    environment: ["REPLICA_FAULT": "kill:rank=1:step=7"], timeout: 120)
         #expect(crash.status == 2, "\(crash.standardError)")
-        _ = try runs.run(ranks: 2, arguments(killed, steps: 12, compression: "bf16", extra: every + ["--resume"]))
-        for file in ["model.safetensors", "optimizer.safetensors"] {
+        _ = try runs.run(ranks: 2, arguments(killed, steps: 12, compression: compression, extra: every + ["--resume"]))
+        let files = ["model.safetensors", "optimizer.safetensors"] + (compression == "powersgd" ? ["compression.safetensors"] : [])
+        for file in files {
             let a = try Data(contentsOf: straight.appendingPathComponent("step-00000012/\(file)"))
             let b = try Data(contentsOf: killed.appendingPathComponent("step-00000012/\(file)"))
             #expect(a == b, "\(file) differs after the kill and resume")
