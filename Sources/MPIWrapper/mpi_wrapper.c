@@ -1,6 +1,7 @@
 /* mpi_wrapper.c: see include/mpi_wrapper.h for why this file exists. */
 #include "half_internal.h"
 #include "mpi_wrapper.h"
+#include "schedule_internal.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -35,6 +36,7 @@ int mpiw_init(int *provided) {
             initialized = 1;
             atexit(finalize_at_exit);
             rc = mpiw_watchdog_start();
+            if (rc == MPI_SUCCESS) rc = mpiw_schedules_init();
         }
     }
     if (provided) {
@@ -96,11 +98,13 @@ int mpiw_allreduce_max_f64(double *buffer, size_t count) {
     return allreduce(buffer, count, sizeof(double), MPI_DOUBLE, MPI_MAX);
 }
 
-/* A non-blocking operation on a chunked buffer is one request per chunk. */
+/* A non-blocking operation on a chunked buffer is one request per chunk; one Replica runs
+   itself (ring.c, hierarchy.c) is a schedule instead, with no MPI requests of its own here. */
 struct mpiw_request_s {
     size_t count;
     /* Counts and displacements a vector collective reads until it completes (or NULL). */
     int *arrays;
+    struct mpiw_schedule *schedule;
     MPI_Request requests[];
 };
 
@@ -109,15 +113,37 @@ static struct mpiw_request_s *single_request(size_t arrays) {
     struct mpiw_request_s *r = malloc(sizeof(*r) + sizeof(MPI_Request));
     if (!r) return NULL;
     r->count = 1;
+    r->schedule = NULL;
     r->arrays = arrays ? malloc(arrays * sizeof(int)) : NULL;
     if (arrays && !r->arrays) { free(r); return NULL; }
     return r;
 }
 
 static void free_request(struct mpiw_request_s *r) {
+    if (r->schedule) r->schedule->destroy(r->schedule);
     free(r->arrays);
     free(r);
 }
+
+int mpiw_schedule_request(struct mpiw_schedule *schedule, struct mpiw_request_s **request) {
+    struct mpiw_request_s *r = single_request(0);
+    if (!r) { schedule->destroy(schedule); return MPI_ERR_NO_MEM; }
+    r->count = 0;
+    r->schedule = schedule;
+    *request = r;
+    return MPI_SUCCESS;
+}
+
+size_t mpiw_element_size(int format) { return format ? sizeof(uint16_t) : sizeof(float); }
+MPI_Datatype mpiw_element_type(int format) { return format ? MPI_UINT16_T : MPI_FLOAT; }
+
+void mpiw_sum_elements(const void *input, void *inout, size_t count, int format) {
+    if (format) { mpiw_sum16(input, inout, count, format); return; }
+    const float *x = input;
+    float *y = inout;
+    for (size_t i = 0; i < count; i++) y[i] += x[i];
+}
+
 
 /* Starts an in-place all-reduce of `count` elements of `type`, one request per chunk. */
 static int iallreduce(void *buffer, size_t count, size_t element, MPI_Datatype type, MPI_Op op, mpiw_request *request) {
@@ -126,6 +152,7 @@ static int iallreduce(void *buffer, size_t count, size_t element, MPI_Datatype t
     if (!r) return MPI_ERR_NO_MEM;
     r->count = chunks;
     r->arrays = NULL;
+    r->schedule = NULL;
     for (size_t i = 0; i < chunks; i++) {
         size_t offset = i * max_chunk;
         size_t n = count - offset < max_chunk ? count - offset : max_chunk;
@@ -157,7 +184,10 @@ int mpiw_test(mpiw_request *request, int *done) {
     *done = 1;
     if (!r) return MPI_SUCCESS;
     int all = 1;
-    if (r->count > 0) {
+    if (r->schedule) {
+        int rc = r->schedule->progress(r->schedule, 0, &all);
+        if (rc != MPI_SUCCESS) return rc;
+    } else if (r->count > 0) {
         int rc = MPI_Testall((int)r->count, r->requests, &all, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) return rc;
     }
@@ -172,7 +202,12 @@ int mpiw_test(mpiw_request *request, int *done) {
 int mpiw_wait(mpiw_request *request) {
     struct mpiw_request_s *r = *request;
     if (!r) return MPI_SUCCESS;
-    int rc = r->count > 0 ? MPI_Waitall((int)r->count, r->requests, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+    int rc = MPI_SUCCESS, done = 1;
+    if (r->schedule) {
+        rc = r->schedule->progress(r->schedule, 1, &done);
+    } else if (r->count > 0) {
+        rc = MPI_Waitall((int)r->count, r->requests, MPI_STATUSES_IGNORE);
+    }
     free_request(r);
     *request = NULL;
     return rc;

@@ -36,19 +36,24 @@ public protocol Communicator: AnyObject, Sendable {
     func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws
     /// Elementwise maximum over ranks, in place.
     func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
-    /// Starts an in-place all-reduce and returns at once.
-    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective
+    /// This rank's place in the machine's layout: its rank among the ranks of its node (those
+    /// sharing memory), how many those are, and the number of nodes.
+    var nodeLayout: NodeLayout { get }
+
+    /// Starts an in-place all-reduce and returns at once, run as `schedule` says.
+    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, schedule: CollectiveSchedule) throws -> PendingCollective
     /// Starts an in-place sum of 16-bit values in `format` (`--grad-compression fp16|bf16`): every
     /// addition widens both operands to float32 and rounds the sum back (`HalfPrecision.accumulate`).
-    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective
+    func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision, schedule: CollectiveSchedule) throws -> PendingCollective
     /// The 16-bit reduce-scatter (ZeRO-1 with `--grad-compression`): as `startReduceScatter`, summed
     /// as `startAllReduce(_:summingAs:)` sums.
-    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective
+    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision,
+                            schedule: CollectiveSchedule) throws -> PendingCollective
     /// Starts an in-place reduce-scatter sum (ZeRO's gradient reduction). `buffer` holds every
     /// rank's `counts[0] + … + counts[size − 1]` elements; once complete, this rank's piece (its
     /// `counts[rank]` elements at offset `counts[0] + … + counts[rank − 1]`) holds the sum over
-    /// ranks, and the other elements are undefined.
-    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective
+    /// ranks, and the other elements are undefined. A reduce-scatter is never hierarchical.
+    func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], schedule: CollectiveSchedule) throws -> PendingCollective
     /// Starts an in-place all-gather: rank r's piece (`counts[r]` elements at the offset of the
     /// counts before it) goes to every rank's buffer at that offset.
     func startAllGather(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective
@@ -61,8 +66,52 @@ public protocol Communicator: AnyObject, Sendable {
     func abort(_ message: String, exitCode: Int32) -> Never
 }
 
+/// Where a rank sits: among the ranks of one node (shared memory), on one of `nodes`.
+public struct NodeLayout: Sendable, Equatable {
+    public var rankInNode: Int
+    public var ranksInNode: Int
+    public var nodes: Int
+    public init(rankInNode: Int, ranksInNode: Int, nodes: Int) {
+        self.rankInNode = rankInNode
+        self.ranksInNode = ranksInNode
+        self.nodes = nodes
+    }
+}
+
+/// How a bucket's non-blocking collective runs (`--allreduce`, `--hierarchical`): MPI's own
+/// (Open MPI 4.1's libnbc: a binomial reduce and broadcast for an in-place all-reduce) or
+/// Replica's ring over point-to-point, flat or with the node-local stages around it. In-process
+/// communicators sum the same either way.
+public struct CollectiveSchedule: Sendable, Hashable, CustomStringConvertible {
+    public var ring: Bool
+    public var hierarchical: Bool
+    public init(ring: Bool = false, hierarchical: Bool = false) {
+        self.ring = ring
+        self.hierarchical = hierarchical
+    }
+    /// MPI's own, flat.
+    public static let library = CollectiveSchedule()
+    public var description: String { (hierarchical ? "hierarchical " : "") + (ring ? "ring" : "binomial") }
+}
+
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+        try startAllReduce(buffer, operation, schedule: .library)
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+        try startAllReduce(buffer, summingAs: format, schedule: .library)
+    }
+
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+        try startReduceScatter(buffer, counts: counts, summingAs: format, schedule: .library)
+    }
+
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+        try startReduceScatter(buffer, counts: counts, schedule: .library)
+    }
 
     public func allReduce(_ tensor: Tensor, _ operation: ReduceOperation = .sum) throws {
         try allReduce(tensor.buffer, operation)

@@ -9,20 +9,23 @@ public final class LocalCommunicator: Communicator {
 
     public init() {}
 
+    public var nodeLayout: NodeLayout { NodeLayout(rankInNode: 0, ranksInNode: 1, nodes: 1) }
+
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws {}
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) throws {}
     public func allReduceMaximum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, schedule: CollectiveSchedule) throws -> PendingCollective {
         CompletedCollective()
     }
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision, schedule: CollectiveSchedule) throws -> PendingCollective {
         CompletedCollective()
     }
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision,
+                                   schedule: CollectiveSchedule) throws -> PendingCollective {
         precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
         return CompletedCollective()
     }
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], schedule: CollectiveSchedule) throws -> PendingCollective {
         precondition(counts == [buffer.count], "reduce-scatter counts \(counts) do not split \(buffer.count) elements over 1 rank")
         return CompletedCollective()
     }

@@ -71,6 +71,7 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     /// The thread level MPI provided (3 = MPI_THREAD_MULTIPLE).
     public let threadLevel: Int
+    public let nodeLayout: NodeLayout
 
     public init() throws {
         threadLevel = try MPIEnvironment.initialize()
@@ -80,6 +81,9 @@ public final class MPICommunicator: Communicator {
         try MPIEnvironment.check(mpiw_size(&size), "MPI_Comm_size")
         self.rank = Int(rank)
         self.size = Int(size)
+        var rankInNode: Int32 = 0, ranksInNode: Int32 = 1, nodes: Int32 = 1
+        mpiw_node_layout(&rankInNode, &ranksInNode, &nodes)
+        nodeLayout = NodeLayout(rankInNode: Int(rankInNode), ranksInNode: Int(ranksInNode), nodes: Int(nodes))
     }
 
     private func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
@@ -157,40 +161,56 @@ public final class MPICommunicator: Communicator {
     }
 
     /// A reduce-scatter through `start`: MPI puts this rank's sum at the start of the buffer; it
-    /// belongs at the piece's offset.
+    /// belongs at the piece's offset (Replica's ring leaves it there already).
     private func startReduceScatter<T>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int], _ operation: Int32, _ description: String,
+                                       schedule: CollectiveSchedule,
                                        start: (UnsafeMutablePointer<T>, UnsafeMutablePointer<mpiw_request?>) -> Int32) throws -> PendingCollective {
         precondition(counts.count == size && counts.reduce(0, +) == buffer.count,
                      "reduce-scatter counts \(counts) do not split \(buffer.count) elements over \(size) ranks")
         let offset = pieceOffset(of: rank, in: counts), length = counts[rank]
         return try startNonBlocking(buffer, operation, description, start: start) { base in
-            if offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
+            if !schedule.ring && offset > 0 && length > 0 { (base + offset).update(from: base, count: length) }
         }
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+    /// The C start of an all-reduce of `count` elements in `format` (0: float32) as `schedule` says.
+    private func allReduceStart(_ schedule: CollectiveSchedule, count: Int, format: Int32,
+                                library: @escaping (UnsafeMutablePointer<mpiw_request?>) -> Int32) -> (UnsafeMutableRawPointer, UnsafeMutablePointer<mpiw_request?>) -> Int32 {
+        { base, request in
+            if schedule.hierarchical { return mpiw_hierarchical_iallreduce(base, count, format, schedule.ring ? 1 : 0, request) }
+            if schedule.ring { return mpiw_ring_iallreduce(base, count, format, request) }
+            return library(request)
+        }
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, schedule: CollectiveSchedule) throws -> PendingCollective {
         let factor: Float? = operation == .mean ? 1 / Float(size) : nil
-        return try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_F32), "all-reduce of \(buffer.count) floats",
-                                    start: { mpiw_iallreduce_sum_f32($0, buffer.count, $1) }) { _ in
+        return try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_F32), "\(schedule) all-reduce of \(buffer.count) floats",
+                                    start: { base, request in
+            allReduceStart(schedule, count: buffer.count, format: 0) { mpiw_iallreduce_sum_f32(base, buffer.count, $0) }(base, request)
+        }) { _ in
             if let factor { scale(buffer, by: factor) }
         }
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
-        try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_16), "16-bit all-reduce of \(buffer.count) values") {
-            mpiw_iallreduce_sum16($0, buffer.count, format.format, $1)
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision, schedule: CollectiveSchedule) throws -> PendingCollective {
+        try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_16), "16-bit \(schedule) all-reduce of \(buffer.count) values") { base, request in
+            allReduceStart(schedule, count: buffer.count, format: format.format) { mpiw_iallreduce_sum16(base, buffer.count, format.format, $0) }(base, request)
         }
     }
 
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
-        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_16), "16-bit reduce-scatter of \(buffer.count) values") {
-            mpiw_ireduce_scatter_sum16($0, counts, format.format, $1)
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision,
+                                   schedule: CollectiveSchedule) throws -> PendingCollective {
+        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_16), "16-bit \(schedule.ring ? "ring " : "")reduce-scatter of \(buffer.count) values",
+                               schedule: schedule) {
+            schedule.ring ? mpiw_ring_ireduce_scatter($0, counts, format.format, $1) : mpiw_ireduce_scatter_sum16($0, counts, format.format, $1)
         }
     }
 
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
-        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_F32), "reduce-scatter of \(buffer.count) floats") {
-            mpiw_ireduce_scatter_sum_f32($0, counts, $1)
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], schedule: CollectiveSchedule) throws -> PendingCollective {
+        try startReduceScatter(buffer, counts: counts, Int32(MPIW_OP_IREDUCE_SCATTER_F32), "\(schedule.ring ? "ring " : "")reduce-scatter of \(buffer.count) floats",
+                               schedule: schedule) {
+            schedule.ring ? mpiw_ring_ireduce_scatter($0, counts, 0, $1) : mpiw_ireduce_scatter_sum_f32($0, counts, $1)
         }
     }
 

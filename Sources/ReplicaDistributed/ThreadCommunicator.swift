@@ -109,12 +109,15 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         reduce(buffer, { Swift.max($0, $1) }, scale: nil)
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) throws -> PendingCollective {
+    /// One process: every rank on one node.
+    public var nodeLayout: NodeLayout { NodeLayout(rankInNode: rank, ranksInNode: size, nodes: 1) }
+
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, schedule: CollectiveSchedule) throws -> PendingCollective {
         try allReduce(buffer, operation)
         return CompletedCollective()
     }
 
-    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision) throws -> PendingCollective {
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision, schedule: CollectiveSchedule) throws -> PendingCollective {
         // Ranks 0, 1, ... accumulated in order, as the float sums are; every rank gets the result.
         group.exchange(rank: rank, pointer: UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count) { slots, counts in
             precondition(Set(counts).count == 1, "ThreadCommunicator: 16-bit all-reduce counts differ across ranks: \(counts)")
@@ -146,7 +149,8 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         }
     }
 
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision) throws -> PendingCollective {
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<UInt16>, counts: [Int], summingAs format: HalfPrecision,
+                                   schedule: CollectiveSchedule) throws -> PendingCollective {
         reduceScatter(buffer, counts: counts) { buffers, owner, piece in
             var total = Array(UnsafeBufferPointer(start: buffers[0] + piece.lowerBound, count: piece.count))
             total.withUnsafeMutableBufferPointer { total in
@@ -157,7 +161,7 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         return CompletedCollective()
     }
 
-    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> PendingCollective {
+    public func startReduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], schedule: CollectiveSchedule) throws -> PendingCollective {
         reduceScatter(buffer, counts: counts) { buffers, owner, piece in
             for i in piece {
                 var total = buffers[0][i]

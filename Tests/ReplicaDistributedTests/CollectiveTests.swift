@@ -58,12 +58,12 @@ import ReplicaCore
     /// split below), so the in-place rule (MPI puts the sum at the buffer's start) is exercised.
     static func pieces(size: Int) -> [Int] { (0..<size).map { $0 == size - 1 && size == 2 ? 0 : 7 + $0 } }
 
-    @Test(arguments: [false, true]) func reduceScatterLeavesEachRanksSumAtItsOffset(polled: Bool) throws {
+    @Test(arguments: [false, true], [false, true]) func reduceScatterLeavesEachRanksSumAtItsOffset(polled: Bool, ring: Bool) throws {
         let p = communicator.size, counts = Self.pieces(size: p), total = counts.reduce(0, +)
         guard total > 0 else { return }
         let tensor = Tensor(zeros: [total])
         for i in 0..<total { tensor[i] = Float(communicator.rank + 1) * Float(i + 1) }
-        let pending = try communicator.startReduceScatter(tensor.buffer, counts: counts)
+        let pending = try communicator.startReduceScatter(tensor.buffer, counts: counts, schedule: CollectiveSchedule(ring: ring))
         if polled { while try !pending.test() {} } else { try pending.wait() }
         let offset = pieceOffset(of: communicator.rank, in: counts)
         let ranksSum = Float(p * (p + 1) / 2)
@@ -73,13 +73,15 @@ import ReplicaCore
 
     /// The 16-bit reduce-scatter: each rank's piece of exact small sums (integers below 256 are
     /// exact in both formats), at its offset, in unequal pieces.
-    @Test(arguments: HalfPrecision.allCases) func sixteenBitReduceScatterLeavesEachRanksSumAtItsOffset(format: HalfPrecision) throws {
+    @Test(arguments: HalfPrecision.allCases, [false, true]) func sixteenBitReduceScatterLeavesEachRanksSumAtItsOffset(format: HalfPrecision, ring: Bool) throws {
         let p = communicator.size, counts = Self.pieces(size: p), total = counts.reduce(0, +)
         guard total > 0 else { return }
         let values = (0..<total).map { Float((communicator.rank + 1) * ($0 % 8 + 1)) }
         var halves = [UInt16](repeating: 0, count: total)
         values.withUnsafeBufferPointer { v in halves.withUnsafeMutableBufferPointer { format.compress(v, into: $0) } }
-        let pending = try halves.withUnsafeMutableBufferPointer { try communicator.startReduceScatter($0, counts: counts, summingAs: format) }
+        let pending = try halves.withUnsafeMutableBufferPointer {
+            try communicator.startReduceScatter($0, counts: counts, summingAs: format, schedule: CollectiveSchedule(ring: ring))
+        }
         try pending.wait()
         var sums = [Float](repeating: 0, count: total)
         halves.withUnsafeBufferPointer { h in sums.withUnsafeMutableBufferPointer { format.decompress(h, into: $0) } }
@@ -102,6 +104,45 @@ import ReplicaCore
         #expect(values == expected, "\(format): \(zip(values, expected).filter { $0 != $1 }.prefix(3))")
         let gathered = try communicator.allGather(halves.withUnsafeBytes { Array($0) })
         #expect(gathered.allSatisfy { $0 == gathered[0] }, "every rank holds the same bits")
+    }
+
+    static let schedules = [CollectiveSchedule.library, CollectiveSchedule(ring: true), CollectiveSchedule(hierarchical: true),
+                            CollectiveSchedule(ring: true, hierarchical: true)]
+
+    /// Every schedule (Open MPI's, the ring, each with the node-local stages) with five buckets in
+    /// flight at once, fewer elements than ranks among them, polled newest first so that they
+    /// complete out of order; float32 and bf16, on values whose sums are exact in any order
+    /// (integers below 256), so that every schedule must give the same bits.
+    @Test(arguments: schedules) func everyScheduleSumsBucketsInFlightAtOnce(schedule: CollectiveSchedule) throws {
+        let p = communicator.size, r = communicator.rank
+        let sizes = [10_007, 1, 0, 4096, 2]
+        let tensors = sizes.map { Tensor(zeros: [max($0, 1)]) }
+        for (tensor, size) in zip(tensors, sizes) { for i in 0..<size { tensor[i] = Float((r + 1) * (i % 13 + 1)) } }
+        // Buffers of their own: a collective in flight holds its pointer past any closure.
+        func bf16(_ values: [Float]) -> UnsafeMutableBufferPointer<UInt16> {
+            let halves = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: values.count)
+            values.withUnsafeBufferPointer { HalfPrecision.bf16.compress($0, into: halves) }
+            return halves
+        }
+        let halves = sizes.map { size in bf16((0..<size).map { Float((r + 1) * ($0 % 8 + 1)) }) }
+        defer { halves.forEach { $0.deallocate() } }
+        var pending = try zip(tensors, sizes).map { try communicator.startAllReduce(UnsafeMutableBufferPointer(rebasing: $0.buffer[0..<$1]), .sum, schedule: schedule) }
+        for index in halves.indices {
+            pending.append(try communicator.startAllReduce(halves[index], summingAs: .bf16, schedule: schedule))
+        }
+        var done = Set<Int>()
+        while done.count < pending.count {
+            for index in pending.indices.reversed() where !done.contains(index) { if try pending[index].test() { done.insert(index) } }
+        }
+        let ranks = Float(p * (p + 1) / 2)
+        for (tensor, size) in zip(tensors, sizes) {
+            #expect((0..<size).allSatisfy { tensor[$0] == ranks * Float($0 % 13 + 1) }, "\(schedule): \(size) floats")
+        }
+        for (values, size) in zip(halves, sizes) {
+            var sums = [Float](repeating: 0, count: size)
+            sums.withUnsafeMutableBufferPointer { HalfPrecision.bf16.decompress(UnsafeBufferPointer(values), into: $0) }
+            #expect(sums == (0..<size).map { ranks * Float($0 % 8 + 1) }, "\(schedule): \(size) bf16 values")
+        }
     }
 
     @Test func allGatherFillsEveryRanksPieceEverywhere() throws {

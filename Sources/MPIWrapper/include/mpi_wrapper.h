@@ -78,6 +78,20 @@ int mpiw_ireduce_scatter_sum_f32(float *buffer, const size_t *counts, mpiw_reque
    counts before r) go to every rank's buffer at that offset. Each count must fit an int. */
 int mpiw_iallgather_f32(float *buffer, const size_t *counts, mpiw_request *request);
 
+/* ---- Replica's own schedules (ring.c, hierarchy.c), finished with mpiw_test / mpiw_wait ----
+   format: 0 float32, else MPIW_FORMAT_F16 or MPIW_FORMAT_BF16 (summed in float32 as above). */
+/* The ring all-reduce: reduce-scatter then all-gather around the ranks, in place. */
+int mpiw_ring_iallreduce(void *buffer, size_t count, int format, mpiw_request *request);
+/* The ring reduce-scatter: rank r's sum of its counts[r] elements lands AT ITS OFFSET (the sum of
+   the counts before r), not at the start as MPI's; the rest is left undefined. */
+int mpiw_ring_ireduce_scatter(void *buffer, const size_t *counts, int format, mpiw_request *request);
+/* Node-local reduce to each node's first rank, an all-reduce among those leaders (ring: 1 the
+   ring, 0 Open MPI's), and a node-local broadcast. count must fit an int. */
+int mpiw_hierarchical_iallreduce(void *buffer, size_t count, int format, int ring, mpiw_request *request);
+/* This rank's place in the machine's layout: its rank among the ranks of its node (shared
+   memory), their number, and the number of nodes. */
+void mpiw_node_layout(int *rank_in_node, int *ranks_in_node, int *nodes);
+
 /* Broadcasts `bytes` bytes from `root` to every rank. */
 int mpiw_broadcast(void *buffer, size_t bytes, int root);
 int mpiw_barrier(void);
