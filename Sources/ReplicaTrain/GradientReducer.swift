@@ -37,6 +37,8 @@ public final class GradientReducer: GradientSink {
     public var inFlightLimit: Int?
     /// The 16-bit format buckets travel in (nil: float32); with `shardCounts`, their reduce-scatter.
     public var compression: HalfPrecision?
+    /// Each bucket's schedule (`--allreduce`, `--hierarchical`), by its size in bytes.
+    public var planner = CollectivePlanner.library
     /// PowerSGD's state and its two all-reduces a bucket (nil: the buckets travel whole).
     public var powerSGD: PowerSGD?
     /// Whether this backward's buckets go through `powerSGD` (its start step reached).
@@ -107,7 +109,7 @@ public final class GradientReducer: GradientSink {
             for index in buckets.indices {
                 startTimes.append(now())
                 completionTimes.append(nil)
-                pending.append(try powerSGD.startSecondPhase(bucket: index))
+                pending.append(try powerSGD.startSecondPhase(bucket: index, planner: planner))
             }
             for index in buckets.count..<pending.count {
                 try pending[index].wait()
@@ -133,14 +135,15 @@ public final class GradientReducer: GradientSink {
         let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
         startTimes.append(now())
         completionTimes.append(nil)
+        let schedule = planner.schedule(bytes: range.count * (compression == nil ? 4 : 2))
         if compressing, let powerSGD {
-            pending.append(try powerSGD.startFirstPhase(bucket: index))
+            pending.append(try powerSGD.startFirstPhase(bucket: index, planner: planner))
         } else if let compression {
-            pending.append(try startCompressed(buffer, range: range, format: compression, counts: shardCounts?[index]))
+            pending.append(try startCompressed(buffer, range: range, format: compression, counts: shardCounts?[index], schedule: schedule))
         } else if let shardCounts {
-            pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index]))
+            pending.append(try communicator.startReduceScatter(buffer, counts: shardCounts[index], schedule: schedule))
         } else {
-            pending.append(try communicator.startAllReduce(buffer, .sum))
+            pending.append(try communicator.startAllReduce(buffer, .sum, schedule: schedule))
         }
         nextBucket += 1
     }
@@ -150,7 +153,7 @@ public final class GradientReducer: GradientSink {
     /// before the sum so that it cannot overflow (as PyTorch's fp16 hook does) and multiplies
     /// after; bf16 has float32's range and is sent as it is.
     private func startCompressed(_ buffer: UnsafeMutableBufferPointer<Float>, range: Range<Int>, format: HalfPrecision,
-                                 counts: [Int]?) throws -> PendingCollective {
+                                 counts: [Int]?, schedule: CollectiveSchedule) throws -> PendingCollective {
         if halves == nil {
             let storage = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: arena.count)
             storage.initialize(repeating: 0)
@@ -161,10 +164,10 @@ public final class GradientReducer: GradientSink {
         format.compress(UnsafeBufferPointer(buffer), into: half, scale: format == .fp16 ? 1 / ranks : 1)
         let scale: Float = format == .fp16 ? ranks : 1
         guard let counts else {
-            let started = try communicator.startAllReduce(half, summingAs: format)
+            let started = try communicator.startAllReduce(half, summingAs: format, schedule: schedule)
             return CompletingCollective(started) { format.decompress(UnsafeBufferPointer(half), into: buffer, scale: scale) }
         }
-        let started = try communicator.startReduceScatter(half, counts: counts, summingAs: format)
+        let started = try communicator.startReduceScatter(half, counts: counts, summingAs: format, schedule: schedule)
         let offset = pieceOffset(of: communicator.rank, in: counts), piece = offset..<(offset + counts[communicator.rank])
         return CompletingCollective(started) {
             format.decompress(UnsafeBufferPointer(rebasing: half[piece]), into: UnsafeMutableBufferPointer(rebasing: buffer[piece]), scale: scale)

@@ -129,7 +129,7 @@ public final class PowerSGD {
     /// Adds the error to the bucket's matrix gradients, forms every P and starts the all-reduce
     /// of the uncompressed values and the Ps; when it completes, the values go back and every
     /// P is orthonormalised and Q = M^T·P formed, ready for `startSecondPhase`.
-    func startFirstPhase(bucket index: Int) throws -> PendingCollective {
+    func startFirstPhase(bucket index: Int, planner: CollectivePlanner = .library) throws -> PendingCollective {
         let bucket = buckets[index]
         let gradients = arena.gradients.pointer, buffer = scratch.pointer
         var offset = bucket.scratch.lowerBound
@@ -143,7 +143,8 @@ public final class PowerSGD {
             BLAS.sgemm(m: matrix.rows, n: matrix.rank, k: matrix.columns, a: m, lda: matrix.columns,
                        b: qs.pointer + matrix.q, ldb: matrix.rank, c: buffer + matrix.p, ldc: matrix.rank)
         }
-        let started = try communicator.startAllReduce(UnsafeMutableBufferPointer(start: buffer + bucket.scratch.lowerBound, count: bucket.scratch.count), .sum)
+        let started = try communicator.startAllReduce(UnsafeMutableBufferPointer(start: buffer + bucket.scratch.lowerBound, count: bucket.scratch.count), .sum,
+                                                      schedule: planner.schedule(bytes: 4 * bucket.scratch.count))
         return CompletingCollective(started) { [self] in
             var offset = bucket.scratch.lowerBound
             for range in bucket.uncompressed {
@@ -161,9 +162,10 @@ public final class PowerSGD {
 
     /// Starts the all-reduce of the bucket's Qs (after its first phase completed); when it
     /// completes, every matrix gradient becomes P·Q^T and the error what that leaves of M.
-    func startSecondPhase(bucket index: Int) throws -> PendingCollective {
+    func startSecondPhase(bucket index: Int, planner: CollectivePlanner = .library) throws -> PendingCollective {
         let bucket = buckets[index]
-        let started = try communicator.startAllReduce(UnsafeMutableBufferPointer(start: qs.pointer + bucket.qs.lowerBound, count: bucket.qs.count), .sum)
+        let started = try communicator.startAllReduce(UnsafeMutableBufferPointer(start: qs.pointer + bucket.qs.lowerBound, count: bucket.qs.count), .sum,
+                                                      schedule: planner.schedule(bytes: 4 * bucket.qs.count))
         let share = -1 / Float(communicator.size)
         return CompletingCollective(started) { [self] in
             for matrix in bucket.matrices {

@@ -98,6 +98,8 @@ public final class Trainer {
             sharding = nil
         }
         reducer.compression = options.gradientCompression.halfPrecision
+        reducer.planner = CollectivePlanner(algorithm: options.allReduceAlgorithm, hierarchical: options.hierarchical,
+                                            ranks: communicator.size, layout: communicator.nodeLayout)
         if options.gradientCompression == .powersgd && communicator.size > 1 {
             // Under ZeRO-1 too every bucket is all-reduced: each rank uses its piece of the sum.
             powerSGD = PowerSGD(communicator: communicator, arena: task.arena, buckets: reducer.buckets, rank: options.powerSGDRank,

@@ -27,6 +27,10 @@ public struct TrainingOptions: Sendable {
     /// How gradient buckets travel (`--grad-compression`). Not part of the fingerprint: a run
     /// may resume with another (PowerSGD's state is then started afresh or dropped, with a notice).
     public var gradientCompression = GradientCompression.none
+    /// How a bucket's all-reduce runs (`--allreduce`); with `hierarchical` (`--hierarchical`), the
+    /// leaders' across nodes, between a node-local reduce and a node-local broadcast.
+    public var allReduceAlgorithm = AllReduceAlgorithm.auto
+    public var hierarchical = false
     /// PowerSGD's approximation rank (`--powersgd-rank`; PyTorch's `matrix_approximation_rank` is 1, Vogels et al. use 4).
     public var powerSGDRank = 4
     /// The first step PowerSGD compresses (`--powersgd-start-step`); nil: the end of the learning-rate

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ReplicaModels
 import ReplicaNN
+import ReplicaDistributed
 import ReplicaTrain
 
 // Fixed-choice options: the parser lists their values in --help and rejects any other.
@@ -11,6 +12,7 @@ extension AttentionScorer: ExpressibleByArgument {}
 extension PositionKind: ExpressibleByArgument {}
 extension GPTPreset: ExpressibleByArgument {}
 extension GradientCompression: ExpressibleByArgument {}
+extension AllReduceAlgorithm: ExpressibleByArgument {}
 
 /// `--norm` of the Transformer tasks.
 enum TransformerNorm: String, CaseIterable, ExpressibleByArgument {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ReplicaDistributed
 import ReplicaTrain
 
 /// How gradients cross between ranks: the options `train` (every task) and `bench step` share.
@@ -16,7 +17,15 @@ struct CommunicationOptions: ParsableArguments {
     @Option(help: "The first step PowerSGD compresses; before it, gradients travel uncompressed (default: the end of the learning-rate warmup).")
     var powersgdStartStep: Int?
 
+    @Option(help: "A gradient bucket's all-reduce: ring (Replica's, over point-to-point: 2(p − 1) rounds of 1/p of the bucket), binomial (Open MPI's own: a binomial reduce and broadcast), or auto (the faster by the α–β model for the bucket's size, the ranks and the nodes).")
+    var allreduce: AllReduceAlgorithm = .auto
+    @Flag(help: "Reduce within each node to its first rank, all-reduce among those leaders across nodes (as --allreduce says), broadcast within each node.")
+    var hierarchical = false
+
     func validate() throws {
+        if hierarchical && zero != 0 {
+            throw ValidationError("--hierarchical applies to the all-reduce; with --zero 1 the gradients are reduce-scattered instead. Use one or the other.")
+        }
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
         guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         guard powersgdRank >= 1 else { throw ValidationError("--powersgd-rank \(powersgdRank) must be at least 1.") }
@@ -30,5 +39,7 @@ struct CommunicationOptions: ParsableArguments {
         options.gradientCompression = gradCompression
         options.powerSGDRank = powersgdRank
         options.powerSGDStartStep = powersgdStartStep
+        options.allReduceAlgorithm = allreduce
+        options.hierarchical = hierarchical
     }
 }
