@@ -103,7 +103,7 @@ public final class Trainer {
         if options.gradientCompression == .powersgd && communicator.size > 1 {
             // Under ZeRO-1 too every bucket is all-reduced: each rank uses its piece of the sum.
             powerSGD = PowerSGD(communicator: communicator, arena: task.arena, buckets: reducer.buckets, rank: options.powerSGDRank,
-                                startStep: options.powerSGDFirstStep, seed: options.seed)
+                                startStep: options.powerSGDStartStep, seed: options.seed)
             reducer.powerSGD = powerSGD
         } else {
             powerSGD = nil

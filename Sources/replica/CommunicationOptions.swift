@@ -14,8 +14,8 @@ struct CommunicationOptions: ParsableArguments {
     var gradCompression: GradientCompression = .none
     @Option(help: "PowerSGD's approximation rank R: an n×m matrix travels as (n + m)·R floats.")
     var powersgdRank = TrainingOptions().powerSGDRank
-    @Option(help: "The first step PowerSGD compresses; before it, gradients travel uncompressed (default: the end of the learning-rate warmup).")
-    var powersgdStartStep: Int?
+    @Option(help: "The first step PowerSGD compresses; before it, gradients travel uncompressed (PyTorch's start_powerSGD_iter).")
+    var powersgdStartStep = TrainingOptions().powerSGDStartStep
 
     @Option(help: "A gradient bucket's all-reduce: ring (Replica's, over point-to-point: 2(p − 1) rounds of 1/p of the bucket), binomial (Open MPI's own: a binomial reduce and broadcast), or auto (the faster by the α–β model for the bucket's size, the ranks and the nodes).")
     var allreduce: AllReduceAlgorithm = .auto
@@ -29,7 +29,7 @@ struct CommunicationOptions: ParsableArguments {
         guard bucketMb > 0 else { throw ValidationError("--bucket-mb \(bucketMb) must be positive.") }
         guard (0...1).contains(zero) else { throw ValidationError("--zero \(zero) must be 0 or 1 (ZeRO stage 1 shards the optimizer state).") }
         guard powersgdRank >= 1 else { throw ValidationError("--powersgd-rank \(powersgdRank) must be at least 1.") }
-        guard (powersgdStartStep ?? 0) >= 0 else { throw ValidationError("--powersgd-start-step \(powersgdStartStep!) must not be negative.") }
+        guard powersgdStartStep >= 0 else { throw ValidationError("--powersgd-start-step \(powersgdStartStep) must not be negative.") }
     }
 
     func apply(to options: inout TrainingOptions) {
