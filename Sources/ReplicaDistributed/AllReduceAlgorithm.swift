@@ -13,14 +13,15 @@ public enum AllReduceAlgorithm: String, CaseIterable, Sendable {
 /// measured on 2 and 4 simulated nodes; bench/cost_model.py simulates the same schedules message
 /// by message). A message of n bytes over a link costs α + n·β; a link that carries both
 /// directions at once (the ring's rounds: every rank sends and receives) moves each at
-/// 1/`duplexFactor` of one direction's rate — 1.75 measured on this project's shaped veth links
-/// at 1 Gbit/s (docs/scaling/cost_model.txt: 119 MB/s one way, 68 both ways), 1 on a switched
-/// full-duplex network. Between nodes α = 50 µs and β = 8 ns a byte (1 Gbit/s); within a node
-/// (shared memory) α = 1 µs, β = 0.4 ns (2.4 GB/s measured). Only their ratios decide.
+/// 1/`duplexFactor` of one direction's rate. Replica's ring keeps both directions of this
+/// project's shaped veth links at the one-way rate (2 nodes at 100 Mbit/s: its 3.2 MB all-reduce
+/// takes the time of 3.2 MB one way), so 1. Between nodes α = 50 µs and β = 8 ns a byte
+/// (1 Gbit/s); within a node (shared memory) α = 1 µs, β = 0.4 ns (2.4 GB/s measured). Only
+/// their ratios decide.
 public struct AllReduceCostModel: Sendable {
     public var latency = 50e-6
     public var secondsPerByte = 8e-9
-    public var duplexFactor = 1.75
+    public var duplexFactor = 1.0
     public var localLatency = 1e-6
     public var localSecondsPerByte = 0.4e-9
     public var localDuplexFactor = 1.12

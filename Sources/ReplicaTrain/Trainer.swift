@@ -126,6 +126,13 @@ public final class Trainer {
         metrics = try MetricsLog(path: options.metricsPath, isRoot: communicator.isRoot, append: options.resume || options.autoResume)
     }
 
+    /// How the largest gradient bucket is all-reduced ("ring", "binomial", "hierarchical ring", ...;
+    /// under ZeRO-1 its reduce-scatter), or nil on one rank: the summaries' `allreduce`.
+    public var allReduceDescription: String? {
+        guard communicator.size > 1, let largest = reducer.buckets.map(\.count).max() else { return nil }
+        return reducer.planner.schedule(bytes: 4 * largest).description
+    }
+
     /// A warning from this rank, whichever it is, on stderr with its number.
     public func warn(_ message: String) {
         FileHandle.standardError.write(Data("\(communicator.messagePrefix)warning: \(message)\n".utf8))

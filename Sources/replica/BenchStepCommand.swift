@@ -143,6 +143,7 @@ struct BenchStep: ParsableCommand {
         if model == .charlm { extra["preset"] = .string((size.preset ?? .baby).rawValue) }
         if communication.zero != 0 { extra["zero"] = .integer(communication.zero) }
         if communication.gradCompression != .none { extra["grad_compression"] = .string(communication.gradCompression.rawValue) }
+        if let schedule = trainer.allReduceDescription { extra["allreduce"] = .string(schedule) }
         if let memory {
             // The estimate's parts (the runtime part measured at start-up), beside the measured peak.
             extra["memory_mb"] = .object(memory.megabytes.mapValues { .number($0) })

@@ -43,7 +43,8 @@ struct TrainingRun<Task: DataParallelTask> {
 
     /// Logs `banner`, trains, and hands the outcome to `finish`, which returns the closing line
     /// and the task's summary fields. Every summary also has task, ranks, steps, seconds,
-    /// param_count, threads, peak_rss_mb (the largest rank's) and zero when set; a field of `finish` with the same key wins.
+    /// param_count, threads, peak_rss_mb (the largest rank's), zero and grad_compression when set and allreduce
+    /// on more than one rank; a field of `finish` with the same key wins.
     func train(banner: String, finish: (Trainer.Outcome) throws -> (line: String, fields: [String: JSONValue])) throws {
         runtime.log(banner)
         let outcome = try trainer.run()
@@ -54,6 +55,7 @@ struct TrainingRun<Task: DataParallelTask> {
         ]
         if options.zeroStage != 0 { common["zero"] = .integer(options.zeroStage) }
         if options.gradientCompression != .none { common["grad_compression"] = .string(options.gradientCompression.rawValue) }
+        if let schedule = trainer.allReduceDescription { common["allreduce"] = .string(schedule) }
         if outcome.stopSignal != 0 {
             // Stopped on request: the summary without the task's evaluation, then exit status 3.
             let signal = StopRequest.name(of: outcome.stopSignal)
