@@ -77,7 +77,8 @@ class Model:
         self.embedding, self.block, self.vocab = embedding, block, vocab
         c = embedding
         # wte, wpe; per block ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj; ln_f. No biases, tied head.
-        self.parameters = [vocab * c, block * c] + [c, 3 * c * c, c * c, c, 4 * c * c, 4 * c * c] * layers + [c]
+        self.shapes = [(vocab, c), (block, c)] + [(c,), (3 * c, c), (c, c), (c,), (4 * c, c), (c, 4 * c)] * layers + [(c,)]
+        self.parameters = [math.prod(shape) for shape in self.shapes]
 
     @property
     def count(self):
@@ -109,6 +110,52 @@ def buckets(max_bytes, model=BABY):
         lowest = index
     if current:
         result.append((current * FLOAT, lowest))
+    return result
+
+
+def bucket_parameters(max_bytes, model=BABY):
+    """The parameter indices of each of `buckets`' buckets, in the same order."""
+    result, index = [], len(model.parameters)
+    for _, lowest in buckets(max_bytes, model):
+        result.append(list(range(lowest, index)))
+        index = lowest
+    return result
+
+
+POWERSGD_RANK = 4
+
+
+def powersgd_factors(shape, rank=POWERSGD_RANK):
+    """(P floats, Q floats) of a parameter PowerSGD compresses (its first dimension by the rest, rank
+    min(r, n, m), only if (n + m)·r·2 < n·m: PyTorch's min_compression_rate), else None (sent whole)."""
+    if len(shape) < 2:
+        return None
+    n = shape[0]
+    m = math.prod(shape) // n
+    r = min(rank, n, m)
+    return (n * r, m * r) if (n + m) * r * 2 < n * m else None
+
+
+def bucket_messages(max_bytes, model=BABY, compression="none"):
+    """Each bucket's all-reduces as (bytes of the first, bytes of the second or 0, lowest parameter):
+    float32; 16 bits (half the bytes); PowerSGD (Sources/ReplicaTrain/PowerSGD.swift): the vectors and
+    every P, then every Q, the second started after backward."""
+    result = []
+    for (size, lowest), indices in zip(buckets(max_bytes, model), bucket_parameters(max_bytes, model)):
+        if compression in ("bf16", "fp16"):
+            result.append((size // 2, 0, lowest))
+        elif compression == "powersgd":
+            first = second = 0
+            for i in indices:
+                factors = powersgd_factors(model.shapes[i])
+                if factors is None:
+                    first += model.parameters[i]
+                else:
+                    first += factors[0]
+                    second += factors[1]
+            result.append((FLOAT * first, FLOAT * second, lowest))
+        else:
+            result.append((size, 0, lowest))
     return result
 
 
@@ -202,6 +249,18 @@ def rounds_ring_half(p, n):
     return [[(v, (v + 1) % p, n / p) for v in range(p)] for _ in range(p - 1)]
 
 
+def rounds_hierarchical(p, n, ppn, leaders):
+    """--hierarchical (hierarchy.c): each node's binomial reduce to its first rank, the leaders'
+    all-reduce (`leaders`: "ring" or "binomial") over one rank a node, each node's binomial broadcast."""
+    nodes = math.ceil(p / ppn)
+    local = [[(node * ppn + a, node * ppn + b, size) for node in range(nodes) for a, b, size in round_ if node * ppn + max(a, b) < p]
+             for round_ in rounds_binomial_reduce(ppn, n)] if ppn > 1 else []
+    across = ROUNDS["allreduce", leaders](nodes, n) if nodes > 1 else []
+    across = [[(a * ppn, b * ppn, size) for a, b, size in round_] for round_ in across]
+    broadcast = [[(b, a, size) for a, b, size in round_] for round_ in reversed(local)]
+    return local + across + broadcast
+
+
 # Open MPI 4.1's eager limits: shared memory (vader) 4 KiB, TCP 64 KiB. A larger message is a rendezvous:
 # the receiver must match it inside an MPI call; over TCP the sender then needs the receiver's
 # acknowledgement (another MPI call) before the rest of the data leaves; vader's receiver copies it itself.
@@ -231,6 +290,13 @@ def schedule(collective, algorithm, p, n, ppn):
     equal), which keeps 256 nodes quick."""
     if p == 1:
         return ()
+    if algorithm.startswith("hierarchical"):
+        leaders = algorithm.split()[-1]
+        if ppn == 1:
+            return schedule(collective, leaders, p, n, ppn)
+        message_rounds = rounds_hierarchical(p, n, ppn, leaders)
+    else:
+        message_rounds = None
     if ppn == 1 and algorithm == "ring":
         size = n / p
         return (((("out",), size, size, 1, (("out",),)), (("in",), size, size, 1, (("out",),))),) * (
@@ -240,7 +306,7 @@ def schedule(collective, algorithm, p, n, ppn):
         return (((("out",), (p - 1) * largest, largest, p - 1, (("out",),)),
                  (("in",), (p - 1) * largest, largest, p - 1, (("out",),))),)
     result = []
-    for messages in ROUNDS[collective, algorithm](p, n):
+    for messages in message_rounds if message_rounds is not None else ROUNDS[collective, algorithm](p, n):
         channels = {}
         for source, target, size in messages:
             a, b = source // ppn, target // ppn
@@ -336,7 +402,7 @@ def simulate(rounds, links, ring_rate, posted, poll, link_free):
 
 def simulate_allreduce(n, p, ppn, links, algorithm, posted, poll, link_free):
     """End time of one non-blocking all-reduce of n bytes posted at `posted` (see `simulate`)."""
-    return simulate(schedule("allreduce", algorithm, p, n, ppn), links, algorithm == "ring", posted, poll, link_free)
+    return simulate(schedule("allreduce", algorithm, p, n, ppn), links, False, posted, poll, link_free)
 
 
 def allreduce_seconds(n, p, ppn, links, algorithm):
@@ -344,14 +410,18 @@ def allreduce_seconds(n, p, ppn, links, algorithm):
     return simulate_allreduce(n, p, ppn, links, algorithm, 0.0, lambda t: t, {})
 
 
-def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0):
+def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0, compression="none"):
     """The predicted step: a dict of seconds (step, exposed gradient communication, small all-reduces,
     optimizer, all-gather) and the overlap fraction; compute and rest as the ranks see them.
 
     With overlap, a bucket is posted at the first poll after backward has finished its parameters
     and advances only at the polls until backward ends; without, all are posted after backward.
     ZeRO 1: the buckets are reduce-scattered, the optimizer (and the norm, the clipping) runs on
-    1/p of the parameters, then every bucket is all-gathered at once, after the optimizer."""
+    1/p of the parameters, then every bucket is all-gathered at once, after the optimizer.
+    `algorithm`: "binomial" (libnbc's), "ring" (Replica's: each direction of a link at its one-way
+    rate, measured), "hierarchical binomial" or "hierarchical ring" (the leaders' algorithm).
+    `compression`: 16 bits halve every bucket; PowerSGD sends each bucket's vectors and Ps, and once
+    every one of those is seen complete (after backward), every bucket's Qs (`bucket_messages`)."""
     ppn = math.ceil(p / nodes)
     backward = compute * 2 / 3
     points = poll_points(compute, backward, model) if overlap else [(compute, 0)]
@@ -363,15 +433,23 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
         return next(q for q in times if q >= t)
 
     sharded = zero >= 1 and p > 1
-    ring_rate = algorithm == "ring"
-    collective = "reduce-scatter" if sharded else "allreduce"
+    # Open MPI's tuned ring (the fitted `ring` rate) is not what runs; Replica's ring uses the one-way rate.
+    ring_rate = False
+    collective = "reduce-scatter" if sharded and compression != "powersgd" else "allreduce"
     link_free, end = {}, compute
     spans = []
-    for size, lowest in buckets(bucket_mb * 1024 * 1024, model):
+    messages = bucket_messages(bucket_mb * 1024 * 1024, model, compression)
+    for size, _, lowest in messages:
         posted = next(t for t, finished in points if finished <= lowest)
         done = simulate(schedule(collective, algorithm, p, size, ppn), links, ring_rate, posted, poll, link_free)
         spans.append((posted, done))
         end = max(end, done)
+    if compression == "powersgd":
+        second = max(end, compute)
+        for _, size, _ in messages:
+            done = simulate(schedule("allreduce", algorithm, p, size, ppn), links, ring_rate, second, poll, link_free)
+            spans.append((second, done))
+            end = max(end, done)
     exposed = end - compute if p > 1 else 0.0
     # GradientReducer's statistics: a bucket seen complete at a poll is recorded then; finish() waits
     # for the others in bucket order, so each is recorded no earlier than the one before it.
@@ -384,7 +462,7 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
             waited = recorded
         communication += recorded - posted
         hidden += max(0.0, min(recorded, compute) - posted)
-    small = (3 if sharded else 2) * allreduce_seconds(16, p, ppn, links, algorithm)
+    small = (3 if sharded else 2) * allreduce_seconds(16, p, ppn, links, "binomial")
     optimizer = rest / p if sharded else rest
     gather, free = 0.0, {}
     if sharded:
@@ -396,9 +474,9 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
             "overlap_fraction": hidden / communication if communication > 0 else 0.0}
 
 
-def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0):
+def step_model(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model=BABY, zero=0, compression="none"):
     """Predicted seconds per step, and the exposed gradient communication (see `step_detail`)."""
-    detail = step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model, zero)
+    detail = step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, model, zero, compression)
     return detail["step"], detail["exposed"]
 
 
@@ -465,7 +543,7 @@ def main():
     print("  A: compute from the 1-rank run (a prediction); B: compute as measured in the run itself (tests the")
     print("     communication and overlap part alone). After bwd = step − compute − optimizer (ZeRO 1: the optimizer")
     print("     on 1/p, so this includes the all-gather), measured / model A; hidden: overlap_fraction, measured / A / B.")
-    header = (f"  {'model':<10} {'mode':<6} {'p':>2} {'nodes':>5} {'link':>8} {'bucket':>6} {'ovl':>3} {'z':>1} | {'measured':>8}"
+    header = (f"  {'model':<10} {'mode':<6} {'p':>2} {'nodes':>5} {'link':>8} {'bucket':>6} {'ovl':>3} {'z':>1} {'gradients':>27} | {'measured':>8}"
               f" {'A':>8} {'err A':>6} {'B':>8} {'err B':>6} | {'after bwd m/A (ms)':>19} | {'hidden m/A/B':>14} | {'eff m/A':>9}")
     print(header)
     errors = {"A": [], "B": [], "A, at most one rank a core": [], "A, more ranks than cores": []}
@@ -480,7 +558,9 @@ def main():
         if links is None:
             continue
         share = max(1.0, p / arguments.cores)
-        shape = (p, nodes, float(r["bucket_mb"]), r["overlap"] == "on", links, arguments.algorithm, MODELS[name], zero)
+        algorithm = r.get("allreduce") or arguments.algorithm
+        compression = r.get("compression") or "none"
+        shape = (p, nodes, float(r["bucket_mb"]), r["overlap"] == "on", links, algorithm, MODELS[name], zero, compression)
         detail = step_detail(compute[name, batch] * share, rest[name, batch] * share, *shape)
         predicted = detail["step"]
         own_detail = step_detail(float(r["compute_ms"]) / 1e3, rest[name, batch] * share, *shape)
@@ -499,7 +579,8 @@ def main():
         hidden = (f"{float(r['overlap_fraction']):.2f}/{detail['overlap_fraction']:.2f}/{own_detail['overlap_fraction']:.2f}"
                   if r["overlap_fraction"] != "" else "")
         measured_efficiency = f"{float(r['efficiency']):.2f}" if r["efficiency"] != "" else "-"
-        print(f"  {name:<10} {r['mode']:<6} {p:>2} {nodes:>5} {r['bandwidth']:>8} {r['bucket_mb']:>6} {r['overlap']:>3} {zero:>1} | "
+        gradients = f"{algorithm}" + (f", {compression}" if compression != "none" else "")
+        print(f"  {name:<10} {r['mode']:<6} {p:>2} {nodes:>5} {r['bandwidth']:>8} {r['bucket_mb']:>6} {r['overlap']:>3} {zero:>1} {gradients:>27} | "
               f"{1e3 * measured:8.1f} {1e3 * predicted:8.1f} {100 * error:+5.0f}% {1e3 * own:8.1f} {100 * own_error:+5.0f}% | "
               f"{max(0, measured_after):8.1f} / {1e3 * predicted_after:8.1f} | {hidden:>14} | {measured_efficiency}/{efficiency:.2f}")
     for label, values in errors.items():
@@ -530,14 +611,15 @@ def main():
         base = c + o
         for rate, links in links_by_rate.items():
             print(f"\nPredicted weak scaling, {name}, {rate}, 1 rank a node with its own core, batch {weak}, bucket {bucket} MiB,"
-                  " overlap on (ms/step and efficiency; binomial = libnbc's schedules, what Open MPI 4.1 runs)")
-            columns = [(0, "binomial"), (0, "ring"), (1, "binomial"), (1, "ring")]
-            print(f"  {'nodes':>5} | " + " ".join(f"{f'ZeRO {z} {a}':>17}" for z, a in columns))
+                  " overlap on (ms/step and efficiency; binomial = libnbc's schedules, Open MPI 4.1's own; ring = Replica's; PowerSGD rank 4)")
+            columns = [(0, "binomial", "none"), (0, "ring", "none"), (0, "ring", "bf16"), (0, "ring", "powersgd"),
+                       (1, "binomial", "none"), (1, "ring", "none")]
+            print(f"  {'nodes':>5} | " + " ".join(f"{f'ZeRO {z} {a}' + ('' if k == 'none' else f' {k}'):>21}" for z, a, k in columns))
             for p in [2, 4, 8, 16, 32, 64, 128, 256]:
                 cells = []
-                for zero, algorithm in columns:
-                    t, _ = step_model(c, o, p, p, bucket, True, links, algorithm, model, zero)
-                    cells.append(f"{f'{1e3 * t:.0f} ms {base / t:.2f}':>17}")
+                for zero, algorithm, compression in columns:
+                    t, _ = step_model(c, o, p, p, bucket, True, links, algorithm, model, zero, compression)
+                    cells.append(f"{f'{1e3 * t:.0f} ms {base / t:.2f}':>21}")
                 print(f"  {p:>5} | " + " ".join(cells))
     return 0
 

@@ -5,8 +5,12 @@
 
 Each configuration keeps its fastest repeat. A configuration is the benchmark, the model (the GPT
 preset: baby, gpt2-small), the mode, ranks, nodes, link, bucket size, overlap, the ZeRO stage
-(0, or 1: the optimizer state sharded) and the per-rank batch; raw.jsonl files written before
-`model` and `zero` existed count as baby and ZeRO 0. Efficiency = tokens/s on p ranks / (p *
+(0, or 1: the optimizer state sharded), the per-rank batch, and how gradients travel: the
+compression (none, bf16, powersgd), the requested --allreduce (auto, ring, binomial) and
+--hierarchical; the CSV's `allreduce` is the schedule the run reported for its largest bucket
+("ring", "binomial", "hierarchical ring"). raw.jsonl files written before `model` and `zero`
+existed count as baby and ZeRO 0, before the communication fields as uncompressed, flat
+binomial (Open MPI's own, all there was). Efficiency = tokens/s on p ranks / (p *
 tokens/s on one rank) for the same benchmark, model and mode, whatever the ZeRO stage (on one rank
 ZeRO 1 is plain data parallelism): the 1-rank baseline has batch 12 (baby weak scaling, and
 `replica train`), 24 (baby strong scaling, a global batch of 24 split over the ranks) or 1
@@ -28,16 +32,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ["benchmark", "model", "mode", "ranks", "nodes", "bandwidth", "bucket_mb", "overlap", "zero", "batch_per_rank",
+           "compression", "allreduce_option", "hierarchical", "allreduce",
            "oversubscribed", "tokens_per_s", "efficiency", "ms_per_step", "compute_ms", "exposed_ms", "comm_ms",
            "overlap_fraction", "load"]
-CONFIG = ["benchmark", "model", "mode", "ranks", "nodes", "bandwidth", "bucket_mb", "overlap", "zero", "batch_per_rank"]
+CONFIG = ["benchmark", "model", "mode", "ranks", "nodes", "bandwidth", "bucket_mb", "overlap", "zero", "batch_per_rank",
+          "compression", "allreduce_option", "hierarchical"]
 RATE_ORDER = {"local": 0, "100mbit": 1, "1gbit": 2, "10gbit": 3}
 MODEL_ORDER = {"baby": 0, "gpt2-small": 1}
 
 
 def with_defaults(config):
-    """The configuration with the fields older raw.jsonl files lack: baby, ZeRO 0."""
-    return {"model": "baby", "zero": 0, **config}
+    """The configuration with the fields older raw.jsonl files lack: baby, ZeRO 0, uncompressed, flat binomial."""
+    return {"model": "baby", "zero": 0, "compression": "none", "allreduce_option": "binomial", "hierarchical": False, **config}
+
+
+def default_communication(r):
+    """Whether a row is of the sweep proper (uncompressed, flat, --allreduce as it defaults)."""
+    return r["compression"] == "none" and not r["hierarchical"] and r["allreduce_option"] in ("auto", "binomial")
 
 
 def load_rows(directory):
@@ -59,6 +70,7 @@ def load_rows(directory):
     for config, result in best.values():
         base = baselines.get((config["benchmark"], config["model"], config["mode"]))
         row = {k: config[k] for k in CONFIG + ["oversubscribed", "load"]}
+        row["allreduce"] = result.get("allreduce", "binomial" if config["ranks"] > 1 else "")
         row["tokens_per_s"] = round(result["tokens_per_s"], 1)
         row["efficiency"] = round(result["tokens_per_s"] / (config["ranks"] * base), 4) if base else ""
         for name in ("ms_per_step", "compute_ms", "comm_ms"):
@@ -72,7 +84,7 @@ def load_rows(directory):
 
 
 def where(r):
-    return "1 node" if r["nodes"] == 1 else f"2 nodes, {r['bandwidth']}"
+    return "1 node" if r["nodes"] == 1 else f"{r['nodes']} nodes, {r['bandwidth']}"
 
 
 def plot_efficiency(axis, rows, model):
@@ -82,7 +94,7 @@ def plot_efficiency(axis, rows, model):
     small = buckets[0] if buckets else None
     series = {}
     for r in mine:
-        if r["efficiency"] == "" or r["ranks"] == 1:
+        if r["efficiency"] == "" or r["ranks"] == 1 or not default_communication(r):
             continue
         if r["benchmark"] == "bench-step" and (float(r["bucket_mb"]) != small or r["overlap"] != "on"):
             continue
@@ -119,7 +131,7 @@ def plot_efficiency(axis, rows, model):
 def plot_breakdown(axis, rows, model):
     """The 1-rank and 2-rank weak-scaling bench steps of one model: compute and the rest."""
     bars = [r for r in rows if r["model"] == model and r["benchmark"] == "bench-step" and r["mode"] == "weak"
-            and r["ranks"] in (1, 2) and r["ms_per_step"] != ""]
+            and r["ranks"] in (1, 2) and r["ms_per_step"] != "" and default_communication(r) and r["nodes"] <= 2]
     bars.sort(key=lambda r: (r["ranks"], r["nodes"], RATE_ORDER.get(r["bandwidth"], 9), -float(r["bucket_mb"]), r["overlap"], r["zero"]))
     labels, compute, rest = [], [], []
     for r in bars:

@@ -3,7 +3,9 @@
 # simulated nodes (cluster/) at several link rates, with overlap on and off and two bucket sizes,
 # for the baby GPT (charlm's default, 0.8 M parameters), with and without ZeRO-1 (--zero 1); then
 # a few configurations of GPT-2 small (85.8 M parameters) with and without ZeRO-1; then the
-# all-reduce α/β runs for the cost model. Writes DIR/scaling.csv, DIR/scaling.png,
+# all-reduce α/β runs for the cost model; at each baby rate, how gradients travel (Open MPI's
+# binomial against Replica's ring, 16-bit and PowerSGD compression, the hierarchical all-reduce on 2
+# nodes × 2 ranks), and at 1 Gbit/s the ring against the binomial on 4 simulated nodes. Writes DIR/scaling.csv, DIR/scaling.png,
 # DIR/raw.jsonl (every run), DIR/allreduce-*.json (the links, for the cost model) and DIR/cost_model.txt.
 #
 #   launch/scaling.sh                      # default DIR scaling-results/, about 20-25 minutes (gpt2-small 6-8 of them)
@@ -59,6 +61,9 @@ GPT_LOCAL_RANKS=${GPT_LOCAL_RANKS:-"1 2"}
 GPT_STEPS=${GPT_STEPS:-3}
 GPT_WARMUP_STEPS=${GPT_WARMUP_STEPS:-1}
 GPT_REPEATS=${GPT_REPEATS:-1}
+COMPRESSION=${COMPRESSION:-"bf16 powersgd"}
+COMMUNICATION=${COMMUNICATION:-1}
+FOUR_NODES=${FOUR_NODES:-1}
 if ((quick)); then RATES=${QUICK_RATES:-1gbit} BUCKETS=0.5 STEPS=8 LOCAL_REPEATS=1; fi
 for word in $MODELS; do
     [[ $word == baby || $word == gpt2-small ]] || { echo "error: MODELS: $word is not baby or gpt2-small" >&2; exit 1; }
@@ -81,14 +86,18 @@ read -r -a flags <<<"$(replica_mpirun_flags)"
 # Runs one configuration: where (one-node or the cluster), ranks, then replica's arguments; appends
 # {"config": {...}, "result": <replica's JSON summary>} to raw.jsonl.
 # Config fields come from the environment of the call: nodes, bandwidth, mode, benchmark, model
-# (the GPT preset, passed as --preset) and zero (passed as --zero when not 0).
-model=baby zero=0
+# (the GPT preset, passed as --preset), zero (passed as --zero when not 0), compression (as
+# --grad-compression, PowerSGD from step 0), allreduce_option (--allreduce) and hierarchical.
+model=baby zero=0 compression=none allreduce_option=auto hierarchical=false
 run() {
     local ranks=$1 batch=$2 bucket=$3 overlap=$4
     shift 4
-    local arguments=("$@" --preset "$model" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json)
+    local arguments=("$@" --preset "$model" --batch-size "$batch" --bucket-mb "$bucket" --threads 1 --json --allreduce "$allreduce_option")
     [[ $overlap == off ]] && arguments+=(--no-overlap)
     [[ $zero == 0 ]] || arguments+=(--zero "$zero")
+    [[ $compression == none ]] || arguments+=(--grad-compression "$compression")
+    [[ $compression == powersgd ]] && arguments+=(--powersgd-start-step 0)
+    [[ $hierarchical == true ]] && arguments+=(--hierarchical)
     local attempt line repeats=$REPEATS
     [[ $nodes == 1 ]] && repeats=$LOCAL_REPEATS
     for ((attempt = 1; attempt <= repeats; attempt++)); do
@@ -100,10 +109,10 @@ run() {
         [[ $line == \{* ]] || { echo "error: no JSON summary from ranks=$ranks nodes=$nodes ${arguments[*]}" >&2; exit 2; }
         local oversubscribed=false
         ((ranks > cores)) && oversubscribed=true
-        printf '{"config": {"benchmark": "%s", "model": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "zero": %d, "batch_per_rank": %d, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
-            "$benchmark" "$model" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$zero" "$batch" "$oversubscribed" \
-            "$(cut -d' ' -f1 /proc/loadavg)" "$line" >>"$raw"
-        echo "  $benchmark $model $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap zero=$zero: $("$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
+        printf '{"config": {"benchmark": "%s", "model": "%s", "mode": "%s", "ranks": %d, "nodes": %d, "bandwidth": "%s", "bucket_mb": %s, "overlap": "%s", "zero": %d, "batch_per_rank": %d, "compression": "%s", "allreduce_option": "%s", "hierarchical": %s, "oversubscribed": %s, "load": %s}, "result": %s}\n' \
+            "$benchmark" "$model" "$mode" "$ranks" "$nodes" "$bandwidth" "$bucket" "$overlap" "$zero" "$batch" "$compression" \
+            "$allreduce_option" "$hierarchical" "$oversubscribed" "$(cut -d' ' -f1 /proc/loadavg)" "$line" >>"$raw"
+        echo "  $benchmark $model $mode ranks=$ranks nodes=$nodes $bandwidth bucket=${bucket}MB overlap=$overlap zero=$zero compression=$compression allreduce=$allreduce_option hierarchical=$hierarchical: $("$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.1f ms/step, %.0f tokens/s, comm %.1f ms, %.0f%% hidden" % (r.get("ms_per_step", 0), r["tokens_per_s"], r.get("comm_ms", 0), 100 * r.get("overlap_fraction", 0)))' "$line")"
     done
 }
 
@@ -143,6 +152,20 @@ gpt2_runs() {
         done
     done
     model=baby zero=0
+}
+
+# How gradients travel, baby, weak scaling, 0.5 MiB buckets, overlap on (the sweep's runs are
+# uncompressed with --allreduce auto): 2 ranks one a node with Open MPI's binomial and with the
+# ring, and compressed; 4 ranks, 2 a node, flat binomial and hierarchical with each leaders' algorithm.
+communication_runs() {
+    local steps=$1 c a
+    benchmark=bench-step model=baby mode=weak zero=0
+    for a in binomial ring; do allreduce_option=$a run 2 12 0.5 on bench step --model charlm --steps "$steps" --warmup-steps 3; done
+    for c in $COMPRESSION; do compression=$c run 2 12 0.5 on bench step --model charlm --steps "$steps" --warmup-steps 3; done
+    allreduce_option=binomial run 4 12 0.5 on bench step --model charlm --steps "$steps" --warmup-steps 3
+    for a in binomial ring; do
+        hierarchical=true allreduce_option=$a run 4 12 0.5 on bench step --model charlm --steps "$steps" --warmup-steps 3
+    done
 }
 
 nodes=1 bandwidth=local
@@ -198,6 +221,10 @@ if [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null; then
                 for ranks in 2 4; do run "$ranks" 12 25 on train charlm --steps 30 --eval-interval 0 --quiet; done
             fi
         fi
+        if has baby "$MODELS" && has "$bandwidth" "$RATES" && ((COMMUNICATION)); then
+            echo "== 2 simulated nodes at $bandwidth: binomial, ring, compression, hierarchical"
+            communication_runs "$steps"
+        fi
         # gpt2-small: 2 ranks, one a node (cluster/run.sh maps ⌈2/2⌉ = 1 rank a node).
         has gpt2-small "$MODELS" && has "$bandwidth" "$GPT_RATES" && gpt2_runs 2
         # α and β of the link: 2 ranks, one a node, tuned ring all-reduce; big messages only where they are quick.
@@ -208,6 +235,13 @@ if [[ $(id -u) -eq 0 ]] && command -v ip >/dev/null; then
         cluster/run.sh -np 2 --map-by ppr:1:node "${oneway[@]}" -- replica bench allreduce --sizes "$sizes" --iters 2 --json \
             2>/dev/null | tail -n 1 >"$out/allreduce-$bandwidth-oneway.json"
     done
+    if has baby "$MODELS" && has 1gbit "$RATES" && ((FOUR_NODES)); then
+        echo "== 4 simulated nodes at 1gbit: 4 ranks, one a node, binomial and ring"
+        cluster/up.sh 4 --rate 1gbit >/dev/null
+        nodes=4 bandwidth=1gbit benchmark=bench-step model=baby mode=weak zero=0
+        for a in binomial ring; do allreduce_option=$a run 4 12 0.5 on bench step --model charlm --steps "$STEPS" --warmup-steps 3; done
+        allreduce_option=auto
+    fi
     cluster/down.sh >/dev/null
     trap - EXIT
 else
