@@ -37,7 +37,7 @@ extension CBOWSettings {
             parameterCount: parameterCount(vocabulary: vocabulary),
             activations: activationBytes(vocabulary: vocabulary, trainingWords: words, sentences: corpus.train.count,
                                          batch: options.batchSize, ranks: ranks),
-            ranks: ranks, optimizerShards: options.zeroStage >= 1 ? ranks : 1)
+            ranks: ranks, options: options)
         return (estimate, "lower --batch-size (\(options.batchSize) windows), --embedding (\(embedding)) or --eval-windows (\(evaluationWindows)), "
             + "or raise --min-count (\(minimumCount), \(vocabulary) words)")
     }

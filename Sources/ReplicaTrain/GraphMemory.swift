@@ -63,7 +63,7 @@ public struct GraphSize: Sendable, Equatable {
 private func graphEstimate(parameters: Int, buffers: Int, activations: Int, options: TrainingOptions, ranks: Int,
                            advice: String) -> (estimate: MemoryEstimate, advice: String) {
     (MemoryEstimate.dataParallel(parameterCount: parameters, bufferCount: buffers, activations: activations,
-                                 ranks: ranks, optimizerShards: options.zeroStage >= 1 ? ranks : 1), advice)
+                                 ranks: ranks, options: options), advice)
 }
 
 extension GATConfig {

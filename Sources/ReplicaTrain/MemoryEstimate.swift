@@ -30,6 +30,16 @@ public struct MemoryEstimate: Sendable, Equatable {
                        activations: activations, communication: ranks > 1 ? 4 * parameterCount : 0, runtime: runtime)
     }
 
+    /// The same for a run with `options`: ZeRO-1 splits the moments over the ranks, and PowerSGD
+    /// keeps an error buffer of one float a parameter (counted with the communication).
+    public static func dataParallel(parameterCount: Int, bufferCount: Int = 0, activations: Int, ranks: Int,
+                                    options: TrainingOptions) -> MemoryEstimate {
+        var estimate = dataParallel(parameterCount: parameterCount, bufferCount: bufferCount, activations: activations, ranks: ranks,
+                                    optimizerShards: options.zeroStage >= 1 ? ranks : 1)
+        if options.gradientCompression == .powersgd && ranks > 1 { estimate.communication += 4 * parameterCount }
+        return estimate
+    }
+
     /// The parts in MiB, for summaries.
     public var megabytes: [String: Double] {
         func mb(_ bytes: Int) -> Double { Double(bytes) / 1_048_576 }
@@ -99,7 +109,7 @@ extension GPTConfig {
     public func memoryEstimate(options: TrainingOptions, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
         let estimate = MemoryEstimate.dataParallel(parameterCount: parameterCount, bufferCount: norm == .batch ? 2 * embedding * (2 * layerCount + 1) : 0,
                                                    activations: activationBytes(batch: options.batchSize), ranks: ranks,
-                                                   optimizerShards: options.zeroStage >= 1 ? ranks : 1)
+                                                   options: options)
         return (estimate, "lower --batch-size (\(options.batchSize)) or --block-size (\(blockSize)), or choose a smaller model")
     }
 }

@@ -102,7 +102,7 @@ extension TransformerConfig {
         let estimate = MemoryEstimate.dataParallel(
             parameterCount: parameterCount, bufferCount: bufferCount,
             activations: activationBytes(tokens: options.batchSize, evaluationTokens: TranslateTask.evaluationTokens),
-            ranks: ranks, optimizerShards: options.zeroStage >= 1 ? ranks : 1)
+            ranks: ranks, options: options)
         return (estimate, "lower --batch-size (\(options.batchSize) tokens), --vocabulary (\(vocabularySize)), --embedding (\(embedding)), "
             + "--feed-forward (\(feedForward)) or --layers (\(max(encoderLayers, decoderLayers)))")
     }
@@ -154,7 +154,7 @@ extension MaskedLanguageModelConfig {
         let estimate = MemoryEstimate.dataParallel(
             parameterCount: parameterCount, bufferCount: bufferCount,
             activations: activationBytes(sentences: options.batchSize, evaluationSentences: MLMTask.evaluationSentences, rate: rate),
-            ranks: ranks, optimizerShards: options.zeroStage >= 1 ? ranks : 1)
+            ranks: ranks, options: options)
         return (estimate, "lower --batch-size (\(options.batchSize) sentences), --max-length (\(maximumLength)), --vocabulary (\(vocabularySize)), "
             + "--embedding (\(embedding)), --feed-forward (\(feedForward)) or --layers (\(layers))")
     }

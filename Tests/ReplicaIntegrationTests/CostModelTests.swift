@@ -33,6 +33,22 @@ import _ReplicaTestSupport
         #expect(result.standardOutput.contains("\n    256 |"), "\(result.standardOutput)")
     }
 
+    /// The communication sweep (docs/scaling-comm/: the ring, Open MPI's binomial, bf16, PowerSGD,
+    /// the hierarchy; baby, 0.5 MiB buckets): every configuration with at most one rank a core
+    /// within 25%, each predicted with the schedule and compression it ran (its CSV row's).
+    @Test(.enabled(if: python != nil, "python3 is not installed"))
+    func theCommunicationSweepIsPredictedWithinAQuarter() throws {
+        let result = try model([repositoryRoot.appendingPathComponent("docs/scaling-comm").path])
+        try #require(result.status == 0, "\(result.standardError)")
+        #expect(try within("A", result.standardOutput).all == 40, "\(result.standardOutput)")
+        let (good, all) = try within("A, at most one rank a core", result.standardOutput)
+        #expect(all == 20 && good == all, "predictions off by more than 25%:\n\(result.standardOutput)")
+        for schedule in ["ring, powersgd", "ring, bf16", "hierarchical ring", "hierarchical binomial"] {
+            #expect(result.standardOutput.contains(" \(schedule) |"), "no \(schedule) row: \(result.standardOutput)")
+        }
+        #expect(result.standardOutput.contains("ZeRO 0 ring powersgd"), "the 2–256-node table's compressed columns")
+    }
+
     @Test(.enabled(if: python != nil, "python3 is not installed"))
     func overlapHidesTimeOnlyWhereBackwardPollsAreLeft() throws {
         // The model's own logic, through its functions: with 0.5 MiB buckets across 2 nodes at 1 Gbit/s,
