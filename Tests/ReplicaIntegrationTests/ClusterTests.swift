@@ -49,8 +49,8 @@ import _ReplicaTestSupport
         return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), "\(path): \(text)")
     }
 
-    func parameters(_ directory: URL) throws -> [String: Tensor] {
-        let folder = directory.appendingPathComponent(String(format: "step-%08d", Self.steps))
+    func parameters(_ directory: URL, step: Int = steps) throws -> [String: Tensor] {
+        let folder = directory.appendingPathComponent(String(format: "step-%08d", step))
         return try SafeTensors.read(from: folder.appendingPathComponent("model.safetensors")).tensors
     }
 
@@ -176,7 +176,7 @@ import _ReplicaTestSupport
                 let run = try script("run.sh", ["-np", "4"] + placement + ["--", "replica"] + arguments, timeout: 240)
                 try #require(run.status == 0, "\(run.standardError)")
                 sent.append(try bytesSent(byNode: 1) + bytesSent(byNode: 2) - before)
-                if steps == 10 { parameters = try self.parameters(directory) }
+                if steps == 10 { parameters = try self.parameters(directory, step: 10) }
             }
             return (Double(sent[1] - sent[0]) / 20, parameters)
         }
