@@ -136,7 +136,8 @@ import _ReplicaTestSupport
             for steps in [10, 30] {
                 let directory = temporaryDirectory("bytes-\(compression)")
                 defer { try? FileManager.default.removeItem(at: directory) }
-                var arguments = try Self.trainArguments(directory: directory, size: ["--preset", "baby"]) + ["--grad-compression", compression]
+                var arguments = try Self.trainArguments(directory: directory, size: ["--preset", "baby"])
+                    + ["--grad-compression", compression, "--powersgd-start-step", "0"]
                 arguments[arguments.firstIndex(of: "--steps")! + 1] = "\(steps)"
                 let before = try bytesSent(byNode: 1) + bytesSent(byNode: 2)
                 let run = try script("run.sh", ["-np", "2", "replica"] + arguments, timeout: 240)
