@@ -121,10 +121,31 @@ import _ReplicaTestSupport
         }
     }
 
+    /// The bytes a training step puts on both nodes' links: `ranks` ranks (`placement`: mpirun's
+    /// mapping options, else cluster/run.sh's consecutive one) train the model of `size` with
+    /// `extra` for 10 and then 30 steps, and the difference of the links' counters over 20 is the
+    /// steps' traffic alone (the start-up broadcast and checks cancel). Also the 10-step run's
+    /// final parameters.
+    func linkBytesPerStep(ranks: Int, placement: [String] = [], size: [String] = tinySize,
+                          _ extra: [String]) throws -> (bytes: Double, parameters: [String: Tensor]) {
+        var sent: [Int] = [], parameters: [String: Tensor] = [:]
+        for steps in [10, 30] {
+            let directory = temporaryDirectory("link-bytes")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            var arguments = try Self.trainArguments(directory: directory, size: size) + extra
+            arguments[arguments.firstIndex(of: "--steps")! + 1] = "\(steps)"
+            let before = try bytesSent(byNode: 1) + bytesSent(byNode: 2)
+            let run = try script("run.sh", ["-np", "\(ranks)"] + placement + ["--", "replica"] + arguments, timeout: 240)
+            try #require(run.status == 0, "\(run.standardError)")
+            sent.append(try bytesSent(byNode: 1) + bytesSent(byNode: 2) - before)
+            if steps == 10 { parameters = try self.parameters(directory, step: 10) }
+        }
+        return (Double(sent[1] - sent[0]) / 20, parameters)
+    }
+
     /// Bytes a step puts on the links with `--grad-compression` (issue 20): 2 ranks, one a node,
-    /// the baby model (its own 4 layers × 128, block 64), runs of 10 and 30 steps, so that the
-    /// difference is 20 steps' gradients alone (the start-up broadcast and checks cancel). bf16
-    /// and fp16 send at most 55% of float32's bytes, PowerSGD at rank 4 at most 15%.
+    /// the baby model (its own 4 layers × 128, block 64). bf16 and fp16 send at most 55% of
+    /// float32's bytes, PowerSGD at rank 4 (from step 0) at most 15%.
     @Test(.enabled(if: namespacesAvailable,
                    "skipped: needs root and network namespaces (ip netns add), which this machine does not allow"))
     func compressionCutsTheBytesOnTheLinks() throws {
@@ -132,19 +153,7 @@ import _ReplicaTestSupport
         defer { _ = try? script("down.sh", []) }
         try #require(try script("up.sh", ["2"]).status == 0)
         func bytesPerStep(_ compression: String) throws -> Double {
-            var sent: [Int] = []
-            for steps in [10, 30] {
-                let directory = temporaryDirectory("bytes-\(compression)")
-                defer { try? FileManager.default.removeItem(at: directory) }
-                var arguments = try Self.trainArguments(directory: directory, size: ["--preset", "baby"])
-                    + ["--grad-compression", compression, "--powersgd-start-step", "0"]
-                arguments[arguments.firstIndex(of: "--steps")! + 1] = "\(steps)"
-                let before = try bytesSent(byNode: 1) + bytesSent(byNode: 2)
-                let run = try script("run.sh", ["-np", "2", "replica"] + arguments, timeout: 240)
-                try #require(run.status == 0, "\(run.standardError)")
-                sent.append(try bytesSent(byNode: 1) + bytesSent(byNode: 2) - before)
-            }
-            return Double(sent[1] - sent[0]) / 20
+            try linkBytesPerStep(ranks: 2, size: ["--preset", "baby"], ["--grad-compression", compression, "--powersgd-start-step", "0"]).bytes
         }
         let plain = try bytesPerStep("none")
         for (compression, bound) in [("bf16", 0.55), ("fp16", 0.55), ("powersgd", 0.15)] {
@@ -153,8 +162,8 @@ import _ReplicaTestSupport
         }
     }
 
-    /// `--hierarchical` on 2 nodes × 2 ranks (issue 20): the bytes a step puts on the links (runs of
-    /// 10 and 30 steps, the difference divided by 20), against the flat ring. The hierarchy sends
+    /// `--hierarchical` on 2 nodes × 2 ranks (issue 20): the bytes a step puts on the links, against
+    /// the flat ring. The hierarchy sends
     /// one bucket a node each way (2n for n bytes of gradients), the least two nodes can; the flat
     /// ring crosses between the nodes twice a round with consecutive ranks (3n: 2/3) and at every
     /// hop with cyclic ones (`--map-by node`, 6n: 1/3). The bounds leave 5% for the small
@@ -167,19 +176,7 @@ import _ReplicaTestSupport
         defer { _ = try? script("down.sh", []) }
         try #require(try script("up.sh", ["2"]).status == 0)
         func bytesPerStep(_ extra: [String], placement: [String]) throws -> (bytes: Double, parameters: [String: Tensor]) {
-            var sent: [Int] = [], parameters: [String: Tensor] = [:]
-            for steps in [10, 30] {
-                let directory = temporaryDirectory("hierarchy")
-                defer { try? FileManager.default.removeItem(at: directory) }
-                var arguments = try Self.trainArguments(directory: directory) + ["--allreduce", "ring"] + extra
-                arguments[arguments.firstIndex(of: "--steps")! + 1] = "\(steps)"
-                let before = try bytesSent(byNode: 1) + bytesSent(byNode: 2)
-                let run = try script("run.sh", ["-np", "4"] + placement + ["--", "replica"] + arguments, timeout: 240)
-                try #require(run.status == 0, "\(run.standardError)")
-                sent.append(try bytesSent(byNode: 1) + bytesSent(byNode: 2) - before)
-                if steps == 10 { parameters = try self.parameters(directory, step: 10) }
-            }
-            return (Double(sent[1] - sent[0]) / 20, parameters)
+            try linkBytesPerStep(ranks: 4, placement: placement, ["--allreduce", "ring"] + extra)
         }
         let flat = try bytesPerStep([], placement: []), hierarchical = try bytesPerStep(["--hierarchical"], placement: [])
         #expect(hierarchical.bytes <= 0.70 * flat.bytes, "consecutive ranks: \(hierarchical.bytes) against the flat ring's \(flat.bytes) bytes a step")
