@@ -39,6 +39,11 @@ public final class GradientReducer: GradientSink {
     public var compression: HalfPrecision?
     /// Each bucket's schedule (`--allreduce`, `--hierarchical`), by its size in bytes.
     public var planner = CollectivePlanner.library
+    /// `--timeline`: the buckets' spans and backward's segments between its reports.
+    public var timeline: Timeline?
+    private var segmentStart = 0.0
+    /// Until backward's first report: that segment holds the forward too.
+    private var inFirstSegment = false
     /// PowerSGD's state and its two all-reduces a bucket (nil: the buckets travel whole).
     public var powerSGD: PowerSGD?
     /// Whether this backward's buckets go through `powerSGD` (its start step reached).
@@ -69,6 +74,8 @@ public final class GradientReducer: GradientSink {
     /// (counted from 0).
     public func beginBackward(step: Int) {
         compressing = powerSGD.map { step >= $0.startStep } ?? false
+        segmentStart = now()
+        inFirstSegment = true
         pending = []
         startTimes = []
         completionTimes = []
@@ -78,6 +85,13 @@ public final class GradientReducer: GradientSink {
 
     /// Backward has finished every gradient at offsets ≥ `offset`: start the buckets above it.
     public func gradientsReady(downTo offset: Int) throws {
+        if let timeline, timeline.isRecording {
+            let time = now()
+            let name = arena.slots.last { $0.range.lowerBound <= offset }?.name ?? "\(offset)"
+            timeline.record(inFirstSegment ? "forward, backward to \(name)" : "backward to \(name)", .compute, from: segmentStart, to: time)
+            segmentStart = time
+            inFirstSegment = false
+        }
         guard overlap, communicator.size > 1 else { return }
         while readyBuckets < buckets.count && buckets[readyBuckets].lowerBound >= offset { readyBuckets += 1 }
         try poll()
@@ -114,6 +128,14 @@ public final class GradientReducer: GradientSink {
             for index in buckets.count..<pending.count {
                 try pending[index].wait()
                 completionTimes[index] = now()
+            }
+        }
+        if let timeline {
+            timeline.record("wait for the buckets", .communication, from: finishEntered, to: now())
+            for index in pending.indices {
+                let bucket = index % buckets.count, second = index >= buckets.count
+                let name = compressing ? "bucket \(bucket) PowerSGD \(second ? "Q" : "P")" : "bucket \(bucket) (\(buckets[bucket].count * 4 / 1024) KiB)"
+                timeline.recordCollective(name, from: startTimes[index], to: completionTimes[index]!)
             }
         }
         for index in pending.indices {

@@ -68,6 +68,8 @@ public final class Trainer {
     public let sharding: OptimizerSharding?
     /// PowerSGD's state (`--grad-compression powersgd` on more than one rank), else nil.
     public let powerSGD: PowerSGD?
+    /// `--timeline`'s recorder, else nil.
+    public let timeline: Timeline?
     let progress: ProgressBar
     let metrics: MetricsLog
     /// Rank 0's lock on the checkpoint folder, held for the life of the trainer.
@@ -108,6 +110,8 @@ public final class Trainer {
         } else {
             powerSGD = nil
         }
+        timeline = options.timelinePath.map { Timeline(path: $0, steps: options.timelineSteps) }
+        reducer.timeline = timeline
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let powerSGD {
@@ -141,6 +145,7 @@ public final class Trainer {
     /// Rank 0's parameters and buffers go to every rank, so all replicas start identical; then
     /// every rank checks that all agree on the configuration and the parameters.
     public func synchronizeInitialState() throws {
+        try timeline?.alignClocks(communicator)
         try communicator.broadcast(task.arena.allValues, from: 0)
         if task.arena.bufferCount > 0 { try communicator.broadcast(task.arena.allBuffers, from: 0) }
         try verifyRanksAgree(context: "at start-up")
@@ -149,6 +154,8 @@ public final class Trainer {
     /// All-gathers a hash of every configuration field and of the parameters and buffers; if any
     /// rank differs from rank 0, every rank ends with an error naming the ranks and the fields.
     public func verifyRanksAgree(context: String) throws {
+        let checkStart = Timeline.now()
+        defer { timeline?.record("consistency check", .communication, from: checkStart, to: Timeline.now()) }
         let fields = runFingerprint()
         let keys = fields.keys.sorted()
         var hashes = [fnv1a(keys.joined(separator: ","))] + keys.map { fnv1a(fields[$0]!) }
@@ -358,6 +365,7 @@ public final class Trainer {
     /// overlapped with the last backward, agreement on finiteness, clipping, AdamW.
     public func trainStep(_ step: Int) throws -> StepResult {
         options.faults.beforeStep(step + 1, rank: communicator.rank)
+        timeline?.step = step + 1
         let stepStarted = DispatchTime.now().uptimeNanoseconds
         let accumulation = options.gradientAccumulation
         let learningRate = policy.rate(atStep: step)
@@ -369,10 +377,13 @@ public final class Trainer {
         var computeSeconds = 0.0
         for micro in 0..<accumulation {
             let last = micro == accumulation - 1
-            if last { reducer.beginBackward(step: step) }
             let computeStart = DispatchTime.now().uptimeNanoseconds
+            if last { reducer.beginBackward(step: step) }
             loss += try task.trainMicroStep(step: step, micro: micro, normalizer: normalizer, reducer: last ? reducer : nil)
-            computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - computeStart) / 1e9
+            let computeEnd = DispatchTime.now().uptimeNanoseconds
+            computeSeconds += Double(computeEnd - computeStart) / 1e9
+            timeline?.record(accumulation > 1 ? "micro-step \(micro + 1): forward and backward" : "forward and backward", .compute,
+                             from: Double(computeStart) / 1e9, to: Double(computeEnd) / 1e9)
         }
         try reducer.finish()
         let communication = reducer.takeStatistics()
@@ -382,11 +393,15 @@ public final class Trainer {
         // stop (the request rides on this all-reduce, which runs every step anyway).
         let request = stopRequest()
         var agreed = [loss.isFinite ? loss : 0, loss.isFinite ? 0 : 1, request != 0 ? 1 : 0, Double(request)]
+        let agreeStart = Timeline.now()
         try communicator.allReduce(&agreed, .sum)
+        timeline?.record("agree: loss, finiteness, stop", .communication, from: agreeStart, to: Timeline.now())
         let norm = try sharding?.gradientNorm() ?? gradientNorm(arena: task.arena)
         let applied = agreed[1] == 0 && norm.isFinite
         // A skipped step's NaN would stay in PowerSGD's error and warm start for good.
         if !applied, let powerSGD, step >= powerSGD.startStep { powerSGD.reset() }
+        let optimizerStart = Timeline.now()
+        defer { if applied { timeline?.record(sharding == nil ? "optimizer" : "optimizer (shard) and all-gather", .compute, from: optimizerStart, to: Timeline.now()) } }
         if applied {
             if let sharding {
                 if options.clip > 0 { sharding.clip(norm: norm, maxNorm: options.clip) }
@@ -396,6 +411,7 @@ public final class Trainer {
                 optimizer.step(arena: task.arena, learningRate: learningRate)
             }
         }
+        defer { timeline?.appendOwn() }
         return StepResult(loss: agreed[0], learningRate: learningRate, gradientNorm: norm,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - stepStarted) / 1e9,
                           computeSeconds: computeSeconds, communicationSeconds: communication.seconds,
@@ -425,7 +441,22 @@ public final class Trainer {
     /// rank alike: no evaluation, rank 0 writes the checkpoint of that step (with a checkpoint
     /// folder), and the outcome's `stopSignal` says so. One that came before the first step ends
     /// the run before it, with nothing to write (the folder's newest checkpoint is where it was).
+    /// Runs the steps; with `--timeline`, the ranks' events go to its file at the end (until then,
+    /// rank 0's own, step by step).
     public func run() throws -> Outcome {
+        try timeline?.start(rank: communicator.rank)
+        let outcome = try runSteps()
+        try timeline?.write(communicator)
+        return outcome
+    }
+
+    /// `body`, recorded on the timeline as `name` when there is one.
+    func timed<T>(_ name: String, _ track: Timeline.Track, _ body: () throws -> T) rethrows -> T {
+        guard let timeline else { return try body() }
+        return try timeline.span(name, track, body)
+    }
+
+    func runSteps() throws -> Outcome {
         let started = Date()
         var trainingSeconds = 0.0
         var unitsProcessed = 0.0
@@ -471,7 +502,7 @@ public final class Trainer {
             var isLast = step + 1 == options.steps
             if stopSignal == 0 && (isLast || (options.evaluationInterval > 0 && (step + 1) % options.evaluationInterval == 0)) {
                 try averageBuffers()
-                evaluation = try task.evaluate(communicator: communicator)
+                evaluation = try timed("evaluation", .compute) { try task.evaluate(communicator: communicator) }
                 for (key, value) in evaluation { record[key] = value }
                 if options.evaluationInterval >= 10 || isLast {
                     progress.message("step \(step + 1): " + evaluation.sorted { $0.key < $1.key }
@@ -490,7 +521,7 @@ public final class Trainer {
             metrics.write(record)
             if stopSignal != 0 { isLast = true }
             if options.checkpointDirectory != nil && (isLast || (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery == 0)) {
-                try saveCheckpoint(step: step + 1)
+                try timed("checkpoint", .compute) { try saveCheckpoint(step: step + 1) }
             }
             if isLast { break }
         }

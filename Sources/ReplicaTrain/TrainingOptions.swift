@@ -31,6 +31,9 @@ public struct TrainingOptions: Sendable {
     /// leaders' across nodes, between a node-local reduce and a node-local broadcast.
     public var allReduceAlgorithm = AllReduceAlgorithm.auto
     public var hierarchical = false
+    /// `--timeline FILE` (nil: none) and `--timeline-steps A:B` (nil: every step).
+    public var timelinePath: String?
+    public var timelineSteps: ClosedRange<Int>?
     /// PowerSGD's approximation rank (`--powersgd-rank`; PyTorch's `matrix_approximation_rank` is 1, Vogels et al. use 4).
     public var powerSGDRank = 4
     /// The first step PowerSGD compresses (`--powersgd-start-step`): PyTorch's `start_powerSGD_iter`

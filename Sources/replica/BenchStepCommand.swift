@@ -26,6 +26,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Untimed steps first.") var warmupSteps = 5
     @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @OptionGroup var communication: CommunicationOptions
+    @OptionGroup var timeline: TimelineOptions
     @OptionGroup var size: GPTSizeOptions
     @Option(help: "Progress output over the warm-up and timed steps: auto (the bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressMode = .auto
@@ -53,6 +54,7 @@ struct BenchStep: ParsableCommand {
         options.steps = warmupSteps + steps
         if let batchSize { options.batchSize = batchSize }
         communication.apply(to: &options)
+        timeline.apply(to: &options)
         options.progress = .none
         options.evaluationInterval = 0
         let task: DataParallelTask
@@ -115,6 +117,7 @@ struct BenchStep: ParsableCommand {
             }
         }
         bar.finish()
+        try trainer.timeline?.write(communicator)
         // The slowest rank's median decides the job's pace.
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         var figures = [median(results.map(\.seconds)), median(results.map(\.communicationSeconds)),

@@ -49,6 +49,7 @@ struct CommonTrainOptions: ParsableArguments {
     @Option(help: "Augmentation drawn per rank; text: substitute=P (replace input characters at random).")
     var augment: String?
     @OptionGroup var communication: CommunicationOptions
+    @OptionGroup var timeline: TimelineOptions
     @Option(help: "Folder for checkpoints (step-NNNNNNNN/ and latest).")
     var checkpointDir: String?
     @Option(help: "Write a checkpoint every N steps (and at the end).")
@@ -124,6 +125,7 @@ struct CommonTrainOptions: ParsableArguments {
         options.scaleLearningRate = scaleLr
         options.gradientAccumulation = gradAccum
         communication.apply(to: &options)
+        timeline.apply(to: &options)
         options.checkpointDirectory = checkpointDir
         options.checkpointEvery = checkpointEvery
         options.resume = resume
