@@ -1,8 +1,9 @@
 # Shared by the launch/ scripts: dependency install and the mpirun flags this machine needs.
 # Source it; do not run it.
 
-# iproute2 (ip, tc) is for the simulated cluster in cluster/.
-REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev iproute2)
+# iproute2 (ip, tc) is for the simulated cluster in cluster/; librsvg2-bin (rsvg-convert) renders
+# `replica plot`'s SVGs in its test.
+REPLICA_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev iproute2 librsvg2-bin)
 
 # Debian's Slurm, for cluster/slurm-up.sh and its integration test (SlurmTests).
 REPLICA_SLURM_APT_PACKAGES=(slurmctld slurmd slurm-client munge)

@@ -17,8 +17,6 @@ public struct LinePlot: Sendable {
     public var yLabel: String
     public var logX = false
     public var logY = false
-    /// The legend in the top right corner instead of the top left.
-    public var legendAtRight = false
     public var series: [Series] = []
     public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false) {
         self.title = title
@@ -30,9 +28,35 @@ public struct LinePlot: Sendable {
 
     static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
-    /// The panel as an SVG group at (originX, originY), `width` × `height` pixels.
+    /// Round tick values (1, 2 or 5 × 10ᵏ apart) covering [lower, upper], about `target` of them, and
+    /// their spacing; a value within a billionth of a step of 0 is 0.
+    public static func niceTicks(lower: Double, upper: Double, target: Int = 5) -> (values: [Double], step: Double) {
+        let span = max(upper - lower, 1e-300)
+        let raw = span / Double(max(target, 1))
+        let magnitude = pow(10, floor(log10(raw)))
+        let residual = raw / magnitude
+        let step = (residual <= 1 ? 1 : residual <= 2 ? 2 : residual <= 5 ? 5 : 10) * magnitude
+        var values: [Double] = []
+        var value = ceil(lower / step - 1e-9) * step
+        while value <= upper + step * 1e-9 {
+            values.append(abs(value) < step * 1e-9 ? 0 : value)
+            value += step
+        }
+        return (values, step)
+    }
+
+    /// A tick label with as many decimals as the spacing `step` needs.
+    public static func label(_ value: Double, step: Double) -> String {
+        if abs(value) >= 1e6 || (step < 1e-4 && value != 0) { return String(format: "%.1e", value) }
+        let decimals = max(0, Int(-floor(log10(step) + 1e-9)))
+        return String(format: "%.\(decimals)f", value)
+    }
+
+    /// The panel as an SVG group at (originX, originY), `width` × `height` pixels: the title
+    /// shrunk to fit, round ticks, and the legend in rows under the axis, clear of the data.
     func group(originX: Double, originY: Double, width: Double, height: Double) -> String {
-        let left = 62.0, right = 12.0, top = 28.0, bottom = 44.0
+        let legendRows = series.count > 1 || series.contains { !$0.name.isEmpty } ? series.count : 0
+        let left = 62.0, right = 12.0, top = 28.0, bottom = 44.0 + 14 * Double(legendRows)
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         func tx(_ x: Double) -> Double { logX ? log2(x) : x }
         func ty(_ y: Double) -> Double { logY ? log10(y) : y }
@@ -49,38 +73,55 @@ public struct LinePlot: Sendable {
         var svg = "<g font-family=\"sans-serif\" font-size=\"11\">\n"
         svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
                       originX + left, originY + top, plotWidth, plotHeight)
-        svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">%@</text>\n",
-                      originX + left + plotWidth / 2, originY + 17, escaped(title))
+        // About 0.6 em a character: a long title gets a smaller font rather than being cut.
+        let titleSize = min(13, (width - 8) / (0.6 * Double(max(title.count, 1))))
+        svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%.1f\">%@</text>\n",
+                      originX + width / 2, originY + 17, titleSize, escaped(title))
         svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n",
-                      originX + left + plotWidth / 2, originY + height - 8, escaped(xLabel))
+                      originX + left + plotWidth / 2, originY + top + plotHeight + 32, escaped(xLabel))
         svg += String(format: "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\">%@</text>\n",
                       originX + 13, originY + top + plotHeight / 2, escaped(yLabel))
-        // Ticks: the data's x values; five y values (powers of ten on a log axis).
-        let xTicks = Array(Set(finite.map(\.x))).sorted()
-        for x in xTicks {
+        // x ticks: the data's values when there are few (ranks, layers, sizes), else round ones;
+        // y ticks: round values, or the powers of ten on a log axis.
+        let distinctX = Array(Set(finite.map(\.x))).sorted()
+        let xTicks: [(Double, String)]
+        if logX || distinctX.count <= 8 {
+            xTicks = distinctX.map { ($0, format($0)) }
+        } else {
+            let ticks = Self.niceTicks(lower: xMin, upper: xMax)
+            xTicks = ticks.values.map { ($0, Self.label($0, step: ticks.step)) }
+        }
+        for (x, text) in xTicks {
             svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", px(x), originY + top + plotHeight,
                           px(x), originY + top + plotHeight + 4)
             svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n", px(x),
-                          originY + top + plotHeight + 16, format(x))
+                          originY + top + plotHeight + 16, text)
         }
-        let yTicks: [Double] = logY
-            ? stride(from: ceil(yMin), through: floor(yMax), by: 1).map { pow(10, $0) }
-            : (0...4).map { inverseY(yMin + (yMax - yMin) * Double($0) / 4) }
-        for y in yTicks {
+        let yTicks: [(Double, String)]
+        if logY {
+            yTicks = stride(from: ceil(yMin), through: floor(yMax), by: 1).map { (pow(10, $0), format(pow(10, $0))) }
+        } else {
+            let ticks = Self.niceTicks(lower: yMin, upper: yMax)
+            yTicks = ticks.values.map { ($0, Self.label($0, step: ticks.step)) }
+        }
+        for (y, text) in yTicks {
             svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", originX + left, py(y),
                           originX + left + plotWidth, py(y))
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", originX + left - 4, py(y) + 4, format(y))
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", originX + left - 4, py(y) + 4, text)
         }
         for (index, line) in series.enumerated() {
             let colour = Self.colours[index % Self.colours.count]
             let points = line.points.filter { $0.x.isFinite && $0.y.isFinite && (!logX || $0.x > 0) && (!logY || $0.y > 0) }
             let path = points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
             svg += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"\(line.dashed ? " stroke-dasharray=\"6,4\"" : "") points=\"\(path)\"/>\n"
-            for point in points {
-                svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>", px(point.x), py(point.y), colour)
+            if points.count <= 60 {
+                for point in points {
+                    svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>", px(point.x), py(point.y), colour)
+                }
             }
-            let legendY = originY + top + 14 + Double(index) * 14
-            let legendX = legendAtRight ? originX + left + plotWidth - 110 : originX + left + 8
+            guard legendRows > 0 else { continue }
+            let legendY = originY + top + plotHeight + 48 + Double(index) * 14
+            let legendX = originX + left
             svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-width=\"2\"%@/>",
                           legendX, legendY - 4, legendX + 20, legendY - 4, colour, line.dashed ? " stroke-dasharray=\"6,4\"" : "")
             svg += String(format: "<text x=\"%.1f\" y=\"%.1f\">%@</text>\n", legendX + 24, legendY, escaped(line.name))

@@ -104,7 +104,6 @@ struct StudyRewiring: ParsableCommand {
         }
         var plot = LinePlot(title: "Test accuracy with edges rewired at test time", xLabel: "fraction of edges rewired p",
                             yLabel: "test accuracy (%)")
-        plot.legendAtRight = true
         for model in ["gat", "gcn"] {
             plot.series.append(.init(name: model.uppercased(), points: rows.filter { $0.model == model }.map { ($0.fraction, 100 * $0.mean) }))
         }
@@ -189,9 +188,8 @@ struct StudyOversmoothing: ParsableCommand {
             csv += "\(r.kind.rawValue),\(r.depth),\(r.residual),\(arithmeticMean(r.testAccuracy)),\(arithmeticMean(r.meanCosine)),"
                 + "\(arithmeticMean(r.dirichletEnergy)),\(arithmeticMean(r.relativeEnergy)),\(r.selectedEpoch.map(String.init).joined(separator: " ")),\(r.seconds),\(r.parameterCount)\n"
         }
-        func panel(_ title: String, _ label: String, logY: Bool, legendAtRight: Bool = false, _ value: (OversmoothingStudy.Row) -> Double) -> LinePlot {
+        func panel(_ title: String, _ label: String, logY: Bool, _ value: (OversmoothingStudy.Row) -> Double) -> LinePlot {
             var plot = LinePlot(title: title, xLabel: "layers", yLabel: label, logX: true, logY: logY)
-            plot.legendAtRight = legendAtRight
             for kind in study.kinds {
                 let name = kind == .transformer ? "Transformer" : kind.rawValue.uppercased()
                 plot.series.append(.init(name: name, points: rows.filter { $0.kind == kind }.map { (Double($0.depth), value($0)) }))
@@ -199,7 +197,7 @@ struct StudyOversmoothing: ParsableCommand {
             return plot
         }
         let svg = svgDocument([
-            panel("Test accuracy\(residual ? " (residual)" : "")", "test accuracy (%)", logY: false, legendAtRight: true) { 100 * arithmeticMean($0.testAccuracy) },
+            panel("Test accuracy\(residual ? " (residual)" : "")", "test accuracy (%)", logY: false) { 100 * arithmeticMean($0.testAccuracy) },
             panel("Mean pairwise cosine, last hidden layer", "mean cosine similarity", logY: false) { arithmeticMean($0.meanCosine) },
             panel("Dirichlet energy per node, last hidden layer", "energy (log scale)", logY: true) { arithmeticMean($0.dirichletEnergy) },
             panel("Relative Dirichlet energy (energy / mean squared norm)", "relative energy", logY: false) { arithmeticMean($0.relativeEnergy) },
