@@ -146,8 +146,10 @@ public final class Trainer {
     /// every rank checks that all agree on the configuration and the parameters.
     public func synchronizeInitialState() throws {
         try timeline?.alignClocks(communicator)
-        try communicator.broadcast(task.arena.allValues, from: 0)
-        if task.arena.bufferCount > 0 { try communicator.broadcast(task.arena.allBuffers, from: 0) }
+        try timed("broadcast of rank 0's parameters", .communication) {
+            try communicator.broadcast(task.arena.allValues, from: 0)
+            if task.arena.bufferCount > 0 { try communicator.broadcast(task.arena.allBuffers, from: 0) }
+        }
         try verifyRanksAgree(context: "at start-up")
     }
 

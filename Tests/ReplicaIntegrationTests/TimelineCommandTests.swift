@@ -62,7 +62,8 @@ import _ReplicaTestSupport
         let alignment = try #require(overlapped.metadata["clock_alignment_us"] as? Double)
         #expect(alignment >= 0 && alignment < 100_000, "clock alignment \(alignment) µs")
         let names = Set(overlapped.events.compactMap { $0["name"] as? String })
-        for expected in ["agree: loss, finiteness, stop", "optimizer", "wait for the buckets", "evaluation", "checkpoint"] {
+        for expected in ["agree: loss, finiteness, stop", "optimizer", "wait for the buckets", "evaluation", "checkpoint",
+                         "broadcast of rank 0's parameters"] {
             #expect(names.contains(expected), "no \(expected) span")
         }
         #expect(names.contains { $0.hasPrefix("backward to transformer.h.1.") }, "backward is cut per block")
