@@ -173,21 +173,20 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    /// The C start of an all-reduce of `count` elements in `format` (0: float32) as `schedule` says.
-    private func allReduceStart(_ schedule: CollectiveSchedule, count: Int, format: Int32,
-                                library: @escaping (UnsafeMutablePointer<mpiw_request?>) -> Int32) -> (UnsafeMutableRawPointer, UnsafeMutablePointer<mpiw_request?>) -> Int32 {
-        { base, request in
-            if schedule.hierarchical { return mpiw_hierarchical_iallreduce(base, count, format, schedule.ring ? 1 : 0, request) }
-            if schedule.ring { return mpiw_ring_iallreduce(base, count, format, request) }
-            return library(request)
-        }
+    /// Starts the all-reduce of `count` elements in `format` (0: float32) at `base` as `schedule`
+    /// says: Replica's hierarchy or ring, else `library` (Open MPI's own).
+    private func startScheduled(_ base: UnsafeMutableRawPointer, count: Int, format: Int32, schedule: CollectiveSchedule,
+                                request: UnsafeMutablePointer<mpiw_request?>, library: () -> Int32) -> Int32 {
+        if schedule.hierarchical { return mpiw_hierarchical_iallreduce(base, count, format, schedule.ring ? 1 : 0, request) }
+        if schedule.ring { return mpiw_ring_iallreduce(base, count, format, request) }
+        return library()
     }
 
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation, schedule: CollectiveSchedule) throws -> PendingCollective {
         let factor: Float? = operation == .mean ? 1 / Float(size) : nil
         return try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_F32), "\(schedule) all-reduce of \(buffer.count) floats",
                                     start: { base, request in
-            allReduceStart(schedule, count: buffer.count, format: 0) { mpiw_iallreduce_sum_f32(base, buffer.count, $0) }(base, request)
+            startScheduled(base, count: buffer.count, format: 0, schedule: schedule, request: request) { mpiw_iallreduce_sum_f32(base, buffer.count, request) }
         }) { _ in
             if let factor { scale(buffer, by: factor) }
         }
@@ -195,7 +194,9 @@ public final class MPICommunicator: Communicator {
 
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<UInt16>, summingAs format: HalfPrecision, schedule: CollectiveSchedule) throws -> PendingCollective {
         try startNonBlocking(buffer, Int32(MPIW_OP_IALLREDUCE_16), "16-bit \(schedule) all-reduce of \(buffer.count) values") { base, request in
-            allReduceStart(schedule, count: buffer.count, format: format.format) { mpiw_iallreduce_sum16(base, buffer.count, format.format, $0) }(base, request)
+            startScheduled(base, count: buffer.count, format: format.format, schedule: schedule, request: request) {
+                mpiw_iallreduce_sum16(base, buffer.count, format.format, request)
+            }
         }
     }
 

@@ -73,14 +73,13 @@ public struct LinePlot: Sendable {
         var svg = "<g font-family=\"sans-serif\" font-size=\"11\">\n"
         svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
                       originX + left, originY + top, plotWidth, plotHeight)
-        // About 0.6 em a character: a long title gets a smaller font rather than being cut.
-        let titleSize = min(13, (width - 8) / (0.6 * Double(max(title.count, 1))))
+        let titleSize = Self.fittedFontSize(title, width: width - 8, largest: 13)
         svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%.1f\">%@</text>\n",
-                      originX + width / 2, originY + 17, titleSize, escaped(title))
+                      originX + width / 2, originY + 17, titleSize, Self.escaped(title))
         svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n",
-                      originX + left + plotWidth / 2, originY + top + plotHeight + 32, escaped(xLabel))
+                      originX + left + plotWidth / 2, originY + top + plotHeight + 32, Self.escaped(xLabel))
         svg += String(format: "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\">%@</text>\n",
-                      originX + 13, originY + top + plotHeight / 2, escaped(yLabel))
+                      originX + 13, originY + top + plotHeight / 2, Self.escaped(yLabel))
         // x ticks: the data's values when there are few (ranks, layers, sizes), else round ones;
         // y ticks: round values, or the powers of ten on a log axis.
         let distinctX = Array(Set(finite.map(\.x))).sorted()
@@ -124,7 +123,7 @@ public struct LinePlot: Sendable {
             let legendX = originX + left
             svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-width=\"2\"%@/>",
                           legendX, legendY - 4, legendX + 20, legendY - 4, colour, line.dashed ? " stroke-dasharray=\"6,4\"" : "")
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\">%@</text>\n", legendX + 24, legendY, escaped(line.name))
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\">%@</text>\n", legendX + 24, legendY, Self.escaped(line.name))
         }
         return svg + "</g>\n"
     }
@@ -137,7 +136,14 @@ public struct LinePlot: Sendable {
         return String(format: abs(value) < 1 ? "%.2f" : "%.1f", value)
     }
 
-    func escaped(_ text: String) -> String {
+    /// The font size at which `text` fits `width` pixels, at most `largest`: about 0.6 em a
+    /// character, so a long title gets a smaller font rather than being cut.
+    static func fittedFontSize(_ text: String, width: Double, largest: Double) -> Double {
+        min(largest, width / (0.6 * Double(max(text.count, 1))))
+    }
+
+    /// `text` safe inside an SVG element (the charts' titles, labels and tooltips).
+    static func escaped(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
     }
 }

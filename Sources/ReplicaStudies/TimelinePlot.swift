@@ -89,14 +89,14 @@ public enum TimelinePlot {
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<g font-family=\"sans-serif\" font-size=\"11\">\n"
         let title = "Timeline of steps \(window.lowerBound) to \(window.upperBound): \(url.lastPathComponent)"
         svg += String(format: "<text x=\"%.1f\" y=\"20\" text-anchor=\"middle\" font-size=\"%.1f\">%@</text>\n", width / 2,
-                      min(14, (width - 20) / (0.6 * Double(title.count))), escaped(title))
+                      LinePlot.fittedFontSize(title, width: width - 20, largest: 14), LinePlot.escaped(title))
         svg += labels
         for (index, item) in shown.enumerated() {
             let x = px(item.start), w = max(0.5, px(item.end) - x)
             let top = item.lane == 2 ? laneY[[item.rank, 2]]! + Double(rows[index] ?? 0) * (bucketHeight + 1) : laneY[[item.rank, item.lane]]!
             let h = item.lane == 2 ? bucketHeight : laneHeight
             svg += String(format: "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%@\" stroke=\"white\" stroke-width=\"0.3\"><title>%@</title></rect>\n",
-                          x, top, w, h, colours[item.lane], escaped("step \(item.step): \(item.name)"))
+                          x, top, w, h, colours[item.lane], LinePlot.escaped("step \(item.step): \(item.name)"))
         }
         let ticks = LinePlot.niceTicks(lower: 0, upper: span / 1e3, target: 8)
         svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>\n", left, axisY, width - right, axisY)
@@ -112,9 +112,5 @@ public enum TimelinePlot {
                           x, axisY + 40, colours[index], x + 18, axisY + 49, name)
         }
         return svg + "</g>\n</svg>\n"
-    }
-
-    static func escaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
     }
 }

@@ -157,7 +157,7 @@ public final class GradientReducer: GradientSink {
         let buffer = UnsafeMutableBufferPointer(start: arena.gradients.pointer + range.lowerBound, count: range.count)
         startTimes.append(now())
         completionTimes.append(nil)
-        let schedule = planner.schedule(bytes: range.count * (compression == nil ? 4 : 2))
+        let schedule = self.schedule(ofBucket: index)
         if compressing, let powerSGD {
             pending.append(try powerSGD.startFirstPhase(bucket: index, planner: planner))
         } else if let compression {
@@ -168,6 +168,11 @@ public final class GradientReducer: GradientSink {
             pending.append(try communicator.startAllReduce(buffer, .sum, schedule: schedule))
         }
         nextBucket += 1
+    }
+
+    /// How bucket `index` travels: the planner's schedule for its bytes on the wire (2 a value in 16 bits).
+    public func schedule(ofBucket index: Int) -> CollectiveSchedule {
+        planner.schedule(bytes: buckets[index].count * (compression == nil ? 4 : 2))
     }
 
     /// The 16-bit all-reduce of one bucket (with ZeRO's `counts`, its reduce-scatter), widened back
@@ -210,7 +215,7 @@ public final class GradientReducer: GradientSink {
         }
     }
 
-    private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    private func now() -> Double { Timeline.now() }
 }
 
 /// A collective whose result needs one more step once it is in (a compressed bucket widened back).

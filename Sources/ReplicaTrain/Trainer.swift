@@ -133,8 +133,8 @@ public final class Trainer {
     /// How the largest gradient bucket is all-reduced ("ring", "binomial", "hierarchical ring", ...;
     /// under ZeRO-1 its reduce-scatter), or nil on one rank: the summaries' `allreduce`.
     public var allReduceDescription: String? {
-        guard communicator.size > 1, let largest = reducer.buckets.map(\.count).max() else { return nil }
-        return reducer.planner.schedule(bytes: 4 * largest).description
+        guard communicator.size > 1, let largest = reducer.buckets.indices.max(by: { reducer.buckets[$0].count < reducer.buckets[$1].count }) else { return nil }
+        return reducer.schedule(ofBucket: largest).description
     }
 
     /// A warning from this rank, whichever it is, on stderr with its number.
@@ -437,14 +437,8 @@ public final class Trainer {
         return Self.agreedSignal(ranks: agreed[0], sum: agreed[1])
     }
 
-    /// Trains from `startStep` to `options.steps`, evaluating, logging and checkpointing as asked.
-    ///
-    /// A stop request (a signal on any rank) ends the loop after the step in progress on every
-    /// rank alike: no evaluation, rank 0 writes the checkpoint of that step (with a checkpoint
-    /// folder), and the outcome's `stopSignal` says so. One that came before the first step ends
-    /// the run before it, with nothing to write (the folder's newest checkpoint is where it was).
-    /// Runs the steps; with `--timeline`, the ranks' events go to its file at the end (until then,
-    /// rank 0's own, step by step).
+    /// Trains from `startStep` to `options.steps` (`runSteps`); with `--timeline`, the ranks' events
+    /// go to its file at the end (until then, rank 0's own, step by step).
     public func run() throws -> Outcome {
         try timeline?.start(rank: communicator.rank)
         let outcome = try runSteps()
@@ -458,6 +452,12 @@ public final class Trainer {
         return try timeline.span(name, track, body)
     }
 
+    /// Trains from `startStep` to `options.steps`, evaluating, logging and checkpointing as asked.
+    ///
+    /// A stop request (a signal on any rank) ends the loop after the step in progress on every
+    /// rank alike: no evaluation, rank 0 writes the checkpoint of that step (with a checkpoint
+    /// folder), and the outcome's `stopSignal` says so. One that came before the first step ends
+    /// the run before it, with nothing to write (the folder's newest checkpoint is where it was).
     func runSteps() throws -> Outcome {
         let started = Date()
         var trainingSeconds = 0.0
