@@ -48,8 +48,11 @@ Model of one step on p ranks (per-rank batch b):
       after the optimizer step on the shard (rest/p), MPI_Iallgatherv of every bucket at once
       (nbc_iallgatherv.c, no choice): one round in which every rank sends its piece to each of the
       p − 1 others ((p−1)/p·n out of and into every rank), waited for with nothing to overlap.
-    ring (--algorithm ring, what a bandwidth-optimal library would run): all-reduce 2(p−1) rounds
-      of n/p bytes; reduce-scatter and all-gather p − 1 rounds each.
+    ring (Replica's, --allreduce ring; --algorithm ring for rows that do not say): all-reduce
+      2(p−1) rounds of n/p bytes, each direction of a link at its one-way rate (measured);
+      reduce-scatter and all-gather p − 1 rounds each. A row's `allreduce` column (the schedule
+      the run reported: binomial, ring, hierarchical binomial|ring) and `compression` column
+      (none, bf16, powersgd) choose its schedules and bytes.
   The overlap fraction (bench step's overlap_fraction) is predicted as Replica measures it: each
   bucket's time from its start to when it is seen complete (at a poll during backward, else in
   finish()'s waits in bucket order), the part of it before backward ends over the whole.
@@ -351,7 +354,7 @@ def socket_transfer(start, size, beta, window, poll):
         t = following
 
 
-def simulate(rounds, links, ring_rate, posted, poll, link_free):
+def simulate(rounds, links, posted, poll, link_free):
     """Seen-complete time of one non-blocking collective with schedule `rounds` (see `schedule`),
     posted at `posted`.
 
@@ -365,18 +368,17 @@ def simulate(rounds, links, ring_rate, posted, poll, link_free):
     bucket and the broadcast of the one before, opposite directions, do not overlap). The sender sees
     the acknowledgement at its next poll and its data then leaves through `socket_transfer`. A
     channel's data takes α + bytes·β; β is the link's one-way rate (reduce then broadcast, one
-    direction at a time), or with `ring_rate` the rate each direction reached in Open MPI's ring
-    all-reduce on 2 ranks, about 0.6 of it on a shaped link (its rounds' acknowledgements queue
-    behind the other direction's data, which this rule does not model for the ring). `link_free`
-    (channel -> time its queued data has left) is shared by the concurrent collectives and updated."""
-    beta_index = 2 if ring_rate else 1
+    direction at a time), which Replica's ring also reaches in each direction at once (measured;
+    Open MPI's blocking ring, fitted as the links' third figure, reaches about 0.6 of it on a
+    shaped link and is not what Replica runs). `link_free` (channel -> time its queued data has
+    left) is shared by the concurrent collectives and updated."""
     now = posted
     for channels in rounds:
         done = now
         started = {}
         for channel, size, largest, messages, partners in channels:
             kind = "local" if channel[0] == "local" else "link"
-            alpha, beta = links[kind][0], links[kind][beta_index]
+            alpha, beta = links[kind][0], links[kind][1]
             if channel[0] == "in":
                 ready = max(started.get(partner, now) for partner in partners)
             elif largest <= EAGER_BYTES[kind]:
@@ -402,7 +404,7 @@ def simulate(rounds, links, ring_rate, posted, poll, link_free):
 
 def simulate_allreduce(n, p, ppn, links, algorithm, posted, poll, link_free):
     """End time of one non-blocking all-reduce of n bytes posted at `posted` (see `simulate`)."""
-    return simulate(schedule("allreduce", algorithm, p, n, ppn), links, False, posted, poll, link_free)
+    return simulate(schedule("allreduce", algorithm, p, n, ppn), links, posted, poll, link_free)
 
 
 def allreduce_seconds(n, p, ppn, links, algorithm):
@@ -433,21 +435,19 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
         return next(q for q in times if q >= t)
 
     sharded = zero >= 1 and p > 1
-    # Open MPI's tuned ring (the fitted `ring` rate) is not what runs; Replica's ring uses the one-way rate.
-    ring_rate = False
     collective = "reduce-scatter" if sharded and compression != "powersgd" else "allreduce"
     link_free, end = {}, compute
     spans = []
     messages = bucket_messages(bucket_mb * 1024 * 1024, model, compression)
     for size, _, lowest in messages:
         posted = next(t for t, finished in points if finished <= lowest)
-        done = simulate(schedule(collective, algorithm, p, size, ppn), links, ring_rate, posted, poll, link_free)
+        done = simulate(schedule(collective, algorithm, p, size, ppn), links, posted, poll, link_free)
         spans.append((posted, done))
         end = max(end, done)
     if compression == "powersgd":
         second = max(end, compute)
         for _, size, _ in messages:
-            done = simulate(schedule("allreduce", algorithm, p, size, ppn), links, ring_rate, second, poll, link_free)
+            done = simulate(schedule("allreduce", algorithm, p, size, ppn), links, second, poll, link_free)
             spans.append((second, done))
             end = max(end, done)
     exposed = end - compute if p > 1 else 0.0
@@ -467,7 +467,7 @@ def step_detail(compute, rest, p, nodes, bucket_mb, overlap, links, algorithm, m
     gather, free = 0.0, {}
     if sharded:
         for size, _ in buckets(bucket_mb * 1024 * 1024, model):
-            gather = max(gather, simulate(schedule("allgather", algorithm, p, size, ppn), links, ring_rate, 0.0,
+            gather = max(gather, simulate(schedule("allgather", algorithm, p, size, ppn), links, 0.0,
                                           lambda t: t, free))
     return {"step": compute + exposed + small + optimizer + gather, "exposed": exposed, "small": small,
             "optimizer": optimizer, "gather": gather,
