@@ -16,14 +16,9 @@ struct TimelineOptions: ParsableArguments {
         return first...last
     }
 
-    /// Every rank checks the file's folder while parsing, before MPI starts, so that an unwritable
-    /// path ends every rank at once with exit 1 (only rank 0 writes the file).
     func validate() throws {
-        if let timeline {
-            let folder = URL(fileURLWithPath: timeline).deletingLastPathComponent().path
-            guard access(folder, W_OK) == 0 else {
-                throw ValidationError("--timeline \(timeline): its folder \(folder) does not exist or is not writable; choose another file.")
-            }
+        if let timeline, let problem = outputFolderProblem(URL(fileURLWithPath: timeline).deletingLastPathComponent().path) {
+            throw ValidationError("--timeline \(timeline): its folder: \(problem); choose another file.")
         }
         if let timelineSteps {
             guard timeline != nil else { throw ValidationError("--timeline-steps needs --timeline FILE.") }

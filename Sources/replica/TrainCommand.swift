@@ -98,6 +98,9 @@ struct CommonTrainOptions: ParsableArguments {
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR (or use --resume-from PATH).") }
         if autoResume && checkpointDir == nil { throw ValidationError("--auto-resume needs --checkpoint-dir DIR.") }
         if autoResume && resumeFrom != nil { throw ValidationError("give --auto-resume or --resume-from PATH, not both.") }
+        if let checkpointDir, let problem = outputFolderProblem(checkpointDir) {
+            throw ValidationError("--checkpoint-dir \(checkpointDir): \(problem); choose another folder.")
+        }
         if overwrite && (resume || autoResume || resumeFrom != nil) {
             throw ValidationError("--overwrite starts fresh; it cannot be combined with --resume, --auto-resume or --resume-from.")
         }

@@ -88,6 +88,9 @@ import _ReplicaTestSupport
         ["train", "gat", "--heads", "1000000"],
         ["train", "translate", "--batch-size", "1000000000"],
         ["train", "cbow", "--batch-size", "100000000000"],
+        // Folders that cannot be made: refused while parsing, on every rank, not by rank 0 alone.
+        ["train", "charlm", "--steps", "2", "--checkpoint-dir", "/etc/hostname/checkpoints"],
+        ["train", "charlm", "--steps", "2", "--timeline", "/etc/hostname/t.json"],
     ]
 
     @Test(arguments: badInputs)

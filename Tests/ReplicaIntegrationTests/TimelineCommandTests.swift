@@ -94,12 +94,15 @@ import _ReplicaTestSupport
         #expect(trace.events.contains { trace.step($0) == 4 }, "the steps before the failure are there")
     }
 
-    /// A timeline file in a folder that does not exist: every rank ends with exit 1 naming it,
-    /// before training (not rank 0 alone, leaving the other to the watchdog).
+    /// A timeline file whose folder cannot be made (a file stands where it would be): every rank
+    /// ends with exit 1 naming it, before training (not rank 0 alone, leaving the other to the
+    /// watchdog).
     @Test func anUnwritableTimelineEndsEveryRankWithExitOne() throws {
         let directory = runs.temporaryDirectory("timeline-unwritable")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let file = directory.appendingPathComponent("missing/t.json").path
+        let blocker = directory.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: blocker)
+        let file = blocker.appendingPathComponent("t.json").path
         let arguments = try DataParallelCommandTests.arguments(batch: 4, steps: 4, directory: directory, extra: ["--timeline", file])
         let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + arguments, timeout: 120)
         #expect(result.status == 1, "\(result.standardError)")
