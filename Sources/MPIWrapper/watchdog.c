@@ -47,6 +47,12 @@ static atomic_int current_operation = 0, current_phase = PHASE_IDLE;
 /* Settings (seconds; a timeout of 0 turns the stall report off). */
 static _Atomic double timeout_seconds = 300, silence_seconds = 10;
 
+/* A wait this long in one collective is told to the observer once (the --timeline's notice). */
+static const double notice_seconds = 1.0;
+static _Atomic(mpiw_watchdog_observer) observer = NULL;
+
+void mpiw_watchdog_observe(mpiw_watchdog_observer new_observer) { atomic_store(&observer, new_observer); }
+
 static double now_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -113,20 +119,44 @@ static void describe(char *out, size_t capacity, int rank, const heartbeat_t *st
     }
 }
 
-/* Prints `headline` and one line per rank in `ranks`, then ends the job with exit status 2. */
-static void report_and_abort(const char *headline, const int *ranks, int count, const heartbeat_t *states,
-                             const double *heard_at, const int *heard, double now) {
-    fprintf(stderr, "[rank %d/%d] %s\n", my_rank, world_size, headline);
-    for (int i = 0; i < count; i++) {
+/* `headline` and one line per rank in `ranks` (what each was last heard doing), into `out`. */
+static void compose_report(char *out, size_t capacity, const char *headline, const int *ranks, int count,
+                           const heartbeat_t *states, const double *heard_at, const int *heard, double now) {
+    size_t used = (size_t)snprintf(out, capacity, "%s", headline);
+    for (int i = 0; i < count && used < capacity; i++) {
         char line[512];
         int r = ranks[i];
         describe(line, sizeof line, r, &states[r], now - heard_at[r], heard[r]);
-        fprintf(stderr, "[rank %d/%d]   %s\n", my_rank, world_size, line);
+        used += (size_t)snprintf(out + used, capacity - used, "\n  %s", line);
+    }
+}
+
+/* Prints `headline` and one line per rank in `ranks`, then ends the job with exit status 2. */
+static void report_and_abort(const char *headline, const int *ranks, int count, const heartbeat_t *states,
+                             const double *heard_at, const int *heard, double now) {
+    static char report[16384];
+    compose_report(report, sizeof report, headline, ranks, count, states, heard_at, heard, now);
+    mpiw_watchdog_observer observe = atomic_load(&observer);
+    if (observe) observe(1, report);
+    char *position = NULL;
+    for (char *line = strtok_r(report, "\n", &position); line; line = strtok_r(NULL, "\n", &position)) {
+        fprintf(stderr, "[rank %d/%d] %s\n", my_rank, world_size, line);
     }
     fprintf(stderr, "[rank %d/%d] ending the job (exit status 2); --timeout S changes the stall limit\n", my_rank, world_size);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 2);
     _exit(2);
+}
+
+/* The ranks that have not arrived at the collective this rank waits in (`mine`), into `listed`. */
+static int not_arrived(const heartbeat_t *mine, const heartbeat_t *states, const int *heard, int *listed) {
+    int n = 0;
+    for (int r = 0; r < world_size; r++) {
+        if (r == my_rank) continue;
+        int arrived = heard[r] && states[r].phase == PHASE_WAITING && states[r].sequence == mine->sequence;
+        if (!arrived) listed[n++] = r;
+    }
+    return n;
 }
 
 static void *watch(void *unused) {
@@ -140,6 +170,7 @@ static void *watch(void *unused) {
     for (int r = 0; r < world_size; r++) sends[r] = MPI_REQUEST_NULL;
     const double started = now_seconds();
     double last_sent = 0;
+    int64_t noticed_sequence = -1;
     while (!atomic_load(&stop_requested)) {
         double now = now_seconds();
         /* Everything that arrived. */
@@ -199,13 +230,21 @@ static void *watch(void *unused) {
                     report_and_abort(headline, listed, n, states, heard_at, heard, now);
                 }
             }
+            /* The notice: a long wait, told once per collective to the observer (nothing printed). */
+            mpiw_watchdog_observer observe = atomic_load(&observer);
+            if (observe && mine.waited > notice_seconds && mine.sequence != noticed_sequence) {
+                noticed_sequence = mine.sequence;
+                int waiting_for = not_arrived(&mine, states, heard, listed);
+                char report[8192];
+                snprintf(headline, sizeof headline, "waiting %.1f s in #%lld %s of %lld; %d rank(s) have not arrived:",
+                         mine.waited, (long long)mine.sequence, mpiw_operation_name(mine.operation),
+                         (long long)mine.count, waiting_for);
+                compose_report(report, sizeof report, headline, listed, waiting_for, states, heard_at, heard, now);
+                observe(0, report);
+            }
             /* The stall report: who has not arrived at this collective. */
             if (timeout > 0 && mine.waited > timeout) {
-                for (int r = 0; r < world_size; r++) {
-                    if (r == my_rank) continue;
-                    int arrived = heard[r] && states[r].phase == PHASE_WAITING && states[r].sequence == mine.sequence;
-                    if (!arrived) listed[n++] = r;
-                }
+                n = not_arrived(&mine, states, heard, listed);
                 snprintf(headline, sizeof headline,
                          "collective timeout: #%lld %s of %lld has waited %.1f s (limit %.0f s); %d rank(s) have not arrived:",
                          (long long)mine.sequence, mpiw_operation_name(mine.operation), (long long)mine.count,

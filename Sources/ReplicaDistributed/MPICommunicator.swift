@@ -44,6 +44,21 @@ public enum MPIEnvironment {
         mpiw_watchdog_configure(timeout, silence)
     }
 
+    /// Hands `observer` what the watchdog reports, on the watchdog's thread (nil: nobody): a
+    /// notice (`fatal` false) when this rank has waited over a second in one collective, naming
+    /// the ranks that have not arrived, and the report that ends the job, just before the abort.
+    /// The `--timeline`'s watchdog events.
+    public static func observeWatchdog(_ observer: (@Sendable (_ fatal: Bool, _ report: String) -> Void)?) {
+        watchdogLock.withLock { watchdogObserver = observer }
+        mpiw_watchdog_observe(observer == nil ? nil : { fatal, report in
+            let text = report.map { String(cString: $0) } ?? ""
+            MPIEnvironment.watchdogLock.withLock { MPIEnvironment.watchdogObserver }?(fatal != 0, text)
+        })
+    }
+
+    private static let watchdogLock = NSLock()
+    nonisolated(unsafe) private static var watchdogObserver: (@Sendable (Bool, String) -> Void)?
+
     /// Under mpirun or srun, runs this program again as a supervised worker and returns the exit
     /// status this (supervising) process must end with; nil in the worker, or when not launched.
     /// A worker killed by a signal then ends the job with status 2 and a message naming its rank.

@@ -91,6 +91,9 @@ public final class GAT {
     }
 
     /// Where dropout masks come from: (seed, rank, step).
+    /// Where the forward pass marks its layers (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     public var randomContext = RandomContext(seed: 0) {
         didSet {
             for layer in layers { layer.context = randomContext }
@@ -110,6 +113,7 @@ public final class GAT {
                 x = activations[index].forward(x)
                 x = norms[index].forward(x)
             }
+            phases?.phaseEnded("forward: layer \(index)")
         }
         return x
     }

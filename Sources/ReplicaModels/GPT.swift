@@ -98,6 +98,9 @@ public final class GPT {
         }
     }
 
+    /// Where the forward pass marks its blocks (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     /// Where dropout masks come from: (seed, rank, step).
     public var randomContext = RandomContext(seed: 0) {
         didSet {
@@ -115,11 +118,16 @@ public final class GPT {
         let positions = positionEmbedding.forward((0..<(B * T)).map { Int32($0 % T) }, shape: [B * T])
         add(positions, into: x)
         x = embeddingDropout.forward(x)
-        for block in blocks { x = block.forward(x, batch: B, length: T) }
+        phases?.phaseEnded("forward: embeddings")
+        for (index, block) in blocks.enumerated() {
+            x = block.forward(x, batch: B, length: T)
+            phases?.phaseEnded("forward: block \(index)")
+        }
         let hidden = finalNorm.forward(x)
         finalHidden = hidden
         let logits = Tensor(uninitialized: [B * T, config.vocabularySize])
         gemm(hidden, arena.value(tokenEmbedding.weight), transposingB: true, into: logits)
+        phases?.phaseEnded("forward: final norm and logits")
         return logits
     }
 

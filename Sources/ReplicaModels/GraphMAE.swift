@@ -140,6 +140,9 @@ public final class GraphMAE {
     }
 
     /// Where dropout masks come from: (seed, rank, step).
+    /// Where the forward pass marks its encoder layers and decoder (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     public var randomContext = RandomContext(seed: 0) {
         didSet {
             for layer in encoderLayers { layer.context = randomContext }
@@ -168,6 +171,7 @@ public final class GraphMAE {
                 x = layer.forward(dropouts[index - 1].forward(x), graph: graph)
             }
             x = activations[index].forward(x)
+            phases?.phaseEnded("forward: encoder layer \(index)")
         }
         return x
     }
@@ -202,7 +206,9 @@ public final class GraphMAE {
         let projected = Tensor(zeros: [N, F])
         scatterRows(projectedKept, kept, into: projected)
         cache = Cache(nodeCount: N, tokenNodes: mask.tokenNodes, keptNodes: kept, decoderInput: h)
-        return decoderLayer.forward(projected: projected, graph: decoderGraph ?? graph)
+        let reconstruction = decoderLayer.forward(projected: projected, graph: decoderGraph ?? graph)
+        phases?.phaseEnded("forward: decoder")
+        return reconstruction
     }
 
     /// The pre-training loss: the scaled cosine error of the mask nodes' reconstructions divided

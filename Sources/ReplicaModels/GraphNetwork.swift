@@ -10,6 +10,8 @@ public protocol NodeClassifier: AnyObject {
     var layerCount: Int { get }
     var mode: Mode { get set }
     var randomContext: RandomContext { get set }
+    /// Where the forward pass marks its layers (`--timeline`), or nil.
+    var phases: PhaseMarker? { get set }
     func initialize(seed: UInt64)
     func forward(features: CSRMatrix, graph: CSRGraph) -> Tensor
     func backward(_ logitsGradient: Tensor)
@@ -170,6 +172,9 @@ public final class GraphNetwork: NodeClassifier {
         }
     }
 
+    /// Where the forward pass marks its layers (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     public var randomContext = RandomContext(seed: 0) {
         didSet {
             for layer in layers { layer.context = randomContext }
@@ -202,6 +207,7 @@ public final class GraphNetwork: NodeClassifier {
                 x = activations[index].forward(x)
                 if isResidual(index) { x = adding(x, input) }
             }
+            phases?.phaseEnded("forward: layer \(index)")
         }
         return x
     }

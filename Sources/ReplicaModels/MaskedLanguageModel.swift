@@ -122,6 +122,9 @@ public final class MaskedLanguageModel {
     }
 
     /// Where dropout masks come from: (seed, rank, step).
+    /// Where the forward pass marks its layers (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     public var randomContext = RandomContext(seed: 0) {
         didSet {
             embeddingDropout.context = randomContext
@@ -138,7 +141,11 @@ public final class MaskedLanguageModel {
         self.rows = rows
         shape = (B, T)
         var x = embeddingDropout.forward(embed(ids, length: T))
-        for layer in layers { x = layer.forward(x, batch: B, length: T, mask: mask) }
+        phases?.phaseEnded("forward: embeddings")
+        for (index, layer) in layers.enumerated() {
+            x = layer.forward(x, batch: B, length: T, mask: mask)
+            phases?.phaseEnded("forward: layer \(index)")
+        }
         (finalNorm as? BatchNorm)?.rowMask = mask
         let hidden = finalNorm.forward(x).gatheringRows(rows)
         predictedHidden = hidden
@@ -150,6 +157,7 @@ public final class MaskedLanguageModel {
             let z = logits.data + row * V
             for v in 0..<V { z[v] += bias[v] }
         }
+        phases?.phaseEnded("forward: final norm and logits")
         return logits
     }
 

@@ -95,6 +95,9 @@ public final class Seq2SeqTransformer {
         }
     }
 
+    /// Where the forward pass marks its layers (`--timeline`), or nil.
+    public weak var phases: PhaseMarker?
+
     public var randomContext = RandomContext(seed: 0) {
         didSet {
             sourceDropout.context = randomContext
@@ -111,7 +114,11 @@ public final class Seq2SeqTransformer {
         sourceIds = source
         var x = embed(source, length: S)
         x = sourceDropout.forward(x)
-        for layer in encoderLayers { x = layer.forward(x, batch: B, length: S, mask: mask) }
+        phases?.phaseEnded("forward: source embeddings")
+        for (index, layer) in encoderLayers.enumerated() {
+            x = layer.forward(x, batch: B, length: S, mask: mask)
+            phases?.phaseEnded("forward: encoder layer \(index)")
+        }
         setRowMask(encoderNorm, mask)
         return encoderNorm.forward(x)
     }
@@ -123,15 +130,18 @@ public final class Seq2SeqTransformer {
         targetIds = targetInput
         var x = embed(targetInput, length: T)
         x = targetDropout.forward(x)
-        for layer in decoderLayers {
+        phases?.phaseEnded("forward: encoder norm, target embeddings")
+        for (index, layer) in decoderLayers.enumerated() {
             x = layer.forward(x, memory: memory, batch: B, length: T, sourceLength: shape.S, targetMask: targetMask,
                               memoryMask: memoryMask)
+            phases?.phaseEnded("forward: decoder layer \(index)")
         }
         setRowMask(decoderNorm, targetMask)
         let hidden = decoderNorm.forward(x)
         decoderHidden = hidden
         let logits = Tensor(uninitialized: [B * T, config.vocabularySize])
         gemm(hidden, arena.value(embedding.weight), transposingB: true, into: logits)
+        phases?.phaseEnded("forward: final norm and logits")
         return logits
     }
 

@@ -3,8 +3,25 @@ import ReplicaCore
 
 /// `replica plot timeline`: a Gantt chart of a few steps of a `--timeline` file, as SVG: for each
 /// rank a compute lane, a communication lane and the buckets' collectives (stacked where they are
-/// in flight at once), on a common time axis in ms.
+/// in flight at once), on a common time axis in ms. Compute is coloured by kind (forward with its
+/// data and loss, backward, the optimizer, the rest), so the buckets' overlap with backward shows.
 public enum TimelinePlot {
+    /// The colours and legend entries: compute's four kinds, communication, buckets.
+    static let kinds: [(name: String, colour: String)] = [
+        ("forward", "#9ecae1"), ("backward", "#1f77b4"), ("optimizer", "#9467bd"), ("other compute", "#7f7f7f"),
+        ("communication", "#d62728"), ("bucket collectives", "#ff7f0e"),
+    ]
+
+    /// The index in `kinds` of a span: compute by its name (Timeline's names), else its lane.
+    static func kind(_ span: Span) -> Int {
+        guard span.lane == 0 else { return span.lane + 3 }
+        let name = span.name
+        if name == "data" || name == "loss" || name.hasPrefix("forward:") { return 0 }
+        if name.hasPrefix("backward") || name.hasSuffix("forward and backward") { return 1 }
+        if name.hasPrefix("optimizer") { return 2 }
+        return 3
+    }
+
     struct Span {
         let rank: Int
         let lane: Int      // 0 compute, 1 communication, 2 buckets
@@ -84,19 +101,20 @@ public enum TimelinePlot {
         let axisY = y + 4, height = axisY + 56
         let span = max(finish - origin, 1)
         func px(_ t: Double) -> Double { left + (t - origin) / span * (width - left - right) }
-        let colours = ["#1f77b4", "#d62728", "#ff7f0e"]
         var svg = String(format: "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\">\n", width, height, width, height)
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<g font-family=\"sans-serif\" font-size=\"11\">\n"
         let title = "Timeline of steps \(window.lowerBound) to \(window.upperBound): \(url.lastPathComponent)"
         svg += String(format: "<text x=\"%.1f\" y=\"20\" text-anchor=\"middle\" font-size=\"%.1f\">%@</text>\n", width / 2,
                       LinePlot.fittedFontSize(title, width: width - 20, largest: 14), LinePlot.escaped(title))
         svg += labels
-        for (index, item) in shown.enumerated() {
+        // Longer spans first, so a micro-step's whole span lies under its parts.
+        for index in shown.indices.sorted(by: { shown[$0].end - shown[$0].start > shown[$1].end - shown[$1].start }) {
+            let item = shown[index]
             let x = px(item.start), w = max(0.5, px(item.end) - x)
             let top = item.lane == 2 ? laneY[[item.rank, 2]]! + Double(rows[index] ?? 0) * (bucketHeight + 1) : laneY[[item.rank, item.lane]]!
             let h = item.lane == 2 ? bucketHeight : laneHeight
             svg += String(format: "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%@\" stroke=\"white\" stroke-width=\"0.3\"><title>%@</title></rect>\n",
-                          x, top, w, h, colours[item.lane], LinePlot.escaped("step \(item.step): \(item.name)"))
+                          x, top, w, h, kinds[kind(item)].colour, LinePlot.escaped("step \(item.step): \(item.name)"))
         }
         let ticks = LinePlot.niceTicks(lower: 0, upper: span / 1e3, target: 8)
         svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>\n", left, axisY, width - right, axisY)
@@ -106,10 +124,10 @@ public enum TimelinePlot {
                           x, axisY, x, axisY + 4, x, axisY + 16, LinePlot.label(tick, step: ticks.step))
         }
         svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">ms from the first event shown</text>\n", left + (width - left - right) / 2, axisY + 32)
-        for (index, name) in ["compute", "communication", "bucket collectives"].enumerated() {
-            let x = left + Double(index) * 160
+        for (index, kind) in kinds.enumerated() {
+            let x = left + Double(index) * 130
             svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"10\" fill=\"%@\"/><text x=\"%.1f\" y=\"%.1f\">%@</text>\n",
-                          x, axisY + 40, colours[index], x + 18, axisY + 49, name)
+                          x, axisY + 40, kind.colour, x + 18, axisY + 49, kind.name)
         }
         return svg + "</g>\n</svg>\n"
     }

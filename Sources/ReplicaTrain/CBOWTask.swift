@@ -119,8 +119,11 @@ public final class CBOWTask: DataParallelTask {
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
-        let cache = forward(windows(step: step, micro: micro))
+        let windows = windows(step: step, micro: micro)
+        reducer?.phaseEnded("data")
+        let cache = forward(windows)
         let value = model.loss(cache) / Double(normalizer)
+        reducer?.phaseEnded("forward and loss")
         let outputStart = model.outputEmbedding.range.lowerBound
         try model.backward(cache, normalizer: normalizer) { try reducer?.gradientsReady(downTo: outputStart) }
         return value

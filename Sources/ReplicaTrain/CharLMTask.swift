@@ -108,11 +108,14 @@ public final class CharLMTask: DataParallelTask, MatmulCounting {
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         var (inputs, targets) = train.batch(starts: starts(step: step, micro: micro))
         augment(&inputs, step: step, micro: micro)
+        reducer?.phaseEnded("data")
+        model.phases = reducer
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let B = options.batchSize, T = model.config.blockSize
         let logits = model.forward(inputs, batch: B, length: T)
         let value = loss.forward(logits: logits, targets: targets, normalizer: normalizer)
+        reducer?.phaseEnded("loss")
         try model.backward(loss.backward()) { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
     }

@@ -154,6 +154,8 @@ public final class GATTask: DataParallelTask {
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let seeds = trainingNodes(step: step, micro: micro)
         let input = trainingInput(seeds: seeds, step: step, micro: micro)
+        reducer?.phaseEnded("data")
+        model.phases = reducer
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let logits = model.forward(features: input.features, graph: input.graph)
@@ -162,7 +164,9 @@ public final class GATTask: DataParallelTask {
             targets[input.nodes == nil ? Int(node) : index] = dataset.labels[Int(node)]
         }
         let value = loss.forward(logits: logits, targets: targets, normalizer: normalizer)
+        reducer?.phaseEnded("loss")
         model.backward(loss.backward())
+        reducer?.phaseEnded("backward")
         return value
     }
 

@@ -1,10 +1,11 @@
 import Foundation
 import ReplicaCore
 import ReplicaDistributed
+import ReplicaNN
 
 /// Where a task's backward reports how far down the arena its gradients are final, so that
 /// communication can start while backward goes on (the task knows nothing more of the reducer).
-public protocol GradientSink: AnyObject {
+public protocol GradientSink: PhaseMarker {
     func gradientsReady(downTo offset: Int) throws
 }
 
@@ -39,11 +40,12 @@ public final class GradientReducer: GradientSink {
     public var compression: HalfPrecision?
     /// Each bucket's schedule (`--allreduce`, `--hierarchical`), by its size in bytes.
     public var planner = CollectivePlanner.library
-    /// `--timeline`: the buckets' spans and backward's segments between its reports.
+    /// `--timeline`: the buckets' spans and the step's compute segments (data, forward per
+    /// block, loss, backward between its reports).
     public var timeline: Timeline?
     private var segmentStart = 0.0
-    /// Until backward's first report: that segment holds the forward too.
-    private var inFirstSegment = false
+    /// Between `beginBackward` and `finish`: marks cut segments (not those of evaluation).
+    private var marking = false
     /// PowerSGD's state and its two all-reduces a bucket (nil: the buckets travel whole).
     public var powerSGD: PowerSGD?
     /// Whether this backward's buckets go through `powerSGD` (its start step reached).
@@ -75,7 +77,7 @@ public final class GradientReducer: GradientSink {
     public func beginBackward(step: Int) {
         compressing = powerSGD.map { step >= $0.startStep } ?? false
         segmentStart = now()
-        inFirstSegment = true
+        marking = true
         pending = []
         startTimes = []
         completionTimes = []
@@ -83,15 +85,17 @@ public final class GradientReducer: GradientSink {
         readyBuckets = 0
     }
 
+    /// The step's compute since the previous mark was `name`: a segment on the timeline.
+    public func phaseEnded(_ name: @autoclosure () -> String) {
+        guard marking, let timeline, timeline.isRecording else { return }
+        let time = now()
+        timeline.record(name(), .compute, from: segmentStart, to: time)
+        segmentStart = time
+    }
+
     /// Backward has finished every gradient at offsets ≥ `offset`: start the buckets above it.
     public func gradientsReady(downTo offset: Int) throws {
-        if let timeline, timeline.isRecording {
-            let time = now()
-            let name = arena.slots.last { $0.range.lowerBound <= offset }?.name ?? "\(offset)"
-            timeline.record(inFirstSegment ? "forward, backward to \(name)" : "backward to \(name)", .compute, from: segmentStart, to: time)
-            segmentStart = time
-            inFirstSegment = false
-        }
+        phaseEnded("backward to \(self.arena.slots.last { $0.range.lowerBound <= offset }?.name ?? "\(offset)")")
         guard overlap, communicator.size > 1 else { return }
         while readyBuckets < buckets.count && buckets[readyBuckets].lowerBound >= offset { readyBuckets += 1 }
         try poll()
@@ -100,6 +104,7 @@ public final class GradientReducer: GradientSink {
 
     /// Starts what is left, waits for every bucket, and records how much communication was hidden.
     public func finish() throws {
+        marking = false
         guard communicator.size > 1 else { return }
         let finishEntered = now()
         readyBuckets = buckets.count

@@ -100,8 +100,11 @@ public final class GraphMAETask: DataParallelTask {
             var generator = SeededGenerator(seed: options.seed, 0x6475_6467, UInt64(replica(micro: micro)), UInt64(step))
             encoderGraph = graph.dropEdges(probability: q, generator: &generator)
         }
+        reducer?.phaseEnded("data")
+        model.phases = reducer
         let value = model.forward(features: dataset.features, graph: encoderGraph, mask: mask, normalizer: normalizer,
                                   decoderGraph: graph)
+        reducer?.phaseEnded("loss")
         try model.backward { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
     }

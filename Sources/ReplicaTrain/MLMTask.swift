@@ -117,11 +117,14 @@ public final class MLMTask: DataParallelTask {
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let batch = maskedBatch(step: step, micro: micro)
         guard batch.batchSize > 0 else { return 0 }   // a short last batch: this rank adds nothing
+        reducer?.phaseEnded("data")
+        model.phases = reducer
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let logits = model.forward(batch.inputs, mask: batch.mask, batch: batch.batchSize, length: batch.length,
                                    predicting: batch.rows)
         let value = loss.forward(logits: logits, targets: batch.targets, normalizer: normalizer)
+        reducer?.phaseEnded("loss")
         try model.backward(loss.backward()) { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
     }

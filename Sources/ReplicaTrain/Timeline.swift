@@ -5,10 +5,12 @@ import ReplicaDistributed
 /// `--timeline FILE`: what every rank did when, as Chrome trace-event JSON (Perfetto,
 /// chrome://tracing), the format of Horovod's timeline and PyTorch's profiler traces.
 ///
-/// One process a rank, two threads: compute (each micro-step's forward and backward, backward cut
-/// at every point where it reports finished gradients — per block for the Transformers —, the
-/// optimizer step, evaluation, checkpoint writes) and communication (the step's agreement
-/// all-reduce, the final wait for the buckets, the consistency checks). Each bucket is an async
+/// One process a rank, two threads: compute (each micro-step's forward and backward; within the
+/// step's last, the data preparation, forward per block or layer (`PhaseMarker`), the loss, and
+/// backward cut at every point where it reports finished gradients — per weight for the
+/// Transformers —; the optimizer step, evaluation, checkpoint writes) and communication (the
+/// start-up broadcast, the step's agreement all-reduce, the final wait for the buckets, the
+/// consistency checks, the watchdog's events). Each bucket is an async
 /// span from its start to the poll that saw it complete, so buckets in flight at once show as
 /// separate rows. Every event carries its step in `args`.
 ///
@@ -19,7 +21,8 @@ import ReplicaDistributed
 /// file at the end. Until then the file holds rank 0's own events, appended after every step in
 /// the format's JSON-array form, whose closing bracket may be missing (the trace-event format
 /// allows it for exactly this): so a job that fails, even one killed by mpirun after another
-/// rank died, leaves what rank 0 had. With `steps` (`--timeline-steps A:B`) only those steps
+/// rank died, leaves what rank 0 had. The watchdog's notices (a wait of over a second in one
+/// collective, naming who has not arrived) and its report that ends a job are instant events. With `steps` (`--timeline-steps A:B`) only those steps
 /// (counted from 1) are kept.
 public final class Timeline {
     public enum Track: Int, Sendable {
@@ -28,13 +31,16 @@ public final class Timeline {
     }
 
     struct Event {
-        let name: String
+        /// The index of its name in `names`.
+        let name: Int
         let track: Track
         let start: Double
         let end: Double
         let step: Int
         /// An async span (buckets in flight at once) with this id, else a complete event.
         let asyncID: Int?
+        /// An instant event (the watchdog's) with this text in its `args`, else a span.
+        var report: String? = nil
     }
 
     public let path: String
@@ -42,6 +48,13 @@ public final class Timeline {
     /// The step now running, counted from 1 (0: before the first).
     public var step = 0
     private var events: [Event] = []
+    /// Every name recorded, once: events hold its index. A string kept per event would pin the
+    /// heap between the step's temporary tensors, and the process grew by some 300 KB a step.
+    private var names = ["watchdog: ending the job", "watchdog: long wait"]
+    private var nameIndices: [String: Int] = [:]
+    /// The watchdog's events, recorded on its thread (under `lock`, as are rank 0's file writes).
+    private var watchdogEvents: [Event] = []
+    private let lock = NSLock()
     private var nextAsyncID = 0
     /// Rank 0's file while the run goes on, the events written to it so far, and its time origin.
     private var live: FileHandle?
@@ -65,14 +78,35 @@ public final class Timeline {
     /// Records `name` on `track` from `start` to `end` (seconds of `now()`), if this step is kept.
     public func record(_ name: String, _ track: Track, from start: Double, to end: Double) {
         guard isRecording else { return }
-        events.append(Event(name: name, track: track, start: start, end: end, step: step, asyncID: nil))
+        events.append(Event(name: index(of: name), track: track, start: start, end: end, step: step, asyncID: nil))
     }
 
     /// Records a bucket's collective: an async span on the communication track.
     public func recordCollective(_ name: String, from start: Double, to end: Double) {
         guard isRecording else { return }
         nextAsyncID += 1
-        events.append(Event(name: name, track: .communication, start: start, end: end, step: step, asyncID: nextAsyncID))
+        events.append(Event(name: index(of: name), track: .communication, start: start, end: end, step: step, asyncID: nextAsyncID))
+    }
+
+    /// `name`'s index in `names`, added if new (on the main thread; the watchdog's names are fixed).
+    private func index(of name: String) -> Int {
+        if let index = nameIndices[name] { return index }
+        names.append(name)
+        nameIndices[name] = names.count - 1
+        return names.count - 1
+    }
+
+    /// Records what the watchdog reports (`MPIEnvironment.observeWatchdog`, on its thread): an
+    /// instant event on the communication track, in every step window. Rank 0 writes it to its
+    /// file at once, since the report that ends the job is followed by the abort.
+    public func recordWatchdog(fatal: Bool, report: String) {
+        let time = Self.now()
+        let event = Event(name: fatal ? 0 : 1, track: .communication,
+                          start: time, end: time, step: step, asyncID: nil, report: report)
+        lock.withLock {
+            watchdogEvents.append(event)
+            live?.write(Data(lines(for: event, rank: 0, origin: liveOrigin - clockOffset).map { $0 + ",\n" }.joined().utf8))
+        }
     }
 
     /// Runs `body` and records it as one span.
@@ -120,7 +154,7 @@ public final class Timeline {
         let text = (wroteNames ? [] : metadataLines(rank: 0)) + events[written...].flatMap { lines(for: $0, rank: 0, origin: liveOrigin - clockOffset) }
         written = events.count
         wroteNames = true
-        live.write(Data(text.map { $0 + ",\n" }.joined().utf8))
+        lock.withLock { live.write(Data(text.map { $0 + ",\n" }.joined().utf8)) }
     }
 
     func metadataLines(rank: Int) -> [String] {
@@ -132,19 +166,30 @@ public final class Timeline {
 
     /// One event as trace-event JSON (two for an async span), times in µs on rank 0's clock from `origin`.
     func lines(for event: Event, rank: Int, origin: Double) -> [String] {
-        func microseconds(_ time: Double) -> String { String(format: "%.1f", (time - clockOffset - origin) * 1e6) }
-        let name = jsonString(event.name), common = "\"pid\":\(rank),\"tid\":\(event.track.rawValue),\"cat\":\"\(event.track.name)\""
+        func microseconds(_ time: Double) -> String { Self.tenths((time - clockOffset - origin) * 1e6) }
+        let name = jsonString(names[event.name]), common = "\"pid\":\(rank),\"tid\":\(event.track.rawValue),\"cat\":\"\(event.track.name)\""
+        if let report = event.report {
+            return ["{\"ph\":\"i\",\"s\":\"p\",\"name\":\(name),\(common),\"ts\":\(microseconds(event.start)),\"args\":{\"step\":\(event.step),\"report\":\(jsonString(report))}}"]
+        }
         if let id = event.asyncID {
             return ["{\"ph\":\"b\",\"name\":\(name),\(common),\"id\":\(id),\"ts\":\(microseconds(event.start)),\"args\":{\"step\":\(event.step)}}",
                     "{\"ph\":\"e\",\"name\":\(name),\(common),\"id\":\(id),\"ts\":\(microseconds(event.end))}"]
         }
-        return ["{\"ph\":\"X\",\"name\":\(name),\(common),\"ts\":\(microseconds(event.start)),\"dur\":\(String(format: "%.1f", max(0, event.end - event.start) * 1e6)),\"args\":{\"step\":\(event.step)}}"]
+        return ["{\"ph\":\"X\",\"name\":\(name),\(common),\"ts\":\(microseconds(event.start)),\"dur\":\(Self.tenths(max(0, event.end - event.start) * 1e6)),\"args\":{\"step\":\(event.step)}}"]
+    }
+
+    /// `value` with one decimal, as "%.1f" writes it but without `String(format:)`'s cost (rank 0
+    /// formats its events at every step).
+    static func tenths(_ value: Double) -> String {
+        let tenths = Int64((abs(value) * 10).rounded(.toNearestOrEven))
+        return (value < 0 && tenths > 0 ? "-" : "") + "\(tenths / 10).\(tenths % 10)"
     }
 
     /// This rank's events as trace-event JSON objects, one a line, times in µs on rank 0's clock
     /// from `origin`.
     func encodedEvents(rank: Int, origin: Double) -> String {
-        (metadataLines(rank: rank) + events.flatMap { lines(for: $0, rank: rank, origin: origin) }).joined(separator: ",\n")
+        let all = events + lock.withLock { watchdogEvents }
+        return (metadataLines(rank: rank) + all.flatMap { lines(for: $0, rank: rank, origin: origin) }).joined(separator: ",\n")
     }
 
     /// Every rank hands rank 0 its events (one all-gather, padded to the longest); rank 0 writes
@@ -160,8 +205,10 @@ public final class Timeline {
         let padded = mine + Array(repeating: UInt8(ascii: " "), count: Int(longest[0]) - mine.count)
         let all = try communicator.allGather(padded)
         guard communicator.isRoot else { return }
-        try? live?.close()
-        live = nil
+        lock.withLock {
+            try? live?.close()
+            live = nil
+        }
         let parts = all.map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespaces) }
         try save(parts, ranks: communicator.size)
     }

@@ -112,6 +112,9 @@ public final class Trainer {
         }
         timeline = options.timelinePath.map { Timeline(path: $0, steps: options.timelineSteps) }
         reducer.timeline = timeline
+        if let timeline {
+            MPIEnvironment.observeWatchdog { [weak timeline] fatal, report in timeline?.recordWatchdog(fatal: fatal, report: report) }
+        }
         progress = ProgressBar(total: options.steps, isRoot: communicator.isRoot, mode: options.progress,
                                toStandardError: options.json)
         if let powerSGD {

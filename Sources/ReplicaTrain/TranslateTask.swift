@@ -123,6 +123,8 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         guard !indices.isEmpty else { return 0 }   // a short last batch: this rank adds nothing
         var batch = PaddedBatch.make(examples: examples, indices: indices)
         augment(&batch, step: step, micro: micro)
+        reducer?.phaseEnded("data")
+        model.phases = reducer
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
         let B = batch.batchSize
@@ -130,6 +132,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
                                   memory: memory, memoryMask: batch.sourceMask, batch: B, length: batch.targetLength)
         let value = loss.forward(logits: logits, targets: batch.targetOutput, normalizer: normalizer)
+        reducer?.phaseEnded("loss")
         try model.backward(loss.backward()) { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
     }

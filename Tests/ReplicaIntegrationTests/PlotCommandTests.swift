@@ -99,9 +99,10 @@ import _ReplicaTestSupport
         try #require(plot.status == 0, "\(plot.standardError)")
         let svg = try String(contentsOf: out.appendingPathComponent("timeline.svg"), encoding: .utf8)
         for lane in ["rank 0 compute", "rank 1 communication", "rank 1 buckets"] { #expect(svg.contains(lane), "\(lane)") }
-        let image = try pixels(try render(out.appendingPathComponent("timeline.svg")), colours: ["1f77b4", "d62728", "ff7f0e"])
+        // forward, backward, optimizer, communication, buckets
+        let image = try pixels(try render(out.appendingPathComponent("timeline.svg")), colours: ["9ecae1", "1f77b4", "9467bd", "d62728", "ff7f0e"])
         #expect(image.width == 960)
-        #expect(image.counts.allSatisfy { $0 > 20 }, "compute, communication and buckets drawn: \(image.counts)")
+        #expect(image.counts.allSatisfy { $0 > 20 }, "forward, backward, optimizer, communication and buckets drawn: \(image.counts)")
         let bad = try runProcess(replicaExecutable, ["plot", "timeline", directory.appendingPathComponent("c").path, "--out", out.path], timeout: 60)
         #expect(bad.status == 1, "a folder is not a timeline: \(bad.standardError)")
     }

@@ -4,7 +4,8 @@ import _ReplicaTestSupport
 
 /// `--timeline FILE` under mpirun (issue 21): trace-event JSON with both ranks, each step's
 /// backward segments and bucket spans; with overlap some bucket starts before its step's backward
-/// ends, with `--no-overlap` none does; `--timeline-steps` keeps only its window.
+/// ends, with `--no-overlap` none does; `--timeline-steps` keeps only its window; forward is cut
+/// per block; the watchdog's notices and its report are there when a rank stalls.
 @Suite(.serialized) struct TimelineCommandTests {
     let runs = DataParallelCommandTests()
 
@@ -37,7 +38,7 @@ import _ReplicaTestSupport
             for event in events {
                 guard let rank = event["pid"] as? Int, let step = step(event), let ts = event["ts"] as? Double else { continue }
                 let name = event["name"] as? String ?? ""
-                if event["ph"] as? String == "X", event["cat"] as? String == "compute", name.hasPrefix("backward") || name.hasPrefix("forward, backward") {
+                if event["ph"] as? String == "X", event["cat"] as? String == "compute", name.hasPrefix("backward") {
                     backwardEnds[[rank, step]] = max(backwardEnds[[rank, step]] ?? 0, ts + (event["dur"] as? Double ?? 0))
                 }
                 if event["ph"] as? String == "b" { bucketStarts[[rank, step]] = min(bucketStarts[[rank, step]] ?? .infinity, ts) }
@@ -67,6 +68,9 @@ import _ReplicaTestSupport
             #expect(names.contains(expected), "no \(expected) span")
         }
         #expect(names.contains { $0.hasPrefix("backward to transformer.h.1.") }, "backward is cut per block")
+        for segment in ["data", "forward: embeddings", "forward: block 0", "forward: block 1", "forward: final norm and logits", "loss"] {
+            #expect(names.contains(segment), "no \(segment) segment: forward is cut per block")
+        }
         #expect(!overlapped.overlappingSteps.isEmpty, "with overlap a bucket starts before backward ends")
         let serial = try trace(["--no-overlap"])
         #expect(serial.events.contains { $0["ph"] as? String == "b" }, "the buckets are there")
@@ -92,6 +96,31 @@ import _ReplicaTestSupport
         let trace = try Trace(arrayForm: file)
         #expect(Set(trace.events.compactMap { $0["pid"] as? Int }) == [0])
         #expect(trace.events.contains { trace.step($0) == 4 }, "the steps before the failure are there")
+    }
+
+    /// Rank 1 stalls for 6 s at step 4 under `--timeout 2`: rank 0's watchdog ends the job, and
+    /// its file holds the watchdog's notice (over a second in one collective) and the report that
+    /// ended the job, both naming rank 1, at step 4.
+    @Test func theWatchdogsReportsAreOnTheTimeline() throws {
+        let directory = runs.temporaryDirectory("timeline-watchdog")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("t.json")
+        let arguments = try DataParallelCommandTests.arguments(batch: 4, steps: 8, directory: directory,
+                                                               extra: ["--timeline", file.path, "--timeout", "2"])
+        let result = try runProcess(mpirunPath, mpirunArguments(ranks: 2) + [replicaExecutable] + arguments,
+                                    environment: ["REPLICA_FAULT": "stall:rank=1:step=4:seconds=6"], timeout: 120)
+        #expect(result.status == 2, "\(result.standardError)")
+        let trace = try Trace(arrayForm: file)
+        let watchdog = trace.events.filter { ($0["name"] as? String)?.hasPrefix("watchdog") ?? false }
+        #expect(watchdog.map { $0["name"] as? String } == ["watchdog: long wait", "watchdog: ending the job"], "\(watchdog)")
+        for event in watchdog {
+            #expect(event["ph"] as? String == "i" && event["cat"] as? String == "communication" && trace.step(event) == 4, "\(event)")
+            let report = (event["args"] as? [String: Any])?["report"] as? String ?? ""
+            #expect(report.contains("1 rank(s) have not arrived:\n  rank 1: "), "\(report)")
+        }
+        // Two seconds into the stall rank 1's latest heartbeat came from inside it (one a second).
+        let fatal = (watchdog.last?["args"] as? [String: Any])?["report"] as? String ?? ""
+        #expect(fatal.contains("rank 1: computing, not in a collective"), "\(fatal)")
     }
 
     /// A timeline file whose folder cannot be made (a file stands where it would be): every rank

@@ -131,6 +131,11 @@ void mpiw_watch_leave(void);
 void mpiw_watchdog_configure(double timeout, double silence);
 /* Started by mpiw_init (collective: duplicates the world communicator), stopped by finalize. */
 int mpiw_watchdog_start(void);
+/* Called on the watchdog's thread with what it reports (NULL: nobody): `fatal` 0 for a notice
+   (this rank has waited over a second in one collective: who has not arrived), 1 for the report
+   that ends the job, called just before the abort. `report` is one or more lines. */
+typedef void (*mpiw_watchdog_observer)(int fatal, const char *report);
+void mpiw_watchdog_observe(mpiw_watchdog_observer observer);
 void mpiw_watchdog_stop(void);
 
 /* ---- Supervisor (supervisor.c) ---- */
