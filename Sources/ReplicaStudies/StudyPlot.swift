@@ -85,7 +85,7 @@ public struct LinePlot: Sendable {
         let distinctX = Array(Set(finite.map(\.x))).sorted()
         let xTicks: [(Double, String)]
         if logX || distinctX.count <= 8 {
-            xTicks = distinctX.map { ($0, format($0)) }
+            xTicks = Array(zip(distinctX, Self.labels(ofValues: distinctX)))
         } else {
             let ticks = Self.niceTicks(lower: xMin, upper: xMax)
             xTicks = ticks.values.map { ($0, Self.label($0, step: ticks.step)) }
@@ -98,7 +98,8 @@ public struct LinePlot: Sendable {
         }
         let yTicks: [(Double, String)]
         if logY {
-            yTicks = stride(from: ceil(yMin), through: floor(yMax), by: 1).map { (pow(10, $0), format(pow(10, $0))) }
+            let exponents = stride(from: ceil(yMin), through: floor(yMax), by: 1).map { Int($0) }
+            yTicks = Array(zip(exponents.map { pow(10, Double($0)) }, Self.labels(ofPowersOfTen: exponents)))
         } else {
             let ticks = Self.niceTicks(lower: yMin, upper: yMax)
             yTicks = ticks.values.map { ($0, Self.label($0, step: ticks.step)) }
@@ -130,10 +131,25 @@ public struct LinePlot: Sendable {
 
     func inverseY(_ value: Double) -> Double { logY ? pow(10, value) : value }
 
-    func format(_ value: Double) -> String {
-        if value == value.rounded() && abs(value) < 1e5 { return String(format: "%.0f", value) }
-        if abs(value) >= 1e4 || abs(value) < 1e-2 { return String(format: "%.0e", value) }
-        return String(format: abs(value) < 1 ? "%.2f" : "%.1f", value)
+    /// Labels of ticks at the data's own values (ranks, layers, fractions): one number of decimals
+    /// for all, the fewest that writes each exactly (at most 4).
+    static func labels(ofValues values: [Double]) -> [String] {
+        let decimals = (0...4).first { d in
+            let scale = pow(10, Double(d))
+            return values.allSatisfy { abs($0 * scale - ($0 * scale).rounded()) < 1e-6 * max(1, abs($0 * scale)) }
+        } ?? 4
+        return values.map { abs($0) >= 1e6 ? String(format: "%.0e", $0) : String(format: "%.\(decimals)f", $0) }
+    }
+
+    /// Labels of a log axis's powers of ten, one notation for all: plain numbers (0.001 … 100000)
+    /// when every exponent allows, else 10 with a superscript exponent.
+    static func labels(ofPowersOfTen exponents: [Int]) -> [String] {
+        if exponents.allSatisfy({ (-3...5).contains($0) }) {
+            return exponents.map { $0 < 0 ? String(format: "%.\(-$0)f", pow(10, Double($0))) : String(format: "%.0f", pow(10, Double($0))) }
+        }
+        let superscripts: [Character: Character] = ["-": "⁻", "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵",
+                                                    "6": "⁶", "7": "⁷", "8": "⁸", "9": "⁹"]
+        return exponents.map { "10" + String(String($0).map { superscripts[$0] ?? $0 }) }
     }
 
     /// The font size at which `text` fits `width` pixels, at most `largest`: about 0.6 em a

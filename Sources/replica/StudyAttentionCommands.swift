@@ -148,7 +148,7 @@ struct StudyAttentionScaling: ParsableCommand {
 
         var panels: [LinePlot] = []
         var entropyPlot = LinePlot(title: "Attention entropy, random q, k", xLabel: "d_k", yLabel: "entropy / log n", logX: true)
-        var gradientPlot = LinePlot(title: "Gradient reaching Q, random", xLabel: "d_k", yLabel: "norm (log scale)", logX: true, logY: true)
+        var gradientPlot = LinePlot(title: "Gradient reaching Q, random q, k", xLabel: "d_k", yLabel: "norm (log scale)", logX: true, logY: true)
         for scaled in [true, false] {
             let rows = randomRows.filter { $0.scaled == scaled }
             let name = scaled ? "with 1/√d_k" : "without"

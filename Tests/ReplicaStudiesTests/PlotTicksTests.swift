@@ -15,6 +15,16 @@ import Testing
         #expect(tiny.values.map { LinePlot.label($0, step: tiny.step) } == ["0.0000", "0.0001", "0.0002", "0.0003"])
     }
 
+    /// One notation an axis: "0.0 0.1 … 0.5", not "0 0.10 0.20"; "0.001 0.01 0.1 1 10", or all as
+    /// powers of ten, not "1e-04 … 0.01 0.10 1".
+    @Test func labelsOfAnAxisShareOneNotation() {
+        #expect(LinePlot.labels(ofValues: [0, 0.1, 0.2, 0.3, 0.4, 0.5]) == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5"])
+        #expect(LinePlot.labels(ofValues: [2, 4, 8, 16]) == ["2", "4", "8", "16"])
+        #expect(LinePlot.labels(ofValues: [0.25, 0.5, 1]) == ["0.25", "0.50", "1.00"])
+        #expect(LinePlot.labels(ofPowersOfTen: [-3, -2, -1, 0, 1]) == ["0.001", "0.01", "0.1", "1", "10"])
+        #expect(LinePlot.labels(ofPowersOfTen: [-4, -3, -2, -1, 0]) == ["10⁻⁴", "10⁻³", "10⁻²", "10⁻¹", "10⁰"])
+    }
+
     @Test func aLongTitleShrinksInsteadOfBeingCut() {
         var plot = LinePlot(title: String(repeating: "Relative Dirichlet energy ", count: 3), xLabel: "layers", yLabel: "energy")
         plot.series = [.init(name: "a", points: [(1, 1), (2, 2)])]
