@@ -2,7 +2,7 @@
 # Runs a bench/ Python script with the repository's venv (launch/python.sh), installing what the
 # scripts need into it first if it is missing: PyTorch's CPU wheel, numpy, PyTorch Geometric,
 # sacreBLEU, safetensors (the first time: about 250 MB from PyPI); matplotlib for scaling_plot.py;
-# nothing for cost_model.py (the standard library). Arguments after the script go to it.
+# nothing for cost_model.py and perf_step.py (the standard library). Arguments after the script go to it.
 #
 #   bench/run.sh bench/charlm_torch.py --threads 1 --steps 50
 #   bench/run.sh gat_pyg.py --epochs 200          # a bare name is looked up in bench/
@@ -18,7 +18,7 @@ shift
 [[ -f $script ]] || { echo "error: no script $(basename "$script") here or in bench/" >&2; exit 1; }
 case $(basename "$script") in
     scaling_plot.py) packages=("${REPLICA_PYTHON_PLOT[@]}") ;;
-    cost_model.py) packages=() ;;
+    cost_model.py | perf_step.py) packages=() ;;
     *) packages=("${REPLICA_PYTHON_BENCH[@]}") ;;
 esac
 python=$(replica_python_env "${packages[@]}")

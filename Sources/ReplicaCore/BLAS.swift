@@ -1,14 +1,20 @@
 import CBLAS
 
-/// Every matrix product in Replica goes through OpenBLAS's sgemm.
+/// Every matrix product in Replica goes through OpenBLAS's sgemm, single-threaded; with more than
+/// one thread (`--threads`) a large product is split into one block of rows or columns a thread
+/// of the `ComputePool`, the pool the element-wise kernels use too.
 public enum BLAS {
-    /// Sets the threads OpenBLAS uses in this process.
+    /// Sets the threads of this process's compute (the `ComputePool`); OpenBLAS keeps one.
     public static func setThreadCount(_ count: Int) {
         precondition(count >= 1, "BLAS thread count must be at least 1, got \(count)")
-        openblas_set_num_threads(Int32(count))
+        openblas_set_num_threads(1)
+        ComputePool.setThreadCount(count)
     }
 
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    public static var threadCount: Int { ComputePool.threadCount }
+
+    /// Products below this many multiply-adds stay on one thread (about 20 µs of sgemm).
+    @usableFromInline static let splitThreshold = 1 << 21
 
     /// OpenBLAS's description of its build and the kernel it chose for this CPU.
     public static var configuration: String {
@@ -37,6 +43,43 @@ public enum BLAS {
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        let threads = ComputePool.threadCount
+        if threads > 1 && m * n * k >= splitThreshold && !ComputePool.isBusy {
+            // One block a thread of the larger of m and n, so each packs the smaller operand whole;
+            // block edges at multiples of 16, the kernels' tile sizes.
+            let splitRows = m >= n
+            let extent = splitRows ? m : n
+            let parts = min(threads, max(1, extent / 16))
+            if parts > 1 {
+                ComputePool.run(parts: parts) { part in
+                    let lower = extent * part / parts / 16 * 16
+                    let upper = part == parts - 1 ? extent : extent * (part + 1) / parts / 16 * 16
+                    guard upper > lower else { return }
+                    if splitRows {
+                        sgemmBlock(m: upper - lower, n: n, k: k, alpha: alpha,
+                                   a: transposingA ? a + lower : a + lower * lda, lda: lda, transposingA: transposingA,
+                                   b: b, ldb: ldb, transposingB: transposingB, beta: beta, c: c + lower * ldc, ldc: ldc)
+                    } else {
+                        sgemmBlock(m: m, n: upper - lower, k: k, alpha: alpha, a: a, lda: lda, transposingA: transposingA,
+                                   b: transposingB ? b + lower * ldb : b + lower, ldb: ldb, transposingB: transposingB,
+                                   beta: beta, c: c + lower, ldc: ldc)
+                    }
+                }
+                return
+            }
+        }
+        sgemmBlock(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, transposingA: transposingA, b: b, ldb: ldb,
+                   transposingB: transposingB, beta: beta, c: c, ldc: ldc)
+    }
+
+    /// One cblas_sgemm call (on the calling thread).
+    @usableFromInline
+    static func sgemmBlock(
+        m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, transposingA: Bool,
+        b: UnsafePointer<Float>, ldb: Int, transposingB: Bool,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         cblas_sgemm(
             CblasRowMajor,
             transposingA ? CblasTrans : CblasNoTrans,

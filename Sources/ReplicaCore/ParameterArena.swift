@@ -79,7 +79,10 @@ public final class ParameterArena: @unchecked Sendable {
     /// All gradients as one tensor [count].
     public var allGradients: Tensor { Tensor(shape: [count], storage: gradients, offset: 0) }
 
-    public func zeroGradients() { gradients.pointer.update(repeating: 0, count: count) }
+    public func zeroGradients() {
+        let pointer = gradients.pointer
+        ComputePool.forEachRange(count: count, grain: 1 << 16) { range in (pointer + range.lowerBound).update(repeating: 0, count: range.count) }
+    }
 
     /// Contiguous ranges of at most `maxBytes` (at least one slot each), last parameter first,
     /// as PyTorch DDP buckets gradients: the first bucket is the first one backward completes.

@@ -79,8 +79,10 @@ public final class AttentionKernel {
         if scorer == .additive { tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs]) }
         let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
         let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
-        for b in 0..<B {
-            for h in 0..<NH {
+        // The (batch, head) pairs are independent: split across the rank's threads.
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk
                 let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
@@ -113,10 +115,13 @@ public final class AttentionKernel {
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize
         let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
-        let dScores = Tensor(uninitialized: [Tq, Tk])
         let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
-        for b in 0..<B {
-            for h in 0..<NH {
+        // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads,
+        // each range with its own score-gradient buffer.
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            let dScores = Tensor(uninitialized: [Tq, Tk])
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
                 let P = probabilities.data + ((b * NH + h) * Tq) * Tk
                 let dOutH = dOut.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
@@ -139,8 +144,7 @@ public final class AttentionKernel {
                     for i in rows {
                         let p = P + i * Tk, d = dP + i * Tk
                         let visible = causal ? i + 1 : keys
-                        var dotProduct: Float = 0
-                        for j in 0..<visible { dotProduct += p[j] * d[j] }
+                        let dotProduct = rowDot(p, d, count: visible)
                         for j in 0..<visible { d[j] = p[j] * (d[j] - dotProduct) }
                         if visible < keys { (d + visible).update(repeating: 0, count: keys - visible) }
                     }
@@ -158,6 +162,10 @@ public final class AttentionKernel {
             }
         }
     }
+
+    /// The fewest (batch, head) pairs worth a thread: all of them with the additive scorer, whose
+    /// score vector's gradient every pair adds to.
+    var headsPerThread: Int { scorer == .dot ? 4 : Int.max }
 
     /// Query rows in blocks, each with the keys it can see: with the causal mask and the dot
     /// scorer, blocks of 128 queries see only the keys up to their last row, so the products
@@ -181,6 +189,12 @@ public final class AttentionKernel {
 
     /// Softmax over the first `visible` entries that the key mask allows; the rest become 0.
     func maskedSoftmax(_ row: UnsafeMutablePointer<Float>, count: Int, visible: Int, keyMask: [Bool]?, maskOffset: Int) {
+        if keyMask == nil {
+            // Every visible key counts: the vectorised softmax of the row.
+            softmaxRow(row, into: row, count: visible, inverseTemperature: 1)
+            if visible < count { (row + visible).update(repeating: 0, count: count - visible) }
+            return
+        }
         var maximum = -Float.infinity
         for j in 0..<visible where keyMask?[maskOffset + j] ?? true { maximum = max(maximum, row[j]) }
         guard maximum > -Float.infinity else {

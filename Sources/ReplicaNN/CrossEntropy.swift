@@ -33,10 +33,9 @@ public final class CrossEntropy {
         let epsilon = labelSmoothing
         for row in 0..<N {
             let z = logits.data + row * V, p = probabilities.data + row * V
-            var maximum = -Float.infinity
-            for v in 0..<V { maximum = max(maximum, z[v]) }
-            var sum = 0.0   // in Double: the loss's rounding error stays far below its changes
-            for v in 0..<V { let e = expf(z[v] - maximum); p[v] = e; sum += Double(e) }
+            let maximum = rowMaximum(z, count: V)
+            for v in 0..<V { p[v] = fastExp(z[v] - maximum) }
+            let sum = rowSumInDouble(p, count: V)   // the loss's rounding error stays far below its changes
             let inverse = Float(1 / sum)
             for v in 0..<V { p[v] *= inverse }
             let target = targets[row]
@@ -45,8 +44,7 @@ public final class CrossEntropy {
             let logSum = Double(maximum) + log(sum)
             var loss = (1 - Double(epsilon)) * (logSum - Double(z[Int(target)]))
             if epsilon > 0 {
-                var meanLogit = 0.0
-                for v in 0..<V { meanLogit += Double(z[v]) }
+                let meanLogit = rowSumInDouble(z, count: V)
                 loss += Double(epsilon) * (logSum - meanLogit / Double(V))
             }
             total += loss

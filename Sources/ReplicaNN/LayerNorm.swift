@@ -9,7 +9,7 @@ public final class LayerNorm: Layer {
     let arena: ParameterArena
     // Cached by forward: normalised rows x̂ [N, C] and 1/σ per row [N].
     var normalized: Tensor?
-    var reciprocalStandardDeviation: [Float] = []
+    var reciprocalStandardDeviation: Tensor?
 
     public init(_ name: String, features: Int, bias: Bool = true, epsilon: Float = 1e-5, arena: ParameterArena) {
         self.arena = arena
@@ -25,24 +25,25 @@ public final class LayerNorm: Layer {
         if let bias { arena.value(bias).zero() }
     }
 
+    /// The fewest rows worth a thread of their own.
+    var rowsPerThread: Int { max(1, (1 << 14) / max(featureCount, 1)) }
+
     public func forward(_ input: Tensor) -> Tensor {
         let C = featureCount
         precondition(input.columnCount == C, "LayerNorm expects [..., \(C)], got \(input.shape)")
         let N = input.rowCount
         let output = Tensor(uninitialized: input.shape)
         let normalized = Tensor(uninitialized: input.shape)
-        reciprocalStandardDeviation = [Float](repeating: 0, count: N)
+        let reciprocal = Tensor(uninitialized: [N])
+        let rstds = reciprocal.data
         let gamma = arena.value(weight).data
         let beta = bias.map { arena.value($0).data }
-        for row in 0..<N {
+        ComputePool.forEachRange(count: N, grain: rowsPerThread) { rows in
+        for row in rows {
             let x = input.data + row * C, xhat = normalized.data + row * C, y = output.data + row * C
-            var sum: Float = 0
-            for j in 0..<C { sum += x[j] }
-            let mean = sum / Float(C)
-            var squares: Float = 0
-            for j in 0..<C { let d = x[j] - mean; squares += d * d }
-            let rstd = 1 / (squares / Float(C) + epsilon).squareRoot()
-            reciprocalStandardDeviation[row] = rstd
+            let mean = rowSum(x, count: C) / Float(C)
+            let rstd = 1 / (rowSquaredDeviations(x, count: C, from: mean) / Float(C) + epsilon).squareRoot()
+            rstds[row] = rstd
             for j in 0..<C { xhat[j] = (x[j] - mean) * rstd }
             if let beta {
                 for j in 0..<C { y[j] = xhat[j] * gamma[j] + beta[j] }
@@ -50,6 +51,8 @@ public final class LayerNorm: Layer {
                 for j in 0..<C { y[j] = xhat[j] * gamma[j] }
             }
         }
+        }
+        reciprocalStandardDeviation = reciprocal
         self.normalized = normalized
         return output
     }
@@ -58,25 +61,59 @@ public final class LayerNorm: Layer {
         guard let normalized else { preconditionFailure("LayerNorm.backward before forward") }
         let C = featureCount, N = normalized.rowCount
         let inputGradient = Tensor(uninitialized: normalized.shape)
-        let gamma = arena.value(weight).data
         let dGamma = arena.gradient(weight).data
         let dBeta = bias.map { arena.gradient($0).data }
+        guard let reciprocalStandardDeviation else { preconditionFailure("LayerNorm.backward before forward") }
+        let rstds = reciprocalStandardDeviation.data
+        // Rows split across the rank's threads; the first range adds its dγ and dβ straight into
+        // the arena, each other one into a buffer of its own, added after in order.
+        let parts = ComputePool.parts(count: N, grain: rowsPerThread)
+        let partials = Tensor(zeros: [max(parts - 1, 0), 2 * C])
+        ComputePool.run(parts: parts) { part in
+            let dGamma = part == 0 ? dGamma : partials.data + (part - 1) * 2 * C
+            let dBeta = part == 0 ? dBeta : dBeta.map { _ in partials.data + (part - 1) * 2 * C + C }
+            backwardRows(ComputePool.range(part, of: parts, count: N), outputGradient: outputGradient, normalized: normalized,
+                         rstds: rstds, inputGradient: inputGradient, dGamma: dGamma, dBeta: dBeta)
+        }
+        for part in 1..<max(parts, 1) {
+            let partial = partials.data + (part - 1) * 2 * C
+            for j in 0..<C { dGamma[j] += partial[j] }
+            if let dBeta { for j in 0..<C { dBeta[j] += partial[C + j] } }
+        }
+        return inputGradient
+    }
+
+    /// Backward of `rows`: their input gradient, and their dγ (and dβ) added into the buffers given.
+    private func backwardRows(_ rows: Range<Int>, outputGradient: Tensor, normalized: Tensor, rstds: UnsafeMutablePointer<Float>,
+                              inputGradient: Tensor, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>?) {
+        let C = featureCount
+        let gamma = arena.value(weight).data
         // dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)) with g = dy·γ (llm.c layernorm_backward).
-        for row in 0..<N {
+        for row in rows {
             let dy = outputGradient.data + row * C, xhat = normalized.data + row * C, dx = inputGradient.data + row * C
-            var meanG: Float = 0, meanGX: Float = 0
-            for j in 0..<C {
+            // Σ g and Σ g·x̂ in eight partial sums each; dγ += dy·x̂ alongside.
+            var sumG = SIMD8<Float>(), sumGX = SIMD8<Float>()
+            var j = 0
+            while j + 8 <= C {
+                let dyj = load8(dy + j), xj = load8(xhat + j), g = dyj * load8(gamma + j)
+                sumG += g
+                sumGX += g * xj
+                store8(load8(dGamma + j) + dyj * xj, dGamma + j)
+                j += 8
+            }
+            var meanG = sumG.sum(), meanGX = sumGX.sum()
+            while j < C {
                 let g = dy[j] * gamma[j]
                 meanG += g
                 meanGX += g * xhat[j]
                 dGamma[j] += dy[j] * xhat[j]
+                j += 1
             }
             if let dBeta { for j in 0..<C { dBeta[j] += dy[j] } }
             meanG /= Float(C)
             meanGX /= Float(C)
-            let rstd = reciprocalStandardDeviation[row]
+            let rstd = rstds[row]
             for j in 0..<C { dx[j] = rstd * (dy[j] * gamma[j] - meanG - xhat[j] * meanGX) }
         }
-        return inputGradient
     }
 }

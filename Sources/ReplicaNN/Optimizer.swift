@@ -77,7 +77,7 @@ public final class SGD: Optimizer {
         let buffer = momentumBuffer?.data
         let mu = SIMD8<Float>(repeating: momentum), lr = SIMD8<Float>(repeating: learningRate)
         let nesterov = self.nesterov
-        forEachSegment(of: arena, in: ranges) { slot, segment, stateOffset in
+        forEachSegmentInParallel(of: arena, in: ranges) { slot, segment, stateOffset in
             let decay = SIMD8<Float>(repeating: slot.decays ? weightDecay : 0)
             let base = segment.lowerBound
             let state = buffer.map { $0 + stateOffset }
@@ -162,7 +162,7 @@ public class Adam: Optimizer {
         let b1 = SIMD8<Float>(repeating: 1 - beta1), b2 = SIMD8<Float>(repeating: beta2)
         let oneMinusB2 = SIMD8<Float>(repeating: 1 - beta2), eps = SIMD8<Float>(repeating: epsilon)
         let values = arena.values.pointer, gradients = arena.gradients.pointer
-        forEachSegment(of: arena, in: ranges) { slot, segment, stateOffset in
+        forEachSegmentInParallel(of: arena, in: ranges) { slot, segment, stateOffset in
             let decay = slot.decays ? weightDecay : 0
             let l2 = SIMD8<Float>(repeating: decouplesWeightDecay ? 0 : decay)
             let shrink = SIMD8<Float>(repeating: decouplesWeightDecay ? Float(1 - Double(learningRate) * Double(decay)) : 1)
@@ -229,14 +229,30 @@ public func gradientNorm(arena: ParameterArena) -> Float {
 /// whose sums the ranks then add).
 public func gradientSquaredSum(arena: ParameterArena, ranges: [Range<Int>]) -> Double {
     let gradients = arena.gradients.pointer
-    var sums = SIMD8<Double>()
-    for range in ranges {
-        forEachChunk(count: range.count) { i, lanes in
-            let g = SIMD8<Double>(loadChunk(gradients + range.lowerBound + i, lanes))
-            sums += g * g
+    // One partial sum a thread (its part of the elements), added in order.
+    let total = ranges.reduce(0) { $0 + $1.count }
+    let parts = ComputePool.parts(count: total, grain: elementsPerThread)
+    var partials = [Double](repeating: 0, count: parts)
+    partials.withUnsafeMutableBufferPointer { partials in
+        ComputePool.run(parts: parts) { part in
+            var sums = SIMD8<Double>()
+            let share = ComputePool.range(part, of: parts, count: total)
+            var offset = 0
+            for range in ranges {
+                let lower = max(share.lowerBound, offset), upper = min(share.upperBound, offset + range.count)
+                if lower < upper {
+                    let start = gradients + range.lowerBound + lower - offset
+                    forEachChunk(count: upper - lower) { i, lanes in
+                        let g = SIMD8<Double>(loadChunk(start + i, lanes))
+                        sums += g * g
+                    }
+                }
+                offset += range.count
+            }
+            partials[part] = sums.sum()
         }
     }
-    return sums.sum()
+    return partials.reduce(0, +)
 }
 
 /// Scales all gradients by maxNorm/(norm + 1e-6) when that is below 1; returns the norm before clipping.
@@ -257,9 +273,9 @@ public func clipGradients(arena: ParameterArena, ranges: [Range<Int>], norm: Flo
     let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
     guard !(coefficient >= 1) else { return }
     let gradients = arena.gradients.pointer, scale = SIMD8<Float>(repeating: coefficient)
-    for range in ranges {
-        forEachChunk(count: range.count) { i, lanes in
-            let g = gradients + range.lowerBound + i
+    forEachSegmentInParallel(of: arena, in: ranges) { _, segment, _ in
+        forEachChunk(count: segment.count) { i, lanes in
+            let g = gradients + segment.lowerBound + i
             storeChunk(loadChunk(g, lanes) * scale, g, lanes)
         }
     }
@@ -296,6 +312,21 @@ private func restoredBuffer(_ name: String, from state: [String: Tensor], optimi
     return tensor.copy().reshaped([tensor.count])
 }
 
+/// `forEachSegment` with the state split across the rank's threads: each takes a contiguous part
+/// of the elements (an element-wise update, so the result does not depend on the split).
+func forEachSegmentInParallel(of arena: ParameterArena, in ranges: [Range<Int>], _ body: (ParameterSlot, Range<Int>, Int) -> Void) {
+    let total = ranges.reduce(0) { $0 + $1.count }
+    ComputePool.forEachRange(count: total, grain: elementsPerThread) { part in
+        var pieces: [Range<Int>] = [], offset = 0
+        for range in ranges {
+            let lower = max(part.lowerBound, offset), upper = min(part.upperBound, offset + range.count)
+            if lower < upper { pieces.append((range.lowerBound + lower - offset)..<(range.lowerBound + upper - offset)) }
+            offset += range.count
+        }
+        forEachSegment(of: arena, in: pieces) { slot, segment, stateOffset in body(slot, segment, part.lowerBound + stateOffset) }
+    }
+}
+
 /// Calls `body(slot, segment, stateOffset)` for every part of `ranges` (ascending, disjoint) that
 /// lies in one slot, in arena order; `stateOffset` is where that part's state begins in buffers
 /// that hold `ranges` back to back.
@@ -313,30 +344,4 @@ func forEachSegment(of arena: ParameterArena, in ranges: [Range<Int>], _ body: (
         }
         stateOffset += range.count
     }
-}
-
-/// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count).
-@inline(__always)
-private func forEachChunk(count: Int, _ body: (Int, Int) -> Void) {
-    var offset = 0
-    while offset < count {
-        body(offset, min(8, count - offset))
-        offset += 8
-    }
-}
-
-/// `lanes` floats from `pointer`, zero-padded to 8.
-@inline(__always)
-private func loadChunk(_ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> {
-    if lanes == 8 { return UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self) }
-    var chunk = SIMD8<Float>()
-    for lane in 0..<lanes { chunk[lane] = pointer[lane] }
-    return chunk
-}
-
-/// Stores the first `lanes` floats of `chunk` at `pointer`.
-@inline(__always)
-private func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) {
-    if lanes == 8 { UnsafeMutableRawPointer(pointer).storeBytes(of: chunk, as: SIMD8<Float>.self); return }
-    for lane in 0..<lanes { pointer[lane] = chunk[lane] }
 }

@@ -412,7 +412,7 @@ public final class Trainer {
                 if options.clip > 0 { sharding.clip(norm: norm, maxNorm: options.clip) }
                 try sharding.step(optimizer, learningRate: learningRate)
             } else {
-                if options.clip > 0 { _ = clipGradientNorm(arena: task.arena, maxNorm: options.clip) }
+                if options.clip > 0 { clipGradients(arena: task.arena, ranges: [0..<task.arena.count], norm: norm, maxNorm: options.clip) }
                 optimizer.step(arena: task.arena, learningRate: learningRate)
             }
         }

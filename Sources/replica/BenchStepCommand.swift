@@ -16,7 +16,7 @@ struct BenchStep: ParsableCommand {
           replica bench step --preset gpt2-small --batch-size 1 --threads 1 --json
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
-        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens; tokens_per_cpu_s target tokens per second of process CPU time (steadier on a shared machine).
+        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens. tokens_per_cpu_s (charlm, translate): the timed steps' tokens per second of the ranks' process CPU time, every thread's (steadier on a shared machine).
         mfu (model FLOPs utilisation) = flops_per_step / seconds per step / (sgemm_gflops · 1e9 · --threads). flops_per_step: one rank's matrix-product FLOPs of forward and backward, counted from the shapes the model multiplies (attention's full T×T scores and values, as the code computes them before masking; backward twice forward). sgemm_gflops: one BLAS thread's rate on a 1024³ product, measured at start-up (median of 5 calls; the ranks' mean). translate counts each timed step's padded batch and divides by the mean step time; gat has no mfu (its attention and input projection are sparse, not sgemm).
         """
     )
@@ -157,9 +157,15 @@ struct BenchStep: ParsableCommand {
             tokensPerSecond = counts[0] / summedSeconds[0]
             extra["padded_tokens_per_s"] = .number(counts[1] / summedSeconds[0])
             extra["target_tokens"] = .number(counts[0])
+        }
+        if model != .gat {
+            // The timed steps' tokens over the ranks' summed process CPU time (every thread's,
+            // spinning included): steadier than tokens_per_s on a shared machine.
             var cpu = [cpuSeconds]
             try communicator.allReduce(&cpu, .sum)
-            extra["tokens_per_cpu_s"] = .number(counts[0] / cpu[0])
+            let tokens = translation != nil ? counts[0]
+                : Double(task.unitsPerMicroStep * options.gradientAccumulation * communicator.size * steps)
+            extra["tokens_per_cpu_s"] = .number(tokens / cpu[0])
         }
         context.log(String(format: "%@ step: %.2f ms/step (compute %.2f ms, all-reduce %.2f ms, %.0f%% hidden), %.0f %@/s on %d rank(s) × %d thread(s), %d parameters",
                            model.rawValue, figures[0] * 1e3, figures[3] * 1e3, figures[1] * 1e3, figures[2] * 100, tokensPerSecond,

@@ -1,0 +1,107 @@
+import ReplicaCore
+
+// Eight lanes at a time: loads and stores, reductions over rows (softmax, attention, LayerNorm),
+// chunked loops (the optimizers).
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+@inline(__always)
+func store8(_ value: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Float>.self) }
+
+/// Σ x[i] added in Double, eight lanes at a time. [count]
+@inline(__always)
+func rowSumInDouble(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var lanes = SIMD8<Double>()
+    var i = 0
+    while i + 8 <= count { lanes += SIMD8<Double>(load8(x + i)); i += 8 }
+    var sum = lanes.sum()
+    while i < count { sum += Double(x[i]); i += 1 }
+    return sum
+}
+
+/// Σ (x[i] − c)². [count]
+@inline(__always)
+func rowSquaredDeviations(_ x: UnsafePointer<Float>, count: Int, from c: Float) -> Float {
+    var lanes = SIMD8<Float>()
+    let center = SIMD8<Float>(repeating: c)
+    var i = 0
+    while i + 8 <= count { let d = load8(x + i) - center; lanes += d * d; i += 8 }
+    var sum = lanes.sum()
+    while i < count { let d = x[i] - c; sum += d * d; i += 1 }
+    return sum
+}
+
+/// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count).
+@inline(__always)
+func forEachChunk(count: Int, _ body: (Int, Int) -> Void) {
+    var offset = 0
+    while offset < count {
+        body(offset, min(8, count - offset))
+        offset += 8
+    }
+}
+
+/// `lanes` floats from `pointer`, zero-padded to 8.
+@inline(__always)
+func loadChunk(_ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> {
+    if lanes == 8 { return load8(pointer) }
+    var chunk = SIMD8<Float>()
+    for lane in 0..<lanes { chunk[lane] = pointer[lane] }
+    return chunk
+}
+
+/// Stores the first `lanes` floats of `chunk` at `pointer`.
+@inline(__always)
+func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) {
+    if lanes == 8 { store8(chunk, pointer); return }
+    for lane in 0..<lanes { pointer[lane] = chunk[lane] }
+}
+
+// Float reductions do not vectorise on their own (the optimiser may not reassociate), so these
+// keep eight partial results.
+
+/// The largest entry, −∞ for an empty row; NaN entries are skipped (they still poison the sum).
+@inline(__always)
+func rowMaximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
+    var i = 0
+    while i + 8 <= count {
+        m0 = Swift.max(m0, x[i]); m1 = Swift.max(m1, x[i + 1]); m2 = Swift.max(m2, x[i + 2]); m3 = Swift.max(m3, x[i + 3])
+        m4 = Swift.max(m4, x[i + 4]); m5 = Swift.max(m5, x[i + 5]); m6 = Swift.max(m6, x[i + 6]); m7 = Swift.max(m7, x[i + 7])
+        i += 8
+    }
+    var m = Swift.max(Swift.max(Swift.max(m0, m1), Swift.max(m2, m3)), Swift.max(Swift.max(m4, m5), Swift.max(m6, m7)))
+    while i < count { m = Swift.max(m, x[i]); i += 1 }
+    return m
+}
+
+/// Σ x[i]. [count]
+@inline(__always)
+func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0, s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+    var i = 0
+    while i + 8 <= count {
+        s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]
+        s4 += x[i + 4]; s5 += x[i + 5]; s6 += x[i + 6]; s7 += x[i + 7]
+        i += 8
+    }
+    var s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while i < count { s += x[i]; i += 1 }
+    return s
+}
+
+/// Σ a[i]·b[i]. [count]
+@inline(__always)
+func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0, s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+    var i = 0
+    while i + 8 <= count {
+        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]
+        s4 += a[i + 4] * b[i + 4]; s5 += a[i + 5] * b[i + 5]; s6 += a[i + 6] * b[i + 6]; s7 += a[i + 7] * b[i + 7]
+        i += 8
+    }
+    var s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while i < count { s += a[i] * b[i]; i += 1 }
+    return s
+}
