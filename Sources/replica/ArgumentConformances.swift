@@ -33,4 +33,4 @@ enum NodeClassifierKind: String, CaseIterable, ExpressibleByArgument { case gat,
 enum WordCorpusChoice: String, CaseIterable, ExpressibleByArgument { case multi30k, shakespeare }
 
 /// `bench step --model`.
-enum BenchModel: String, CaseIterable, ExpressibleByArgument { case charlm, gat, translate }
+enum BenchModel: String, CaseIterable, ExpressibleByArgument { case charlm, gat, translate, mlm }

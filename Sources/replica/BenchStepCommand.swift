@@ -16,7 +16,7 @@ struct BenchStep: ParsableCommand {
           replica bench step --preset gpt2-small --batch-size 1 --threads 1 --json
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
-        translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens. tokens_per_cpu_s (charlm, translate): the timed steps' tokens per second of the ranks' process CPU time, every thread's (steadier on a shared machine).
+        mlm: train mlm's model and data (--batch-size sentences per rank, default 64; tokens are the batch's sentences at their mean length). translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens. tokens_per_cpu_s (charlm, translate, mlm): the timed steps' tokens per second of the ranks' process CPU time, every thread's (steadier on a shared machine).
         mfu (model FLOPs utilisation) = flops_per_step / seconds per step / (sgemm_gflops · 1e9 · --threads). flops_per_step: one rank's matrix-product FLOPs of forward and backward, counted from the shapes the model multiplies (attention's full T×T scores and values, as the code computes them before masking; backward twice forward). sgemm_gflops: one BLAS thread's rate on a 1024³ product, measured at start-up (median of 5 calls; the ranks' mean). translate counts each timed step's padded batch and divides by the mean step time; gat has no mfu (its attention and input projection are sparse, not sgemm).
         """
     )
@@ -24,7 +24,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "The task whose training step is timed, with that task's defaults.") var model = BenchModel.charlm
     @Option(help: "Timed steps (the median is reported).") var steps = 30
     @Option(help: "Untimed steps first.") var warmupSteps = 5
-    @Option(help: "Examples per rank (default 12); translate: padded tokens per rank (default 2000).") var batchSize: Int?
+    @Option(help: "Examples per rank (default 12; mlm: sentences, default 64); translate: padded tokens per rank (default 2000).") var batchSize: Int?
     @OptionGroup var communication: CommunicationOptions
     @OptionGroup var timeline: TimelineOptions
     @OptionGroup var size: GPTSizeOptions
@@ -50,6 +50,7 @@ struct BenchStep: ParsableCommand {
         case .charlm: options = .characterLanguageModel()
         case .gat: options = .nodeClassification(gcn: false)
         case .translate: options = .translation(preset: .small)
+        case .mlm: options = .maskedLanguageModel()
         }
         options.steps = warmupSteps + steps
         if let batchSize { options.batchSize = batchSize }
@@ -70,6 +71,12 @@ struct BenchStep: ParsableCommand {
             task = translate
             translation = translate
             parameterCount = translate.model.parameterCount
+        case .mlm:
+            // train mlm's defaults: the English side of Multi30k, a 4000-token BPE, its model.
+            let mlm = MLMTask(splits: try SentenceSplits.multi30kEnglish(), vocabularySize: MaskedLanguageModelConfig().vocabularySize,
+                              config: MaskedLanguageModelConfig(), options: options, rank: communicator.rank, ranks: communicator.size)
+            task = mlm
+            parameterCount = mlm.model.parameterCount
         case .gat:
             let gat = try GATTask(dataset: try NodePropertyDataset.cora(), config: GATConfig(), options: options, fanout: nil,
                                   patience: 0, rank: communicator.rank, ranks: communicator.size)

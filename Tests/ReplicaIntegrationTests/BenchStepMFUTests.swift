@@ -2,7 +2,8 @@ import Foundation
 import Testing
 import _ReplicaTestSupport
 
-/// `bench step`'s model FLOPs utilisation: `mfu`, `flops_per_step` and the start-up `sgemm_gflops`.
+/// `bench step`'s model FLOPs utilisation: `mfu`, `flops_per_step` and the start-up `sgemm_gflops`;
+/// `tokens_per_cpu_s` of the text models.
 @Suite struct BenchStepMFUTests {
     func summary(_ arguments: [String]) throws -> [String: Any] {
         let result = try runProcess(replicaExecutable, ["bench", "step"] + arguments + ["--threads", "1", "--json", "--progress", "none"],
@@ -38,5 +39,16 @@ import _ReplicaTestSupport
         let gat = try summary(["--model", "gat", "--steps", "1", "--warmup-steps", "0"])
         #expect((gat["sgemm_gflops"] as? Double ?? 0) > 0)
         #expect(gat["mfu"] == nil && gat["flops_per_step"] == nil)
+    }
+
+    /// The text models report tokens a second of wall time and of CPU time: one thread runs the
+    /// step, so the two agree within the process's other work (the CPU clock counts a bit more).
+    @Test func mlmAndCharlmReportTokensPerCPUSecond() throws {
+        for arguments in [["--model", "mlm", "--batch-size", "8"], ["--model", "charlm", "--layers", "1", "--embedding", "32", "--batch-size", "2"]] {
+            let summary = try summary(arguments + ["--steps", "3", "--warmup-steps", "1"])
+            #expect(summary["model"] as? String == arguments[1])
+            let wall = try #require(summary["tokens_per_s"] as? Double), cpu = try #require(summary["tokens_per_cpu_s"] as? Double)
+            #expect(wall > 0 && cpu > 0 && cpu < wall * 3 && wall < cpu * 3, "\(arguments[1]): \(wall) tokens/s, \(cpu) tokens/CPU-s")
+        }
     }
 }
