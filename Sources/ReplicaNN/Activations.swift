@@ -125,9 +125,6 @@ public final class GELU: Layer {
     }
 }
 
-/// The fewest elements worth a thread of their own in an element-wise kernel (tens of µs).
-let elementsPerThread = 1 << 14
-
 /// The cached input, checked against the gradient coming back.
 func cachedInput(_ input: Tensor?, matching outputGradient: Tensor, layer: String) -> Tensor {
     guard let input else { preconditionFailure("\(layer).backward before forward") }

@@ -144,8 +144,7 @@ public final class AttentionKernel {
                     for i in rows {
                         let p = P + i * Tk, d = dP + i * Tk
                         let visible = causal ? i + 1 : keys
-                        let dotProduct = rowDot(p, d, count: visible)
-                        for j in 0..<visible { d[j] = p[j] * (d[j] - dotProduct) }
+                        softmaxRowBackward(d, output: p, count: visible, inverseTemperature: 1)
                         if visible < keys { (d + visible).update(repeating: 0, count: keys - visible) }
                     }
                     switch scorer {

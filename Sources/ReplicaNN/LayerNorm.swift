@@ -26,7 +26,7 @@ public final class LayerNorm: Layer {
     }
 
     /// The fewest rows worth a thread of their own.
-    var rowsPerThread: Int { max(1, (1 << 14) / max(featureCount, 1)) }
+    var rowsPerThread: Int { max(1, elementsPerThread / max(featureCount, 1)) }
 
     public func forward(_ input: Tensor) -> Tensor {
         let C = featureCount
@@ -39,18 +39,18 @@ public final class LayerNorm: Layer {
         let gamma = arena.value(weight).data
         let beta = bias.map { arena.value($0).data }
         ComputePool.forEachRange(count: N, grain: rowsPerThread) { rows in
-        for row in rows {
-            let x = input.data + row * C, xhat = normalized.data + row * C, y = output.data + row * C
-            let mean = rowSum(x, count: C) / Float(C)
-            let rstd = 1 / (rowSquaredDeviations(x, count: C, from: mean) / Float(C) + epsilon).squareRoot()
-            rstds[row] = rstd
-            for j in 0..<C { xhat[j] = (x[j] - mean) * rstd }
-            if let beta {
-                for j in 0..<C { y[j] = xhat[j] * gamma[j] + beta[j] }
-            } else {
-                for j in 0..<C { y[j] = xhat[j] * gamma[j] }
+            for row in rows {
+                let x = input.data + row * C, xhat = normalized.data + row * C, y = output.data + row * C
+                let mean = rowSum(x, count: C) / Float(C)
+                let rstd = 1 / (rowSquaredDeviations(x, count: C, from: mean) / Float(C) + epsilon).squareRoot()
+                rstds[row] = rstd
+                for j in 0..<C { xhat[j] = (x[j] - mean) * rstd }
+                if let beta {
+                    for j in 0..<C { y[j] = xhat[j] * gamma[j] + beta[j] }
+                } else {
+                    for j in 0..<C { y[j] = xhat[j] * gamma[j] }
+                }
             }
-        }
         }
         reciprocalStandardDeviation = reciprocal
         self.normalized = normalized
@@ -58,12 +58,11 @@ public final class LayerNorm: Layer {
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
-        guard let normalized else { preconditionFailure("LayerNorm.backward before forward") }
+        guard let normalized, let reciprocalStandardDeviation else { preconditionFailure("LayerNorm.backward before forward") }
         let C = featureCount, N = normalized.rowCount
         let inputGradient = Tensor(uninitialized: normalized.shape)
         let dGamma = arena.gradient(weight).data
         let dBeta = bias.map { arena.gradient($0).data }
-        guard let reciprocalStandardDeviation else { preconditionFailure("LayerNorm.backward before forward") }
         let rstds = reciprocalStandardDeviation.data
         // Rows split across the rank's threads; the first range adds its dγ and dβ straight into
         // the arena, each other one into a buffer of its own, added after in order.

@@ -236,18 +236,11 @@ public func gradientSquaredSum(arena: ParameterArena, ranges: [Range<Int>]) -> D
     partials.withUnsafeMutableBufferPointer { partials in
         ComputePool.run(parts: parts) { part in
             var sums = SIMD8<Double>()
-            let share = ComputePool.range(part, of: parts, count: total)
-            var offset = 0
-            for range in ranges {
-                let lower = max(share.lowerBound, offset), upper = min(share.upperBound, offset + range.count)
-                if lower < upper {
-                    let start = gradients + range.lowerBound + lower - offset
-                    forEachChunk(count: upper - lower) { i, lanes in
-                        let g = SIMD8<Double>(loadChunk(start + i, lanes))
-                        sums += g * g
-                    }
+            for piece in pieces(of: ranges, within: ComputePool.range(part, of: parts, count: total)) {
+                forEachChunk(count: piece.count) { i, lanes in
+                    let g = SIMD8<Double>(loadChunk(gradients + piece.lowerBound + i, lanes))
+                    sums += g * g
                 }
-                offset += range.count
             }
             partials[part] = sums.sum()
         }
@@ -317,14 +310,22 @@ private func restoredBuffer(_ name: String, from state: [String: Tensor], optimi
 func forEachSegmentInParallel(of arena: ParameterArena, in ranges: [Range<Int>], _ body: (ParameterSlot, Range<Int>, Int) -> Void) {
     let total = ranges.reduce(0) { $0 + $1.count }
     ComputePool.forEachRange(count: total, grain: elementsPerThread) { part in
-        var pieces: [Range<Int>] = [], offset = 0
-        for range in ranges {
-            let lower = max(part.lowerBound, offset), upper = min(part.upperBound, offset + range.count)
-            if lower < upper { pieces.append((range.lowerBound + lower - offset)..<(range.lowerBound + upper - offset)) }
-            offset += range.count
+        forEachSegment(of: arena, in: pieces(of: ranges, within: part)) { slot, segment, stateOffset in
+            body(slot, segment, part.lowerBound + stateOffset)
         }
-        forEachSegment(of: arena, in: pieces) { slot, segment, stateOffset in body(slot, segment, part.lowerBound + stateOffset) }
     }
+}
+
+/// The arena ranges that hold elements `share` of `ranges` laid back to back (a thread's part of
+/// the state, in arena offsets).
+private func pieces(of ranges: [Range<Int>], within share: Range<Int>) -> [Range<Int>] {
+    var pieces: [Range<Int>] = [], offset = 0
+    for range in ranges {
+        let lower = max(share.lowerBound, offset), upper = min(share.upperBound, offset + range.count)
+        if lower < upper { pieces.append((range.lowerBound + lower - offset)..<(range.lowerBound + upper - offset)) }
+        offset += range.count
+    }
+    return pieces
 }
 
 /// Calls `body(slot, segment, stateOffset)` for every part of `ranges` (ascending, disjoint) that

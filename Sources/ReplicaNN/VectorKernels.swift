@@ -3,6 +3,9 @@ import ReplicaCore
 // Eight lanes at a time: loads and stores, reductions over rows (softmax, attention, LayerNorm),
 // chunked loops (the optimizers).
 
+/// The fewest elements worth a thread of their own in an element-wise kernel (tens of µs).
+let elementsPerThread = 1 << 14
+
 @inline(__always)
 func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 

@@ -22,7 +22,8 @@ import ReplicaDistributed
 /// the format's JSON-array form, whose closing bracket may be missing (the trace-event format
 /// allows it for exactly this): so a job that fails, even one killed by mpirun after another
 /// rank died, leaves what rank 0 had. The watchdog's notices (a wait of over a second in one
-/// collective, naming who has not arrived) and its report that ends a job are instant events. With `steps` (`--timeline-steps A:B`) only those steps
+/// collective, naming who has not arrived) and its report that ends a job are instant events.
+/// With `steps` (`--timeline-steps A:B`) only those steps
 /// (counted from 1) are kept.
 public final class Timeline {
     public enum Track: Int, Sendable {
@@ -31,7 +32,7 @@ public final class Timeline {
     }
 
     struct Event {
-        /// The index of its name in `names`.
+        /// The index of its name in `names` (a watchdog event's: in `watchdogNames`).
         let name: Int
         let track: Track
         let start: Double
@@ -50,8 +51,11 @@ public final class Timeline {
     private var events: [Event] = []
     /// Every name recorded, once: events hold its index. A string kept per event would pin the
     /// heap between the step's temporary tensors, and the process grew by some 300 KB a step.
-    private var names = ["watchdog: ending the job", "watchdog: long wait"]
+    private var names: [String] = []
     private var nameIndices: [String: Int] = [:]
+    /// The watchdog's event names, by `fatal` (0, 1): constants, since its thread must not read
+    /// `names` while the main thread appends to it.
+    static let watchdogNames = ["watchdog: long wait", "watchdog: ending the job"]
     /// The watchdog's events, recorded on its thread (under `lock`, as are rank 0's file writes).
     private var watchdogEvents: [Event] = []
     private let lock = NSLock()
@@ -88,7 +92,7 @@ public final class Timeline {
         events.append(Event(name: index(of: name), track: .communication, start: start, end: end, step: step, asyncID: nextAsyncID))
     }
 
-    /// `name`'s index in `names`, added if new (on the main thread; the watchdog's names are fixed).
+    /// `name`'s index in `names`, added if new (on the main thread).
     private func index(of name: String) -> Int {
         if let index = nameIndices[name] { return index }
         names.append(name)
@@ -101,7 +105,7 @@ public final class Timeline {
     /// file at once, since the report that ends the job is followed by the abort.
     public func recordWatchdog(fatal: Bool, report: String) {
         let time = Self.now()
-        let event = Event(name: fatal ? 0 : 1, track: .communication,
+        let event = Event(name: fatal ? 1 : 0, track: .communication,
                           start: time, end: time, step: step, asyncID: nil, report: report)
         lock.withLock {
             watchdogEvents.append(event)
@@ -167,7 +171,7 @@ public final class Timeline {
     /// One event as trace-event JSON (two for an async span), times in µs on rank 0's clock from `origin`.
     func lines(for event: Event, rank: Int, origin: Double) -> [String] {
         func microseconds(_ time: Double) -> String { Self.tenths((time - clockOffset - origin) * 1e6) }
-        let name = jsonString(names[event.name]), common = "\"pid\":\(rank),\"tid\":\(event.track.rawValue),\"cat\":\"\(event.track.name)\""
+        let name = jsonString(event.report == nil ? names[event.name] : Self.watchdogNames[event.name]), common = "\"pid\":\(rank),\"tid\":\(event.track.rawValue),\"cat\":\"\(event.track.name)\""
         if let report = event.report {
             return ["{\"ph\":\"i\",\"s\":\"p\",\"name\":\(name),\(common),\"ts\":\(microseconds(event.start)),\"args\":{\"step\":\(event.step),\"report\":\(jsonString(report))}}"]
         }
