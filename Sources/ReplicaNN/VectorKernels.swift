@@ -35,14 +35,17 @@ func rowSquaredDeviations(_ x: UnsafePointer<Float>, count: Int, from c: Float) 
     return sum
 }
 
-/// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count).
+/// Calls `body(offset, lanes)` for consecutive chunks of at most 8 elements of [0, count): full
+/// chunks in one loop, where `lanes` is the constant 8 once inlined (so loadChunk and storeChunk
+/// are single vector moves), then the shorter last chunk.
 @inline(__always)
 func forEachChunk(count: Int, _ body: (Int, Int) -> Void) {
     var offset = 0
-    while offset < count {
-        body(offset, min(8, count - offset))
+    while offset + 8 <= count {
+        body(offset, 8)
         offset += 8
     }
+    if offset < count { body(offset, count - offset) }
 }
 
 /// `lanes` floats from `pointer`, zero-padded to 8.
