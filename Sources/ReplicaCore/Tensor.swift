@@ -2,17 +2,19 @@
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    private let allocatedBytes: Int
 
-    /// Allocates `count` floats, zeroed unless `zeroed` is false (for buffers a kernel overwrites entirely).
+    /// Allocates `count` floats, zeroed unless `zeroed` is false (for buffers a kernel overwrites
+    /// entirely). Large buffers come from and go back to `BufferCache`.
     public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "TensorStorage needs a non-negative count, got \(count)")
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        allocatedBytes = BufferCache.allocationBytes(for: max(count, 1) * MemoryLayout<Float>.stride)
+        pointer = BufferCache.allocate(classBytes: allocatedBytes).bindMemory(to: Float.self, capacity: max(count, 1))
         if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
         self.count = count
     }
 
-    deinit { pointer.deallocate() }
+    deinit { BufferCache.release(UnsafeMutableRawPointer(pointer), classBytes: allocatedBytes) }
 }
 
 /// A float32 tensor: a shape over contiguous row-major storage.
