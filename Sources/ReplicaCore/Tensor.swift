@@ -115,6 +115,15 @@ extension Tensor {
         }
         return result
     }
+
+    /// Writes row k of this matrix into row rows[k] of `target`. [rows.count, W] into [N, W]
+    public func scatterRows(_ rows: [Int32], into target: Tensor) {
+        let W = columnCount
+        precondition(target.columnCount == W && rowCount == rows.count, "scatterRows: \(shape) into \(target.shape)")
+        for (index, row) in rows.enumerated() {
+            (target.data + Int(row) * W).update(from: data + index * W, count: W)
+        }
+    }
 }
 
 extension Tensor: CustomStringConvertible {

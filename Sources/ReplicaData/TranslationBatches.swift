@@ -138,6 +138,8 @@ public struct PaddedBatch: Sendable, Equatable {
     public var sourceTokenCount: Int { sourceMask.reduce(0) { $0 + ($1 ? 1 : 0) } }
     /// Predicted target tokens: the rows the loss counts.
     public var targetTokenCount: Int { targetOutput.reduce(0) { $0 + ($1 == Self.ignoredTarget ? 0 : 1) } }
+    /// The targets of the predicted positions, in order: what the model's logits rows are for. [targetTokenCount]
+    public var predictedTargets: [Int32] { targetOutput.filter { $0 != Self.ignoredTarget } }
 
     /// Pads `examples[indices]`, in the order of `indices`.
     public static func make(examples: [TranslationExample], indices: [Int]) -> PaddedBatch {

@@ -204,7 +204,7 @@ public final class GraphMAE {
         let projectedKept = Tensor(uninitialized: [kept.count, F])
         gemm(h, arena.value(decoderWeight), into: projectedKept)
         let projected = Tensor(zeros: [N, F])
-        scatterRows(projectedKept, kept, into: projected)
+        projectedKept.scatterRows(kept, into: projected)
         cache = Cache(nodeCount: N, tokenNodes: mask.tokenNodes, keptNodes: kept, decoderInput: h)
         let reconstruction = decoderLayer.forward(projected: projected, graph: decoderGraph ?? graph)
         phases?.phaseEnded("forward: decoder")
@@ -251,7 +251,7 @@ public final class GraphMAE {
         let dKept = encoderToDecoder.backward(dh)
         try gradientsReady(encoderToDecoder.weight.range.lowerBound)
         var dx = Tensor(zeros: [N, D])
-        scatterRows(dKept, cache.keptNodes, into: dx)
+        dKept.scatterRows(cache.keptNodes, into: dx)
         for index in stride(from: encoderLayers.count - 1, through: 0, by: -1) {
             dx = activations[index].backward(dx)
             dx = encoderLayers[index].backward(dx)
@@ -273,15 +273,5 @@ public final class GraphMAE {
             gemm(arena.value(maskToken).reshaped([F, 1]), s.reshaped([1, D]), into: arena.gradient(inputProjection.weight), beta: 1)
         }
         try gradientsReady(0)
-    }
-}
-
-
-/// Writes row k of `source` into row rows[k] of `target`. [rows.count, W] into [N, W]
-func scatterRows(_ source: Tensor, _ rows: [Int32], into target: Tensor) {
-    let W = source.columnCount
-    precondition(target.columnCount == W && source.rowCount == rows.count, "scatterRows: \(source.shape) into \(target.shape)")
-    for (index, row) in rows.enumerated() {
-        (target.data + Int(row) * W).update(from: source.data + index * W, count: W)
     }
 }

@@ -33,10 +33,10 @@ extension TransformerConfig {
     /// qkv 2·Ns·C·3C, output 2·Ns·C², feed-forward 2·2·Ns·C·F, attention S×S; per decoder layer:
     /// self-attention's qkv 2·Nt·C·3C and output 2·Nt·C², attention T×T, cross-attention's query
     /// 2·Nt·C², key-value 2·Ns·C·2C, output 2·Nt·C², attention T×S, feed-forward 2·2·Nt·C·F; the
-    /// tied head 2·Nt·C·V. Attention Tq×Tk is 2·B·Tq·Tk·C for the values and, with the dot scorer,
+    /// tied head 2·P·C·V over the P predicted (non-padding) target positions, the rows it projects. Attention Tq×Tk is 2·B·Tq·Tk·C for the values and, with the dot scorer,
     /// as much for the scores (the additive scorer's scores are element-wise, not counted).
     /// Backward twice forward: the total is 3 × forward.
-    public func matmulFLOPs(batch B: Int, sourceLength S: Int, targetLength T: Int) -> Double {
+    public func matmulFLOPs(batch B: Int, sourceLength S: Int, targetLength T: Int, predictedTokens P: Int) -> Double {
         let C = Double(embedding), F = Double(feedForward), V = Double(vocabularySize)
         let sourceTokens = Double(B * S), targetTokens = Double(B * T)
         func attention(_ queries: Int, _ keys: Int) -> Double {
@@ -48,7 +48,7 @@ extension TransformerConfig {
         let decoderLayer = projections(targetTokens) + attention(T, T)
             + 2 * targetTokens * C * C + 2 * sourceTokens * C * (2 * C) + 2 * targetTokens * C * C + attention(T, S)
             + 2 * 2 * targetTokens * C * F
-        let forward = Double(encoderLayers) * encoderLayer + Double(decoderLayers) * decoderLayer + 2 * targetTokens * C * V
+        let forward = Double(encoderLayers) * encoderLayer + Double(decoderLayers) * decoderLayer + 2 * Double(P) * C * V
         return 3 * forward
     }
 }

@@ -96,7 +96,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
     /// The micro-step's padded batch: its products' shapes differ from batch to batch.
     public func matmulFLOPs(step: Int, micro: Int) -> Double {
         let shape = paddedShape(step: step, micro: micro)
-        return model.config.matmulFLOPs(batch: shape.B, sourceLength: shape.S, targetLength: shape.T)
+        return model.config.matmulFLOPs(batch: shape.B, sourceLength: shape.S, targetLength: shape.T, predictedTokens: targetCount(step: step, micro: micro))
     }
 
     /// Input augmentation `mask=P` (source tokens → <mask>) and `substitute=P` (→ a random token),
@@ -131,7 +131,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
         let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: B, length: batch.sourceLength)
         let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
                                   memory: memory, memoryMask: batch.sourceMask, batch: B, length: batch.targetLength)
-        let value = loss.forward(logits: logits, targets: batch.targetOutput, normalizer: normalizer)
+        let value = loss.forward(logits: logits, targets: batch.predictedTargets, normalizer: normalizer)
         reducer?.phaseEnded("loss")
         try model.backward(loss.backward()) { offset in try reducer?.gradientsReady(downTo: offset) }
         return value
@@ -151,7 +151,7 @@ public final class TranslateTask: DataParallelTask, MatmulCounting {
             let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != PaddedBatch.ignoredTarget },
                                       memory: memory, memoryMask: batch.sourceMask, batch: batch.batchSize,
                                       length: batch.targetLength)
-            sums[0] += plain.forward(logits: logits, targets: batch.targetOutput, normalizer: 1)
+            sums[0] += plain.forward(logits: logits, targets: batch.predictedTargets, normalizer: 1)
             sums[1] += Double(batch.targetTokenCount)
         }
         try communicator.allReduce(&sums, .sum)

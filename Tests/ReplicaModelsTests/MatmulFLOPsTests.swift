@@ -46,12 +46,12 @@ import ReplicaModels
             + 2 * 4 * 4 * 4 + 2 * 6 * 4 * 8 + 2 * 4 * 4 * 4  // cross-attention's query, key-value (of the memory), output
             + 2 * (2 * 2 * 2 * 3 * 4)                     // T×S
             + 2 * 4 * 4 * 8 + 2 * 4 * 8 * 4               // feed-forward
-        let head = 2 * 4 * 4 * 5
+        let head = 2 * 3 * 4 * 5                          // the 3 predicted of the 4 target rows
         #expect(encoder == 1824 && decoder == 1984)
-        #expect(config.matmulFLOPs(batch: 2, sourceLength: 3, targetLength: 2) == Double(3 * (encoder + decoder + head)))
+        #expect(config.matmulFLOPs(batch: 2, sourceLength: 3, targetLength: 2, predictedTokens: 3) == Double(3 * (encoder + decoder + head)))
         // The additive scorer's scores are element-wise: only the values' products remain.
         config.scorer = .additive
         let scores = 2 * 2 * 3 * 3 * 4 + 2 * 2 * 2 * 2 * 4 + 2 * 2 * 2 * 3 * 4
-        #expect(config.matmulFLOPs(batch: 2, sourceLength: 3, targetLength: 2) == Double(3 * (encoder + decoder + head - scores)))
+        #expect(config.matmulFLOPs(batch: 2, sourceLength: 3, targetLength: 2, predictedTokens: 3) == Double(3 * (encoder + decoder + head - scores)))
     }
 }

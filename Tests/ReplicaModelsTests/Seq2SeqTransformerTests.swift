@@ -14,7 +14,7 @@ import _ReplicaTestSupport
     static let sourceMask = [true, true, true, true, true, true, false, false]
     static let targetInput: [Int32] = [1, 5, 6, 1, 7, 0]
     static let targetMask = [true, true, true, true, true, false]
-    static let targetOutput: [Int32] = [5, 6, 2, 7, 2, -100]
+    static let targetOutput: [Int32] = [5, 6, 2, 7, 2]          // the predicted positions' targets (the logits' rows)
 
     func loss(_ model: Seq2SeqTransformer, _ crossEntropy: CrossEntropy) -> Double {
         let memory = model.encode(Self.source, mask: Self.sourceMask, batch: 2, length: 4)
@@ -103,6 +103,22 @@ import _ReplicaTestSupport
         let V = 11
         #expect(Array(first.scalars[0..<(2 * V)]) == Array(second.scalars[0..<(2 * V)]))
         #expect(Array(first.scalars[(2 * V)..<(3 * V)]) != Array(second.scalars[(2 * V)..<(3 * V)]))
+    }
+
+    /// Padding positions get no logits row: the logits are the predicted positions' rows of the
+    /// decoder run with every position kept (padding comes last and attention is causal, so the
+    /// rows kept see the same keys); only the product's blocking may differ, hence 1e-5.
+    @Test func paddingPositionsGetNoLogits() {
+        let model = Self.tiny()
+        let memory = model.encode(Self.source, mask: Self.sourceMask, batch: 2, length: 4)
+        let kept = model.decode(Self.targetInput, targetMask: Self.targetMask, memory: memory, memoryMask: Self.sourceMask,
+                                batch: 2, length: 3).copy()
+        let all = model.decode(Self.targetInput, targetMask: [Bool](repeating: true, count: 6), memory: memory,
+                               memoryMask: Self.sourceMask, batch: 2, length: 3)
+        let V = 11
+        #expect(kept.shape == [5, V] && all.shape == [6, V])
+        let difference = zip(kept.scalars, all.scalars[0..<(5 * V)]).map { abs($0 - $1) }.max()!
+        #expect(difference < 1e-5, "\(difference)")
     }
 
     // MARK: - Incremental decoding (key/value cache)

@@ -73,7 +73,7 @@ import _ReplicaTestSupport
             let memory = model.encode(batch.sourceIds, mask: batch.sourceMask, batch: 16, length: batch.sourceLength)
             let logits = model.decode(batch.targetInput, targetMask: batch.targetOutput.map { $0 != -100 }, memory: memory,
                                       memoryMask: batch.sourceMask, batch: 16, length: batch.targetLength)
-            _ = crossEntropy.forward(logits: logits, targets: batch.targetOutput, normalizer: Float(batch.targetTokenCount))
+            _ = crossEntropy.forward(logits: logits, targets: batch.predictedTargets, normalizer: Float(batch.targetTokenCount))
             model.backward(crossEntropy.backward())
             optimizer.step(arena: model.arena, learningRate: 1e-2)
         }
