@@ -28,7 +28,7 @@ extension GPTConfig {
 
 extension TransformerConfig {
     /// Matrix-product FLOPs of forward and backward of one padded batch of `batch` pairs, sources
-    /// padded to `sourceLength` S and target inputs to `targetLength` T (padding is computed on,
+    /// padded to `sourceLength` S and target inputs to `targetLength` T (the layers compute on padding,
     /// so it counts). With Ns = B·S, Nt = B·T, F the feed-forward width, forward per encoder layer:
     /// qkv 2·Ns·C·3C, output 2·Ns·C², feed-forward 2·2·Ns·C·F, attention S×S; per decoder layer:
     /// self-attention's qkv 2·Nt·C·3C and output 2·Nt·C², attention T×T, cross-attention's query
