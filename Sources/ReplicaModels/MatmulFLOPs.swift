@@ -52,3 +52,12 @@ extension TransformerConfig {
         return 3 * forward
     }
 }
+
+extension MaskedLanguageModelConfig {
+    /// Matrix-product FLOPs of forward and backward of `batch` sentences padded to `length` T with
+    /// P predicted (masked) positions: the encoder layers of `TransformerConfig.matmulFLOPs` over
+    /// the B·T tokens, and the tied output layer 2·P·C·V over the rows it projects.
+    public func matmulFLOPs(batch B: Int, length T: Int, predictedTokens P: Int) -> Double {
+        encoderLayerConfig.matmulFLOPs(batch: B, sourceLength: T, targetLength: 0, predictedTokens: P)
+    }
+}

@@ -19,7 +19,7 @@ import ReplicaNN
 /// Validation masks are fixed (drawn from the sentence's index alone), so every run and every
 /// rank count is scored on the same positions; `unigram_accuracy` is the accuracy there of always
 /// answering the most frequent training token.
-public final class MLMTask: DataParallelTask {
+public final class MLMTask: DataParallelTask, MatmulCounting {
     public let splits: SentenceSplits
     public let tokenizer: BPETokenizer
     public let model: MaskedLanguageModel
@@ -106,6 +106,12 @@ public final class MLMTask: DataParallelTask {
         }
         stepBatches?.batches[micro] = batch
         return batch
+    }
+
+    /// The micro-step's padded batch and its masked rows: the products' shapes differ from batch to batch.
+    public func matmulFLOPs(step: Int, micro: Int) -> Double {
+        let batch = maskedBatch(step: step, micro: micro)
+        return model.config.matmulFLOPs(batch: batch.batchSize, length: batch.length, predictedTokens: batch.rows.count)
     }
 
     /// The chosen tokens of this rank's micro-batch: the loss terms.

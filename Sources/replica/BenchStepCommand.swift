@@ -17,7 +17,7 @@ struct BenchStep: ParsableCommand {
           mpirun -np 2 replica bench step --model charlm --json
           replica bench step --model translate --threads 1 --json
         mlm: train mlm's model and data (--batch-size sentences per rank, default 64; tokens are the batch's sentences at their mean length). translate: the `small` preset's model on Multi30k, --batch-size padded tokens per rank (default 2000); tokens_per_s counts target tokens (the predicted, non-padding ones) of the timed steps over their time; padded_tokens_per_s the padded source and target tokens. tokens_per_cpu_s (charlm, translate, mlm): the timed steps' tokens per second of the ranks' process CPU time, every thread's (steadier on a shared machine).
-        mfu (model FLOPs utilisation) = flops_per_step / seconds per step / (sgemm_gflops · 1e9 · --threads). flops_per_step: one rank's matrix-product FLOPs of forward and backward, counted from the shapes the model multiplies (attention's full T×T scores and values, as the code computes them before masking; backward twice forward). sgemm_gflops: one BLAS thread's rate on a 1024³ product, measured at start-up (median of 5 calls; the ranks' mean). translate counts each timed step's padded batch and divides by the mean step time; gat has no mfu (its attention and input projection are sparse, not sgemm).
+        mfu (model FLOPs utilisation) = flops_per_step / seconds per step / (sgemm_gflops · 1e9 · --threads). flops_per_step: one rank's matrix-product FLOPs of forward and backward, counted from the shapes the model multiplies (attention's full T×T scores and values, as the code computes them before masking; backward twice forward). sgemm_gflops: one BLAS thread's rate on a 1024³ product, measured at start-up (median of 5 calls; the ranks' mean). translate and mlm count each timed step's padded batch (and the rows the output layer projects: translate's non-padding targets, mlm's masked tokens) and divide by the mean step time; gat has no mfu (its attention and input projection are sparse, not sgemm).
         """
     )
 
@@ -140,11 +140,11 @@ struct BenchStep: ParsableCommand {
         var utilisation = ""
         if counting != nil {
             // One rank's FLOPs a step (the ranks' and timed steps' mean) over the time of a step (charlm the
-            // median; translate, whose batches differ, the mean, as its tokens_per_s) and the threads' peak.
+            // median; translate and mlm, whose batches differ, the mean) and the threads' peak.
             var total = [flops]
             try communicator.allReduce(&total, .sum)
             let flopsPerStep = total[0] / Double(communicator.size * steps)
-            let secondsPerStep = translation != nil ? summedSeconds[0] / Double(steps) : figures[0]
+            let secondsPerStep = model == .charlm ? figures[0] : summedSeconds[0] / Double(steps)
             let mfu = flopsPerStep / secondsPerStep / (sgemmGFLOPs * 1e9 * Double(context.threads))
             extra["flops_per_step"] = .number(flopsPerStep)
             extra["mfu"] = .number(mfu)

@@ -30,11 +30,13 @@ import _ReplicaTestSupport
         #expect(abs(flops / (ms / 1000) / (sgemm * 1e9 * 1) / mfu - 1) < 1e-9)
     }
 
-    @Test func translateCountsItsPaddedBatchesAndGATHasNoMFU() throws {
-        let translate = try summary(["--model", "translate", "--batch-size", "100", "--steps", "1", "--warmup-steps", "0"])
-        let mfu = try #require(translate["mfu"] as? Double)
-        #expect(mfu > 0 && mfu < 1.5, "mfu \(mfu)")
-        #expect((translate["flops_per_step"] as? Double ?? 0) > 0 && (translate["sgemm_gflops"] as? Double ?? 0) > 0)
+    @Test func translateAndMLMCountTheirPaddedBatchesAndGATHasNoMFU() throws {
+        for model in ["translate", "mlm"] {
+            let summary = try summary(["--model", model, "--batch-size", model == "mlm" ? "8" : "100", "--steps", "1", "--warmup-steps", "0"])
+            let mfu = try #require(summary["mfu"] as? Double, "\(model)")
+            #expect(mfu > 0 && mfu < 1.5, "\(model): mfu \(mfu)")
+            #expect((summary["flops_per_step"] as? Double ?? 0) > 0 && (summary["sgemm_gflops"] as? Double ?? 0) > 0)
+        }
         // GAT's attention and input projection are sparse, not sgemm: the rate, but no utilisation.
         let gat = try summary(["--model", "gat", "--steps", "1", "--warmup-steps", "0"])
         #expect((gat["sgemm_gflops"] as? Double ?? 0) > 0)

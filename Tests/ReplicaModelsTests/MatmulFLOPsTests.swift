@@ -54,4 +54,15 @@ import ReplicaModels
         let scores = 2 * 2 * 3 * 3 * 4 + 2 * 2 * 2 * 2 * 4 + 2 * 2 * 2 * 3 * 4
         #expect(config.matmulFLOPs(batch: 2, sourceLength: 3, targetLength: 2, predictedTokens: 3) == Double(3 * (encoder + decoder + head - scores)))
     }
+
+    @Test func mlmCountsItsEncoderOverEveryTokenAndItsOutputLayerOverTheMaskedRows() {
+        var config = MaskedLanguageModelConfig()
+        (config.vocabularySize, config.embedding, config.heads, config.layers, config.feedForward) = (5, 4, 2, 1, 8)
+        // B 2 sentences padded to T 3: 6 tokens, C 4, F 8, V 5; 2 masked rows.
+        let layer = 2 * 6 * 4 * 12 + 2 * 6 * 4 * 4       // qkv, output
+            + 2 * (2 * 2 * 3 * 3 * 4)                    // scores and values, T×T
+            + 2 * 6 * 4 * 8 + 2 * 6 * 8 * 4              // feed-forward
+        let head = 2 * 2 * 4 * 5                         // the 2 masked rows only
+        #expect(config.matmulFLOPs(batch: 2, length: 3, predictedTokens: 2) == Double(3 * (layer + head)))
+    }
 }
