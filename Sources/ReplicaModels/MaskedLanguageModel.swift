@@ -182,9 +182,7 @@ public final class MaskedLanguageModel {
             gemm(logitsGradient, transposingA: true, hidden, into: arena.gradient(weight), beta: 1)
             let dHidden = Tensor(uninitialized: [P, C])
             gemm(logitsGradient, arena.value(weight), into: dHidden)
-            for (index, row) in rows.enumerated() {
-                (dx.data + Int(row) * C).update(from: dHidden.data + index * C, count: C)
-            }
+            dHidden.scatterRows(rows, into: dx)
         }
         dx = finalNorm.backward(dx)
         try gradientsReady(finalNormOffset)
