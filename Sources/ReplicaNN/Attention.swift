@@ -36,6 +36,16 @@ public struct StridedOperand {
 /// Q [B, Tq, NH·hs], K and V [B, Tk, NH·hs] are read in place through strides (the columns of a
 /// fused qkv projection), so no head is ever copied; every product is an sgemm.
 /// B batch, Tq/Tk query/key length, NH heads, hs head size.
+///
+/// The dot scorer runs one blocked kernel per (batch, head), FlashAttention's (Dao et al. 2022,
+/// 2023) on the CPU: queries in tiles of `tileRows`, keys in tiles of `tileKeys`; each tile's
+/// scores, masks, exponentials and value product are computed while the tile is in cache, and
+/// an online softmax (a running maximum and sum a query, the output rescaled when the maximum
+/// grows) joins the key tiles. Forward keeps only each query's log-sum-exp [B, NH, Tq]; backward
+/// recomputes a tile's probabilities from it. So no Tq × Tk matrix is ever held (gpt2-small's
+/// 1024 × 1024 a head and layer was 48 MiB a layer, all layers kept for backward), and causal
+/// attention skips the key tiles wholly after a query tile. The additive scorer keeps its
+/// probabilities and tanh values (it needs every tanh in backward anyway).
 public final class AttentionKernel {
     public let headCount: Int
     public let headSize: Int
@@ -47,11 +57,18 @@ public final class AttentionKernel {
     public let additiveVector: ParameterSlot?
     let arena: ParameterArena
     // Cached by forward.
-    var probabilities: Tensor?            // [B, NH, Tq, Tk]
-    var tanhValues: Tensor?               // [B, NH, Tq, Tk, hs] for the additive scorer
+    var logSumExp: Tensor?                // [B, NH, Tq], dot scorer: log Σ_j exp(score_ij); +∞ where no key is visible
+    var probabilities: Tensor?            // [B, NH, Tq, Tk], additive scorer
+    var tanhValues: Tensor?               // [B, NH, Tq, Tk, hs], additive scorer
+    /// The last forward's queries and keys, for `lastProbabilities` only.
+    var lastQueriesAndKeys: (q: StridedOperand, k: StridedOperand)?
     var shape = (B: 0, Tq: 0, Tk: 0)
     var causal = false
     var keyMask: [Bool]?
+
+    /// Query rows and keys a tile of the dot scorer's kernel: 128 × 256 scores are 128 KiB, which
+    /// stay in the core's cache between the products and the softmax.
+    static let tileRows = 128, tileKeys = 256
 
     public init(_ name: String, heads: Int, headSize: Int, scorer: AttentionScorer, arena: ParameterArena) {
         self.arena = arena
@@ -65,8 +82,11 @@ public final class AttentionKernel {
         if let additiveVector { arena.value(additiveVector).fillUniform(bound: 1 / Float(headSize).squareRoot(), using: &generator) }
     }
 
+    var scoreScale: Float { scalesScores ? 1 / Float(headSize).squareRoot() : 1 }
+
     /// Writes softmax(scores)·V into `output` ([B, Tq, NH·hs] through its stride).
-    /// `keyMask` [B·Tk]: false marks padding keys, which get no attention. `causal` hides keys after the query.
+    /// `keyMask` [B·Tk]: false marks padding keys, which get no attention. `causal` hides keys after
+    /// the query. A query that sees no key at all gets 0.
     public func forward(q: StridedOperand, k: StridedOperand, v: StridedOperand, output: StridedOperand,
                         batch B: Int, queryLength Tq: Int, keyLength Tk: Int, causal: Bool, keyMask: [Bool]?) {
         precondition(keyMask == nil || keyMask!.count == B * Tk, "attention key mask needs \(B * Tk) entries")
@@ -74,91 +94,20 @@ public final class AttentionKernel {
         shape = (B, Tq, Tk)
         self.causal = causal
         self.keyMask = keyMask
-        let NH = headCount, hs = headSize
-        let probabilities = Tensor(uninitialized: [B, NH, Tq, Tk])
-        if scorer == .additive { tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs]) }
-        let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
-        let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
-        // The (batch, head) pairs are independent: split across the rank's threads.
-        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            for pair in pairs {
-                let b = pair / NH, h = pair % NH
-                let P = probabilities.data + ((b * NH + h) * Tq) * Tk
-                let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
-                let kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let outH = output.head(batch: b, rows: Tq, head: h, headSize: hs)
-                for (rows, keys) in blocks {
-                    let Pb = P + rows.lowerBound * Tk
-                    switch scorer {
-                    case .dot:
-                        BLAS.sgemm(m: rows.count, n: keys, k: hs, alpha: scale, a: qh + rows.lowerBound * q.rowStride, lda: q.rowStride,
-                                   b: kh, ldb: k.rowStride, transposingB: true, c: Pb, ldc: Tk)
-                    case .additive:
-                        additiveScores(qh, q.rowStride, kh, k.rowStride, into: P, batch: b, head: h)
-                    }
-                    for i in rows {
-                        maskedSoftmax(P + i * Tk, count: Tk, visible: causal ? i + 1 : Tk, keyMask: keyMask, maskOffset: b * Tk)
-                    }
-                    BLAS.sgemm(m: rows.count, n: hs, k: keys, a: Pb, lda: Tk, b: vh, ldb: v.rowStride,
-                               c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride)
-                }
-            }
+        lastQueriesAndKeys = (q, k)
+        switch scorer {
+        case .dot: tiledForward(q: q, k: k, v: v, output: output)
+        case .additive: additiveForward(q: q, k: k, v: v, output: output)
         }
-        self.probabilities = probabilities
     }
 
-    /// Adds the gradients of q, k and v (through their strides) from the output gradient.
-    public func backward(outputGradient dOut: StridedOperand, q: StridedOperand, k: StridedOperand, v: StridedOperand,
-                         qGradient dq: StridedOperand, kGradient dk: StridedOperand, vGradient dv: StridedOperand) {
-        guard let probabilities else { preconditionFailure("AttentionKernel.backward before forward") }
-        let (B, Tq, Tk) = shape
-        let NH = headCount, hs = headSize
-        let scale = scalesScores ? 1 / Float(hs).squareRoot() : 1
-        let blocks = queryBlocks(Tq: Tq, Tk: Tk, causal: causal)
-        // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads,
-        // each range with its own score-gradient buffer.
-        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let dScores = Tensor(uninitialized: [Tq, Tk])
-            for pair in pairs {
-                let b = pair / NH, h = pair % NH
-                let P = probabilities.data + ((b * NH + h) * Tq) * Tk
-                let dOutH = dOut.head(batch: b, rows: Tq, head: h, headSize: hs)
-                let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
-                let kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let dqh = dq.head(batch: b, rows: Tq, head: h, headSize: hs)
-                let dkh = dk.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let dvh = dv.head(batch: b, rows: Tk, head: h, headSize: hs)
-                let dP = dScores.data
-                for (rows, keys) in blocks {
-                    let Pb = P + rows.lowerBound * Tk, dPb = dP + rows.lowerBound * Tk
-                    let dOutB = dOutH + rows.lowerBound * dOut.rowStride
-                    // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
-                    BLAS.sgemm(m: keys, n: hs, k: rows.count, a: Pb, lda: Tk, transposingA: true, b: dOutB, ldb: dOut.rowStride,
-                               beta: 1, c: dvh, ldc: dv.rowStride)
-                    BLAS.sgemm(m: rows.count, n: keys, k: hs, a: dOutB, lda: dOut.rowStride, b: vh, ldb: v.rowStride,
-                               transposingB: true, c: dPb, ldc: Tk)
-                    // Softmax backward in place: dS = P ⊙ (dP − Σ_j dP·P), over the visible keys;
-                    // the block's hidden keys get 0 (P is 0 there; the products above left them unset).
-                    for i in rows {
-                        let p = P + i * Tk, d = dP + i * Tk
-                        let visible = causal ? i + 1 : keys
-                        softmaxRowBackward(d, output: p, count: visible, inverseTemperature: 1)
-                        if visible < keys { (d + visible).update(repeating: 0, count: keys - visible) }
-                    }
-                    switch scorer {
-                    case .dot:
-                        // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
-                        BLAS.sgemm(m: rows.count, n: hs, k: keys, alpha: scale, a: dPb, lda: Tk, b: kh, ldb: k.rowStride,
-                                   beta: 1, c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride)
-                        BLAS.sgemm(m: keys, n: hs, k: rows.count, alpha: scale, a: dPb, lda: Tk, transposingA: true,
-                                   b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1, c: dkh, ldc: dk.rowStride)
-                    case .additive:
-                        additiveBackward(dP, dq: dqh, dq.rowStride, dk: dkh, dk.rowStride, batch: b, head: h)
-                    }
-                }
-            }
+    /// Adds the gradients of q, k and v (through their strides) from the output gradient, given
+    /// the forward's `output`.
+    public func backward(outputGradient dOut: StridedOperand, output: StridedOperand, q: StridedOperand, k: StridedOperand,
+                         v: StridedOperand, qGradient dq: StridedOperand, kGradient dk: StridedOperand, vGradient dv: StridedOperand) {
+        switch scorer {
+        case .dot: tiledBackward(outputGradient: dOut, output: output, q: q, k: k, v: v, qGradient: dq, kGradient: dk, vGradient: dv)
+        case .additive: additiveBackward(outputGradient: dOut, q: q, k: k, v: v, qGradient: dq, kGradient: dk, vGradient: dv)
         }
     }
 
@@ -166,57 +115,228 @@ public final class AttentionKernel {
     /// score vector's gradient every pair adds to.
     var headsPerThread: Int { scorer == .dot ? 4 : Int.max }
 
-    /// Query rows in blocks, each with the keys it can see: with the causal mask and the dot
-    /// scorer, blocks of 128 queries see only the keys up to their last row, so the products
-    /// skip the hidden upper triangle (at T = 1024 they compute 9/16 of the full T×T); otherwise
-    /// one block of every query and every key.
-    func queryBlocks(Tq: Int, Tk: Int, causal: Bool) -> [(rows: Range<Int>, keys: Int)] {
-        guard causal && scorer == .dot && Tq > Self.causalBlockRows else { return [(0..<Tq, Tk)] }
-        return stride(from: 0, to: Tq, by: Self.causalBlockRows).map { start in
-            let end = min(start + Self.causalBlockRows, Tq)
-            return (start..<end, end)
+    /// The keys the queries of tile `rows` can see: all of them, or with the causal mask those up
+    /// to the tile's last query (the key tiles after it are skipped).
+    func visibleKeys(_ rows: Range<Int>) -> Int { causal ? rows.upperBound : shape.Tk }
+
+    /// Sets to −∞ the scores of `row` (query i) against keys firstKey..< firstKey + count that
+    /// the causal or key mask hides.
+    @inline(__always)
+    func hideKeys(_ row: UnsafeMutablePointer<Float>, query i: Int, firstKey: Int, count: Int, batch b: Int) {
+        if causal && i + 1 < firstKey + count {
+            let visible = max(0, i + 1 - firstKey)
+            (row + visible).update(repeating: -.infinity, count: count - visible)
+        }
+        if let keyMask {
+            let offset = b * shape.Tk + firstKey
+            for j in 0..<count where !keyMask[offset + j] { row[j] = -.infinity }
         }
     }
 
-    /// Query rows per block of causal attention.
-    static let causalBlockRows = 128
+    /// Room for one tile's scores, [tileRows, tileKeys]; the caller deallocates it.
+    func scratchTile() -> UnsafeMutablePointer<Float> { .allocate(capacity: Self.tileRows * Self.tileKeys) }
 
-    /// The attention probabilities of the last forward. [B, NH, Tq, Tk]
-    public var lastProbabilities: Tensor? { probabilities }
-
-    // MARK: - Masked softmax
-
-    /// Softmax over the first `visible` entries that the key mask allows; the rest become 0.
-    func maskedSoftmax(_ row: UnsafeMutablePointer<Float>, count: Int, visible: Int, keyMask: [Bool]?, maskOffset: Int) {
-        if keyMask == nil {
-            // Every visible key counts: the vectorised softmax of the row.
-            softmaxRow(row, into: row, count: visible, inverseTemperature: 1)
-            if visible < count { (row + visible).update(repeating: 0, count: count - visible) }
-            return
+    /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows of `tileKeys`).
+    @inline(__always)
+    func tileScores(_ tile: UnsafeMutablePointer<Float>, rows: Range<Int>, keys: Range<Int>, batch b: Int,
+                    q qh: UnsafeMutablePointer<Float>, _ q: StridedOperand, k kh: UnsafeMutablePointer<Float>, _ k: StridedOperand) {
+        BLAS.sgemm(m: rows.count, n: keys.count, k: headSize, alpha: scoreScale, a: qh + rows.lowerBound * q.rowStride, lda: q.rowStride,
+                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true, c: tile, ldc: Self.tileKeys)
+        for r in 0..<rows.count {
+            hideKeys(tile + r * Self.tileKeys, query: rows.lowerBound + r, firstKey: keys.lowerBound, count: keys.count, batch: b)
         }
-        var maximum = -Float.infinity
-        for j in 0..<visible where keyMask?[maskOffset + j] ?? true { maximum = max(maximum, row[j]) }
-        guard maximum > -Float.infinity else {
-            // Every key hidden (a padding query): no attention at all.
-            row.update(repeating: 0, count: count)
-            return
-        }
-        var sum: Float = 0
-        for j in 0..<visible {
-            if keyMask?[maskOffset + j] ?? true {
-                let e = expf(row[j] - maximum)
-                row[j] = e
-                sum += e
-            } else {
-                row[j] = 0
+    }
+
+    // MARK: - Dot scorer: the tiled kernel
+
+    func tiledForward(q: StridedOperand, k: StridedOperand, v: StridedOperand, output: StridedOperand) {
+        let (B, Tq, _) = shape
+        let NH = headCount, hs = headSize
+        let logSumExp = Tensor(uninitialized: [B, NH, Tq])
+        // The (batch, head) pairs are independent: split across the rank's threads, each range with its own tile.
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            let tile = scratchTile()
+            defer { tile.deallocate() }
+            var maxima = [Float](repeating: 0, count: Self.tileRows), sums = maxima
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
+                let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
+                let kh = k.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
+                let vh = v.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
+                let outH = output.head(batch: b, rows: Tq, head: h, headSize: hs)
+                let L = logSumExp.data + pair * Tq
+                for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
+                    for r in 0..<rows.count {
+                        maxima[r] = -.infinity
+                        sums[r] = 0
+                        (outH + (rows.lowerBound + r) * output.rowStride).update(repeating: 0, count: hs)
+                    }
+                    for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
+                        tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                        for r in 0..<rows.count {
+                            let p = tile + r * Self.tileKeys
+                            let maximum = max(maxima[r], rowMaximum(p, count: keys.count))
+                            if maximum == -.infinity {                   // no visible key yet
+                                p.update(repeating: 0, count: keys.count)
+                                continue
+                            }
+                            // Online softmax: the sum and output so far were relative to the old maximum.
+                            let correction = fastExp(maxima[r] - maximum)
+                            sums[r] = sums[r] * correction + exponentiateRow(p, count: keys.count, minus: maximum)
+                            if correction != 1 {
+                                let o = outH + (rows.lowerBound + r) * output.rowStride
+                                for d in 0..<hs { o[d] *= correction }
+                            }
+                            maxima[r] = maximum
+                        }
+                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, a: tile, lda: Self.tileKeys,
+                                   b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, beta: 1,
+                                   c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride)
+                    }
+                    for r in 0..<rows.count {
+                        let o = outH + (rows.lowerBound + r) * output.rowStride
+                        guard sums[r] > 0 else { L[rows.lowerBound + r] = .infinity; continue }   // no key: output 0
+                        let inverse = 1 / sums[r]
+                        for d in 0..<hs { o[d] *= inverse }
+                        L[rows.lowerBound + r] = maxima[r] + log(sums[r])
+                    }
+                }
             }
         }
-        let inverse = 1 / sum
-        for j in 0..<visible { row[j] *= inverse }
-        if visible < count { (row + visible).update(repeating: 0, count: count - visible) }
+        self.logSumExp = logSumExp
     }
 
-    // MARK: - Additive scorer
+    /// FlashAttention-2's backward: with D_i = ⟨dOut_i, Out_i⟩, a tile's P = exp(S − L) gives
+    /// dV += Pᵀ·dOut, dP = dOut·Vᵀ, dS = P ⊙ (dP − D), dQ += scale·dS·K, dK += scale·dSᵀ·Q.
+    func tiledBackward(outputGradient dOut: StridedOperand, output: StridedOperand, q: StridedOperand, k: StridedOperand,
+                       v: StridedOperand, qGradient dq: StridedOperand, kGradient dk: StridedOperand, vGradient dv: StridedOperand) {
+        guard let logSumExp else { preconditionFailure("AttentionKernel.backward before forward") }
+        let (B, Tq, Tk) = shape
+        let NH = headCount, hs = headSize, scale = scoreScale
+        // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads.
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            let tile = scratchTile()
+            defer { tile.deallocate() }
+            let gradientTile = scratchTile()
+            defer { gradientTile.deallocate() }
+            var D = [Float](repeating: 0, count: Tq)
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
+                let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs), kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let vh = v.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let outH = output.head(batch: b, rows: Tq, head: h, headSize: hs)
+                let dOutH = dOut.head(batch: b, rows: Tq, head: h, headSize: hs)
+                let dqh = dq.head(batch: b, rows: Tq, head: h, headSize: hs), dkh = dk.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let dvh = dv.head(batch: b, rows: Tk, head: h, headSize: hs)
+                let L = logSumExp.data + pair * Tq
+                for i in 0..<Tq { D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs) }
+                for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
+                    let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
+                    for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
+                        tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                        for r in 0..<rows.count {
+                            exponentiateRow(tile + r * Self.tileKeys, count: keys.count, minus: L[rows.lowerBound + r])
+                        }
+                        // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
+                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, a: tile, lda: Self.tileKeys, transposingA: true,
+                                   b: dOutRows, ldb: dOut.rowStride, beta: 1, c: dvh + keys.lowerBound * dv.rowStride, ldc: dv.rowStride)
+                        BLAS.sgemm(m: rows.count, n: keys.count, k: hs, a: dOutRows, lda: dOut.rowStride,
+                                   b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, transposingB: true,
+                                   c: gradientTile, ldc: Self.tileKeys)
+                        // dS = P ⊙ (dP − D), in the gradient tile
+                        for r in 0..<rows.count {
+                            let p = tile + r * Self.tileKeys, g = gradientTile + r * Self.tileKeys, Di = D[rows.lowerBound + r]
+                            for j in 0..<keys.count { g[j] = p[j] * (g[j] - Di) }
+                        }
+                        // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
+                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: Self.tileKeys,
+                                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, beta: 1,
+                                   c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride)
+                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, alpha: scale, a: gradientTile, lda: Self.tileKeys, transposingA: true,
+                                   b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1,
+                                   c: dkh + keys.lowerBound * dk.rowStride, ldc: dk.rowStride)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The attention probabilities of the last forward, for inspection (studies, tests): the
+    /// additive scorer's cached ones; the dot scorer's recomputed from the last forward's queries
+    /// and keys (which must still be alive) and log-sum-exps. [B, NH, Tq, Tk]
+    public var lastProbabilities: Tensor? {
+        if scorer == .additive { return probabilities }
+        guard let logSumExp, let (q, k) = lastQueriesAndKeys.map({ ($0.q, $0.k) }) else { return nil }
+        let (B, Tq, Tk) = shape
+        let NH = headCount, hs = headSize
+        let result = Tensor(zeros: [B, NH, Tq, Tk])
+        let tile = scratchTile()
+        defer { tile.deallocate() }
+        for pair in 0..<(B * NH) {
+            let b = pair / NH, h = pair % NH
+            let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs), kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
+            for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
+                for keys in tiles(of: 0..<Tk, size: Self.tileKeys) {
+                    tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                    for r in rows {
+                        let p = tile + (r - rows.lowerBound) * Self.tileKeys
+                        exponentiateRow(p, count: keys.count, minus: logSumExp.data[pair * Tq + r])
+                        (result.data + (pair * Tq + r) * Tk + keys.lowerBound).update(from: p, count: keys.count)
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    // MARK: - Additive scorer: probabilities kept
+
+    func additiveForward(q: StridedOperand, k: StridedOperand, v: StridedOperand, output: StridedOperand) {
+        let (B, Tq, Tk) = shape
+        let NH = headCount, hs = headSize
+        let probabilities = Tensor(uninitialized: [B, NH, Tq, Tk])
+        tanhValues = Tensor(zeros: [B, NH, Tq, Tk, hs])
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
+                let P = probabilities.data + pair * Tq * Tk
+                additiveScores(q.head(batch: b, rows: Tq, head: h, headSize: hs), q.rowStride,
+                               k.head(batch: b, rows: Tk, head: h, headSize: hs), k.rowStride, into: P, batch: b, head: h)
+                for i in 0..<Tq {
+                    hideKeys(P + i * Tk, query: i, firstKey: 0, count: Tk, batch: b)
+                    softmaxRow(P + i * Tk, into: P + i * Tk, count: Tk, inverseTemperature: 1)
+                }
+                BLAS.sgemm(m: Tq, n: hs, k: Tk, a: P, lda: Tk, b: v.head(batch: b, rows: Tk, head: h, headSize: hs), ldb: v.rowStride,
+                           c: output.head(batch: b, rows: Tq, head: h, headSize: hs), ldc: output.rowStride)
+            }
+        }
+        self.probabilities = probabilities
+    }
+
+    func additiveBackward(outputGradient dOut: StridedOperand, q: StridedOperand, k: StridedOperand, v: StridedOperand,
+                          qGradient dq: StridedOperand, kGradient dk: StridedOperand, vGradient dv: StridedOperand) {
+        guard let probabilities else { preconditionFailure("AttentionKernel.backward before forward") }
+        let (B, Tq, Tk) = shape
+        let NH = headCount, hs = headSize
+        ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
+            let dP = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
+            defer { dP.deallocate() }
+            for pair in pairs {
+                let b = pair / NH, h = pair % NH
+                let P = probabilities.data + pair * Tq * Tk
+                let dOutH = dOut.head(batch: b, rows: Tq, head: h, headSize: hs)
+                // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
+                BLAS.sgemm(m: Tk, n: hs, k: Tq, a: P, lda: Tk, transposingA: true, b: dOutH, ldb: dOut.rowStride,
+                           beta: 1, c: dv.head(batch: b, rows: Tk, head: h, headSize: hs), ldc: dv.rowStride)
+                BLAS.sgemm(m: Tq, n: Tk, k: hs, a: dOutH, lda: dOut.rowStride, b: v.head(batch: b, rows: Tk, head: h, headSize: hs),
+                           ldb: v.rowStride, transposingB: true, c: dP, ldc: Tk)
+                for i in 0..<Tq { softmaxRowBackward(dP + i * Tk, output: P + i * Tk, count: Tk, inverseTemperature: 1) }
+                additiveBackward(dP, dq: dq.head(batch: b, rows: Tq, head: h, headSize: hs), dq.rowStride,
+                                 dk: dk.head(batch: b, rows: Tk, head: h, headSize: hs), dk.rowStride, batch: b, head: h)
+            }
+        }
+    }
+
 
     /// scores[i, j] = Σ_d v_d · tanh(q_i,d + k_j,d), caching the tanh values.
     func additiveScores(_ qh: UnsafeMutablePointer<Float>, _ qStride: Int, _ kh: UnsafeMutablePointer<Float>, _ kStride: Int,
@@ -265,4 +385,9 @@ public final class AttentionKernel {
             }
         }
     }
+}
+
+/// Consecutive ranges of at most `size` covering `range`.
+func tiles(of range: Range<Int>, size: Int) -> [Range<Int>] {
+    stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min($0 + size, range.upperBound) }
 }

@@ -13,6 +13,7 @@ public final class SelfAttention {
     let qkvOffset, kernelOffset, projectionOffset: Int
     /// The fused projection of the last forward, queries | keys | values per row. [B·T, 3C]
     public private(set) var qkvOutput: Tensor?
+    var attended: Tensor?           // [B·T, C], the kernel's output (its backward reads it)
     var shape = (B: 0, T: 0)
 
     public init(_ name: String, embedding C: Int, heads: Int, bias: Bool, causal: Bool,
@@ -43,6 +44,7 @@ public final class SelfAttention {
         let fused = qkv.forward(x.reshaped([B * T, C]))
         qkvOutput = fused
         let attended = Tensor(uninitialized: [B * T, C])
+        self.attended = attended
         kernel.forward(q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
                        k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
                        v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
@@ -56,13 +58,13 @@ public final class SelfAttention {
     /// The same; calls `gradientsReady(offset)` each time every gradient of this layer at arena
     /// offsets ≥ offset is final: after the output projection's, the kernel's, and the fused projection's.
     public func backward(_ outputGradient: Tensor, gradientsReady: (Int) throws -> Void) rethrows -> Tensor {
-        guard let fused = qkvOutput else { preconditionFailure("SelfAttention.backward before forward") }
+        guard let fused = qkvOutput, let attended else { preconditionFailure("SelfAttention.backward before forward") }
         let C = embedding
         let dAttended = try projection.backward(outputGradient.reshaped([shape.B * shape.T, C])) {
             try gradientsReady(projectionOffset)
         }
         let dFused = Tensor(zeros: fused.shape)
-        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C),
+        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C), output: StridedOperand(attended.data, rowStride: C),
                         q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
                         k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
                         v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
@@ -84,6 +86,7 @@ public final class CrossAttention {
     public let embedding: Int
     var queries: Tensor?
     var keysValues: Tensor?
+    var attended: Tensor?           // [B·Tq, C], the kernel's output (its backward reads it)
     var shape = (B: 0, Tq: 0, Tk: 0)
 
     public init(_ name: String, embedding C: Int, heads: Int, bias: Bool, scorer: AttentionScorer = .dot,
@@ -113,6 +116,7 @@ public final class CrossAttention {
         queries = q
         keysValues = kv
         let attended = Tensor(uninitialized: [B * Tq, C])
+        self.attended = attended
         kernel.forward(q: StridedOperand(q.data, rowStride: C),
                        k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),
                        v: StridedOperand(kv.data, rowStride: 2 * C, offset: C),
@@ -123,11 +127,11 @@ public final class CrossAttention {
 
     /// Returns the gradients of the query input and of the memory.
     public func backward(_ outputGradient: Tensor) -> (query: Tensor, memory: Tensor) {
-        guard let q = queries, let kv = keysValues else { preconditionFailure("CrossAttention.backward before forward") }
+        guard let q = queries, let kv = keysValues, let attended else { preconditionFailure("CrossAttention.backward before forward") }
         let C = embedding
         let dAttended = projection.backward(outputGradient.reshaped([shape.B * shape.Tq, C]))
         let dq = Tensor(zeros: q.shape), dkv = Tensor(zeros: kv.shape)
-        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C),
+        kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C), output: StridedOperand(attended.data, rowStride: C),
                         q: StridedOperand(q.data, rowStride: C),
                         k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),
                         v: StridedOperand(kv.data, rowStride: 2 * C, offset: C),

@@ -66,6 +66,14 @@ func softmaxRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutableP
     for i in 0..<count { destination[i] *= scale }
 }
 
+/// row = exp(row − m), in place; returns the new row's sum. −∞ entries (masked scores) become 0,
+/// and so does every entry when m is +∞. [count]
+@inline(__always) @discardableResult
+func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Float) -> Float {
+    for i in 0..<count { row[i] = fastExp(row[i] - m) }
+    return rowSum(row, count: count)
+}
+
 /// gradient = y ⊙ (gradient − ⟨y, gradient⟩) · inverseTemperature, in place. [count]
 @inline(__always)
 func softmaxRowBackward(_ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int,

@@ -47,7 +47,8 @@ public func measureAttention(q: StridedOperand, k: StridedOperand, v: StridedOpe
     kernel.forward(q: q, k: k, v: v, output: StridedOperand(output.data, rowStride: width),
                    batch: B, queryLength: T, keyLength: T, causal: causal, keyMask: nil)
     let dq = Tensor(zeros: [B, T, width]), dk = Tensor(zeros: [B, T, width]), dv = Tensor(zeros: [B, T, width])
-    kernel.backward(outputGradient: StridedOperand(upstream.data, rowStride: width), q: q, k: k, v: v,
+    kernel.backward(outputGradient: StridedOperand(upstream.data, rowStride: width), output: StridedOperand(output.data, rowStride: width),
+                    q: q, k: k, v: v,
                     qGradient: StridedOperand(dq.data, rowStride: width), kGradient: StridedOperand(dk.data, rowStride: width),
                     vGradient: StridedOperand(dv.data, rowStride: width))
     guard let probabilities = kernel.lastProbabilities else { preconditionFailure("attention kernel kept no probabilities") }

@@ -4,33 +4,40 @@ import ReplicaCore
 import ReplicaNN
 import _ReplicaTestSupport
 
-/// Causal dot-product attention longer than one block of queries (128) computes each block
-/// against the keys it can see only; it must equal attention over the whole T×T square.
+/// Dot-product attention runs in tiles of 128 queries × 256 keys with an online softmax: causal
+/// attention longer than a tile computes each query tile against the keys it can see only, and
+/// keys spread over several tiles, some of them padding, are joined by rescaling. Both must equal
+/// attention over the whole square, computed in Double.
 @Suite struct CausalBlockAttentionTests {
-    /// softmax(q·kᵀ/√hs, causal)·v and its gradients for one head, in Double, over the full square.
-    static func reference(q: [Double], k: [Double], v: [Double], dOut: [Double], T: Int, hs: Int)
-        -> (out: [Double], dq: [Double], dk: [Double], dv: [Double]) {
+    /// softmax(q·kᵀ/√hs)·v and its gradients for one head, in Double, over the full Tq × Tk square:
+    /// query i sees key j when `keyMask[j]` and, if causal, j ≤ i; a query that sees none gets 0.
+    static func reference(q: [Double], k: [Double], v: [Double], dOut: [Double], Tq: Int, Tk: Int, hs: Int,
+                          causal: Bool, keyMask: [Bool]? = nil) -> (out: [Double], dq: [Double], dk: [Double], dv: [Double]) {
         let scale = 1 / Double(hs).squareRoot()
-        var P = [Double](repeating: 0, count: T * T)
-        var out = [Double](repeating: 0, count: T * hs)
-        for i in 0..<T {
-            var scores = (0...i).map { j in (0..<hs).reduce(0.0) { $0 + q[i * hs + $1] * k[j * hs + $1] } * scale }
+        func keys(_ i: Int) -> [Int] { (0..<(causal ? i + 1 : Tk)).filter { keyMask?[$0] ?? true } }
+        var P = [Double](repeating: 0, count: Tq * Tk)
+        var out = [Double](repeating: 0, count: Tq * hs)
+        for i in 0..<Tq {
+            let visible = keys(i)
+            guard !visible.isEmpty else { continue }
+            var scores = visible.map { j in (0..<hs).reduce(0.0) { $0 + q[i * hs + $1] * k[j * hs + $1] } * scale }
             let top = scores.max()!
             scores = scores.map { exp($0 - top) }
             let sum = scores.reduce(0, +)
-            for j in 0...i { P[i * T + j] = scores[j] / sum }
-            for d in 0..<hs { out[i * hs + d] = (0...i).reduce(0.0) { $0 + P[i * T + $1] * v[$1 * hs + d] } }
+            for (index, j) in visible.enumerated() { P[i * Tk + j] = scores[index] / sum }
+            for d in 0..<hs { out[i * hs + d] = visible.reduce(0.0) { $0 + P[i * Tk + $1] * v[$1 * hs + d] } }
         }
-        var dq = [Double](repeating: 0, count: T * hs), dk = dq, dv = dq
-        for i in 0..<T {
-            let dP = (0...i).map { j in (0..<hs).reduce(0.0) { $0 + dOut[i * hs + $1] * v[j * hs + $1] } }
-            let dot = (0...i).reduce(0.0) { $0 + dP[$1] * P[i * T + $1] }
-            for j in 0...i {
-                let dS = P[i * T + j] * (dP[j] - dot) * scale
+        var dq = [Double](repeating: 0, count: Tq * hs), dk = [Double](repeating: 0, count: Tk * hs), dv = dk
+        for i in 0..<Tq {
+            let visible = keys(i)
+            let dP = visible.map { j in (0..<hs).reduce(0.0) { $0 + dOut[i * hs + $1] * v[j * hs + $1] } }
+            let dot = zip(visible, dP).reduce(0.0) { $0 + $1.1 * P[i * Tk + $1.0] }
+            for (index, j) in visible.enumerated() {
+                let dS = P[i * Tk + j] * (dP[index] - dot) * scale
                 for d in 0..<hs {
                     dq[i * hs + d] += dS * k[j * hs + d]
                     dk[j * hs + d] += dS * q[i * hs + d]
-                    dv[j * hs + d] += P[i * T + j] * dOut[i * hs + d]
+                    dv[j * hs + d] += P[i * Tk + j] * dOut[i * hs + d]
                 }
             }
         }
@@ -48,18 +55,53 @@ import _ReplicaTestSupport
         func operand(_ t: Tensor) -> StridedOperand { StridedOperand(t.data, rowStride: width) }
         kernel.forward(q: operand(q), k: operand(k), v: operand(v), output: operand(output),
                        batch: 1, queryLength: T, keyLength: T, causal: true, keyMask: nil)
-        kernel.backward(outputGradient: operand(upstream), q: operand(q), k: operand(k), v: operand(v),
+        kernel.backward(outputGradient: operand(upstream), output: operand(output), q: operand(q), k: operand(k), v: operand(v),
                         qGradient: operand(dq), kGradient: operand(dk), vGradient: operand(dv))
         for h in 0..<NH {
             func head(_ t: Tensor) -> [Double] { (0..<T).flatMap { i in (0..<hs).map { Double(t[i * width + h * hs + $0]) } } }
-            let expected = Self.reference(q: head(q), k: head(k), v: head(v), dOut: head(upstream), T: T, hs: hs)
+            let expected = Self.reference(q: head(q), k: head(k), v: head(v), dOut: head(upstream), Tq: T, Tk: T, hs: hs, causal: true)
             for (got, want) in [(head(output), expected.out), (head(dq), expected.dq), (head(dk), expected.dk), (head(dv), expected.dv)] {
                 #expect(maximumRelativeDifference(got.map(Float.init), want.map(Float.init), floor: 1e-3) < float32SummationTolerance * 10)
             }
         }
-        // The hidden upper triangle is exactly zero in the cached probabilities.
+        // The hidden upper triangle is exactly zero in the probabilities.
         let P = kernel.lastProbabilities!
         #expect((0..<T).allSatisfy { i in ((i + 1)..<T).allSatisfy { P[i * T + $0] == 0 } })
+    }
+
+    /// Cross-attention over 600 keys (tiles of 256, 256 and 88) of two sentences: the first's last
+    /// 100 keys are padding (a tile half hidden), and all of the second's (its queries see nothing
+    /// and get 0 and no gradient).
+    @Test func keyTilesWithPaddingEqualTheFullSoftmax() {
+        let B = 2, Tq = 130, Tk = 600, NH = 2, hs = 8, width = NH * hs
+        let q = randomTensor([B, Tq, width], seed: 41), k = randomTensor([B, Tk, width], seed: 42)
+        let v = randomTensor([B, Tk, width], seed: 43), upstream = randomTensor([B, Tq, width], seed: 44)
+        // Large scores, so the running maximum changes between tiles and the rescaling matters.
+        for i in 0..<q.count { q[i] *= 4 }
+        let keyMask = (0..<Tk).map { $0 < 500 } + [Bool](repeating: false, count: Tk)
+        let kernel = AttentionKernel("a", heads: NH, headSize: hs, scorer: .dot, arena: ParameterArena())
+        let output = Tensor(zeros: [B, Tq, width])
+        let dq = Tensor(zeros: [B, Tq, width]), dk = Tensor(zeros: [B, Tk, width]), dv = Tensor(zeros: [B, Tk, width])
+        func operand(_ t: Tensor) -> StridedOperand { StridedOperand(t.data, rowStride: width) }
+        kernel.forward(q: operand(q), k: operand(k), v: operand(v), output: operand(output),
+                       batch: B, queryLength: Tq, keyLength: Tk, causal: false, keyMask: keyMask)
+        kernel.backward(outputGradient: operand(upstream), output: operand(output), q: operand(q), k: operand(k), v: operand(v),
+                        qGradient: operand(dq), kGradient: operand(dk), vGradient: operand(dv))
+        for b in 0..<B {
+            for h in 0..<NH {
+                func head(_ t: Tensor, rows: Int) -> [Double] {
+                    (0..<rows).flatMap { i in (0..<hs).map { Double(t[(b * rows + i) * width + h * hs + $0]) } }
+                }
+                let expected = Self.reference(q: head(q, rows: Tq), k: head(k, rows: Tk), v: head(v, rows: Tk),
+                                              dOut: head(upstream, rows: Tq), Tq: Tq, Tk: Tk, hs: hs, causal: false,
+                                              keyMask: Array(keyMask[(b * Tk)..<((b + 1) * Tk)]))
+                for (got, want) in [(head(output, rows: Tq), expected.out), (head(dq, rows: Tq), expected.dq),
+                                    (head(dk, rows: Tk), expected.dk), (head(dv, rows: Tk), expected.dv)] {
+                    #expect(maximumRelativeDifference(got.map(Float.init), want.map(Float.init), floor: 1e-3) < float32SummationTolerance * 10)
+                }
+            }
+        }
+        #expect(output.scalars[(Tq * width)...].allSatisfy { $0 == 0 } && dk.scalars[(Tk * width)...].allSatisfy { $0 == 0 })
     }
 
     @Test func gradientsOfALongCausalSelfAttentionMatchFiniteDifferences() {

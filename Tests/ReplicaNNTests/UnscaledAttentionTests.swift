@@ -42,7 +42,8 @@ import _ReplicaTestSupport
             kernel.forward(q: StridedOperand(query.data, rowStride: width), k: StridedOperand(k.data, rowStride: width),
                            v: StridedOperand(v.data, rowStride: width), output: StridedOperand(output.data, rowStride: width),
                            batch: B, queryLength: T, keyLength: T, causal: true, keyMask: nil)
-            kernel.backward(outputGradient: StridedOperand(upstream.data, rowStride: width), q: StridedOperand(query.data, rowStride: width),
+            kernel.backward(outputGradient: StridedOperand(upstream.data, rowStride: width), output: StridedOperand(output.data, rowStride: width),
+                            q: StridedOperand(query.data, rowStride: width),
                             k: StridedOperand(k.data, rowStride: width), v: StridedOperand(v.data, rowStride: width),
                             qGradient: StridedOperand(dq.data, rowStride: width), kGradient: StridedOperand(dk.data, rowStride: width),
                             vGradient: StridedOperand(dv.data, rowStride: width))
