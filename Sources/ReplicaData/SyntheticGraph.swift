@@ -50,11 +50,11 @@ public struct SyntheticGraphConfig: Sendable, Equatable {
 /// Sizes of OGB node-property graphs, for `--like`.
 public enum SyntheticGraphPreset: String, CaseIterable, Sendable {
     /// ogbn-arxiv: 169,343 nodes, 1,166,243 edges, 128 features, 40 classes; H 0.65 (ogbn-arxiv's
-    /// own edge homophily is 0.655), and its split sizes 90,941 / 29,799 / 48,603.
+    /// own edge homophily is reported at about 0.66), and its split sizes 90,941 / 29,799 / 48,603.
     case arxiv
     /// ogbn-products: 2,449,029 nodes, 61,859,140 edges, 100 features, 47 classes; H 0.40 (below
-    /// ogbn-products' 0.81, which with 25 edges a node makes these features' classes trivial to
-    /// tell; docs/graphs-at-scale.md), and its split sizes 196,615 / 39,323 / 2,213,091.
+    /// ogbn-products' reported 0.81, which with 25 edges a node would make these features' classes
+    /// trivial to tell; docs/graphs-at-scale.md), and its split sizes 196,615 / 39,323 / 2,213,091.
     case products
 
     public var config: SyntheticGraphConfig {
