@@ -46,14 +46,18 @@ public enum AtomicDirectory {
 
     /// Removes the `.tmp-*-<pid>` and `.old-*-<pid>` entries of `directory` left by processes that
     /// died while writing (their pid is no longer running); returns what it removed. Entries of a
-    /// live process, and everything else, are left alone.
+    /// live process, and everything else, are left alone. With `named`, only those of that name
+    /// (`.tmp-<named>-<pid>`): a folder shared with other programs keeps their entries.
     @discardableResult
-    public static func removeLeftovers(in directory: URL) -> [String] {
+    public static func removeLeftovers(in directory: URL, named: String? = nil) -> [String] {
         let manager = FileManager.default
         guard let names = try? manager.contentsOfDirectory(atPath: directory.path) else { return [] }
+        let prefixes = named.map { [".tmp-\($0)-", ".old-\($0)-"] } ?? [".tmp-", ".old-"]
         var removed: [String] = []
-        for name in names where name.hasPrefix(".tmp-") || name.hasPrefix(".old-") {
-            guard let last = name.split(separator: "-").last, let pid = pid_t(last), pid > 0 else { continue }
+        for name in names {
+            guard let prefix = prefixes.first(where: { name.hasPrefix($0) }) else { continue }
+            let last = named == nil ? name.split(separator: "-").last.map(String.init) : String(name.dropFirst(prefix.count))
+            guard let last, let pid = pid_t(last), pid > 0 else { continue }
             let alive = kill(pid, 0) == 0 || errno == EPERM
             if alive { continue }
             if (try? manager.removeItem(at: directory.appendingPathComponent(name))) != nil { removed.append(name) }
@@ -84,22 +88,22 @@ public enum AtomicDirectory {
     }
 }
 
-// MARK: - POSIX helpers (also used by SafeTensors)
+// MARK: - POSIX helpers (also used by SafeTensors and ReplicaData's gzip writer)
 
 /// A `UserError` naming `url`, the action and the system's reason (errno).
-func posixError(_ action: String, _ url: URL) -> UserError {
+public func posixError(_ action: String, _ url: URL) -> UserError {
     UserError("\(action) \(url.path): \(String(cString: strerror(errno)))")
 }
 
 /// Creates or truncates `url` for writing; returns the file descriptor.
-func openForWriting(_ url: URL) throws -> Int32 {
+public func openForWriting(_ url: URL) throws -> Int32 {
     let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else { throw posixError("cannot create", url) }
     return descriptor
 }
 
 /// Writes every byte of `bytes`, retrying short writes and interruptions.
-func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, path url: URL) throws {
+public func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, path url: URL) throws {
     guard var next = bytes.baseAddress else { return }
     var remaining = bytes.count
     while remaining > 0 {

@@ -12,7 +12,7 @@ extension CSRMatrix {
     /// once. The result is a pattern (no values). Cost O(E log d) for E edges of degree ≤ d.
     public static func graph(nodeCount: Int, sources: [Int32], targets: [Int32], symmetric: Bool,
                              selfLoops: Bool) -> CSRGraph {
-        precondition(nodeCount >= 0 && nodeCount <= Int(Int32.max), "graph: \(nodeCount) nodes do not fit Int32 ids")
+        precondition(nodeCount >= 0 && nodeCount <= 1 << 31, "graph: \(nodeCount) nodes do not fit Int32 ids")
         precondition(sources.count == targets.count, "graph: \(sources.count) sources but \(targets.count) targets")
         for k in 0..<sources.count {
             precondition(sources[k] >= 0 && Int(sources[k]) < nodeCount && targets[k] >= 0 && Int(targets[k]) < nodeCount,
@@ -30,7 +30,7 @@ extension CSRMatrix {
                 body(s, t)
                 if symmetric { body(t, s) }
             }
-            if selfLoops { for v in 0..<Int32(nodeCount) { body(v, v) } }
+            if selfLoops { for v in 0..<nodeCount { body(Int32(truncatingIfNeeded: v), Int32(truncatingIfNeeded: v)) } }   // v < 2³¹
         }
         forEachEdge { _, t in counts[Int(t) + 1] += 1 }
         for v in 0..<nodeCount { counts[v + 1] += counts[v] }

@@ -17,10 +17,21 @@ public struct GzipLineReader {
     /// Bytes read or inflated at a time; the output buffer grows beyond it only for a longer line.
     public let bufferSize: Int
 
+    /// The most bytes handed to one zlib call: its `avail_in` and `avail_out` are 32-bit, so a
+    /// longer buffer (a line over 4 GiB) goes through in pieces.
+    let zlibChunk: Int
+
     public init(url: URL, bufferSize: Int = 1 << 20) {
+        self.init(url: url, bufferSize: bufferSize, zlibChunk: Int(UInt32.max))
+    }
+
+    /// `zlibChunk` below 4 GiB lets tests take the path of a line over 4 GiB with a short one.
+    init(url: URL, bufferSize: Int, zlibChunk: Int) {
         precondition(bufferSize > 0, "GzipLineReader: bufferSize must be positive, got \(bufferSize)")
+        precondition(zlibChunk > 0 && zlibChunk <= Int(UInt32.max), "GzipLineReader: zlibChunk must be in 1...UInt32.max, got \(zlibChunk)")
         self.url = url
         self.bufferSize = bufferSize
+        self.zlibChunk = zlibChunk
     }
 
     /// Calls `body` with each line's 1-based number and bytes (valid only during the call); returns the line count.
@@ -81,23 +92,31 @@ public struct GzipLineReader {
 
         var insideMember = false   // bytes of a member were given to zlib and its end has not been seen
         var endOfFile = false
+        var unread = 0             // bytes read into `input` and not yet given to zlib, after stream.next_in's
         while true {
-            if stream.avail_in == 0 && !endOfFile {
+            if stream.avail_in == 0 && unread == 0 && !endOfFile {
                 let count = try readRetrying(file, input, bufferSize, path: path)
                 if count == 0 {
                     endOfFile = true
                 } else {
                     stream.next_in = input
-                    stream.avail_in = UInt32(count)
+                    unread = count
                 }
+            }
+            if stream.avail_in == 0 && unread > 0 {
+                // The next piece of at most zlibChunk bytes (next_in already points at it).
+                let piece = min(unread, zlibChunk)
+                stream.avail_in = UInt32(piece)
+                unread -= piece
             }
             if stream.avail_in > 0 { insideMember = true }
             if endOfFile && !insideMember { return }
             let space = splitter.writableSpace()
+            let offered = min(space.count, zlibChunk)
             stream.next_out = space.baseAddress
-            stream.avail_out = UInt32(space.count)
+            stream.avail_out = UInt32(offered)
             let status = inflate(&stream, Z_NO_FLUSH)
-            let produced = space.count - Int(stream.avail_out)
+            let produced = offered - Int(stream.avail_out)
             switch status {
             case Z_OK:
                 break

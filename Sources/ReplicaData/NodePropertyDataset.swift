@@ -64,10 +64,18 @@ public struct NodePropertyDataset: Sendable, Equatable {
     /// out of range, a ragged feature row, line counts that disagree with num-node-list or
     /// num-edge-list, a label below -1, an empty split, a node in two splits; a missing file is
     /// named with its full path.
+    ///
+    /// Sizes: N up to 2³¹ (node ids are Int32), E and the feature nonzeros up to what memory holds
+    /// (counts and offsets are Int). Memory is the result's arrays: capacity is reserved from the
+    /// counts in num-node-list and num-edge-list only as far as the files' sizes can hold that many
+    /// lines, so a count that lies costs no memory; beyond that the arrays grow as they fill.
     public static func load(directory: URL, name: String) throws -> NodePropertyDataset {
         let files = try Files(directory: directory, name: name)
 
         let nodeCount = try readCount(files.nodeCountList, of: "nodes")
+        guard nodeCount <= maximumNodeCount else {
+            throw UserError("\(files.nodeCountList.path), line 1: \(nodeCount) nodes; at most \(maximumNodeCount) (2³¹) are supported, as node ids are 32-bit")
+        }
         let listedEdgeCount = try readCount(files.edgeCountList, of: "edges")
         let features = try readFeatures(files.features, nodeCount: nodeCount, nodeCountFile: files.nodeCountList)
         let (labels, classCount) = try readLabels(files.labels, nodeCount: nodeCount, nodeCountFile: files.nodeCountList)
@@ -145,6 +153,21 @@ extension NodePropertyDataset {
 // MARK: - Readers
 
 extension NodePropertyDataset {
+    /// The most nodes a data set may have: ids 0..<2³¹ fit Int32.
+    public static let maximumNodeCount = 1 << 31
+
+    /// How many lines of at least `minimumLineBytes` bytes each (its "\n" included) `url` can hold:
+    /// its size, times 1032 for a `.gz` file (deflate's largest expansion), over the minimum.
+    /// A bound for reserving capacity from a count a file claims; 0 if the size cannot be read.
+    static func lineCountBound(_ url: URL, minimumLineBytes: Int) -> Int {
+        var status = stat()
+        guard stat(url.path, &status) == 0 else { return 0 }
+        let bytes = Int(status.st_size)
+        let expansion = url.pathExtension == "gz" ? 1032 : 1
+        let (inflated, overflow) = bytes.multipliedReportingOverflow(by: expansion)
+        return overflow ? Int.max : (inflated + 1) / minimumLineBytes
+    }
+
     /// num-node-list / num-edge-list: one line holding one count (one graph).
     static func readCount(_ url: URL, of what: String) throws -> Int {
         var count: Int?
@@ -162,9 +185,15 @@ extension NodePropertyDataset {
     }
 
     /// node-feat: N rows of F numbers each; zeros are left out. [N, F]
+    /// node-feat: N rows of F numbers each; zeros are left out. [N, F]
+    ///
+    /// Once the first row is read, room for N times its nonzeros is reserved (as far as the file's
+    /// size can hold them: a value takes at least 2 bytes), so dense features are read without
+    /// the copies of a growing array.
     static func readFeatures(_ url: URL, nodeCount: Int, nodeCountFile: URL) throws -> CSRMatrix {
+        let fieldBound = lineCountBound(url, minimumLineBytes: 2)   // "0," or "0\n"
         var rowOffsets: [Int] = [0]
-        rowOffsets.reserveCapacity(min(nodeCount, 1 << 26) + 1)
+        rowOffsets.reserveCapacity(min(nodeCount, fieldBound) + 1)
         var columnIndices: [Int32] = []
         var values: [Float] = []
         var columnCount = -1
@@ -174,14 +203,17 @@ extension NodePropertyDataset {
             }
             let count = line.count
             var position = 0
-            var column: Int32 = 0
+            var column = 0
             while true {
                 let fieldStart = position
                 guard let value = ASCIINumber.parseFloat(line, at: &position), ASCIINumber.endsField(line, at: &position) else {
                     throw badNumber(url, lineNumber, line, fieldStart: fieldStart, what: "a feature value (column \(column + 1))")
                 }
                 if value != 0 {
-                    columnIndices.append(column)
+                    guard column <= Int(Int32.max) else {
+                        throw UserError("\(url.path), line \(lineNumber): more than \(Int32.max) columns; feature columns are 32-bit")
+                    }
+                    columnIndices.append(Int32(column))
                     values.append(value)
                 }
                 column += 1
@@ -189,8 +221,12 @@ extension NodePropertyDataset {
                 position += 1   // the comma
             }
             if columnCount < 0 {
-                columnCount = Int(column)
-            } else if Int(column) != columnCount {
+                columnCount = column
+                let (expected, overflow) = nodeCount.multipliedReportingOverflow(by: columnIndices.count)
+                let reserved = min(overflow ? Int.max : expected, fieldBound)
+                columnIndices.reserveCapacity(reserved)
+                values.reserveCapacity(reserved)
+            } else if column != columnCount {
                 throw UserError("\(url.path), line \(lineNumber): \(column) columns, but line 1 has \(columnCount); every node needs the same number of features")
             }
             rowOffsets.append(columnIndices.count)
@@ -205,7 +241,7 @@ extension NodePropertyDataset {
     /// node-label: N class ids, -1 for an unlabelled node. Returns the labels [N] and the largest + 1.
     static func readLabels(_ url: URL, nodeCount: Int, nodeCountFile: URL) throws -> (labels: [Int32], classCount: Int) {
         var labels: [Int32] = []
-        labels.reserveCapacity(min(nodeCount, 1 << 26))
+        labels.reserveCapacity(min(nodeCount, lineCountBound(url, minimumLineBytes: 2)))   // "0\n"
         var largest: Int32 = -1
         let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
             guard lineNumber <= nodeCount else {
@@ -232,8 +268,9 @@ extension NodePropertyDataset {
                           nodeCountFile: URL) throws -> (sources: [Int32], targets: [Int32]) {
         var sources: [Int32] = []
         var targets: [Int32] = []
-        sources.reserveCapacity(min(listedEdgeCount, 1 << 26))
-        targets.reserveCapacity(min(listedEdgeCount, 1 << 26))
+        let edgeBound = min(listedEdgeCount, lineCountBound(url, minimumLineBytes: 4))   // "0,0\n"
+        sources.reserveCapacity(edgeBound)
+        targets.reserveCapacity(edgeBound)
         let lines = try GzipLineReader(url: url).forEachLine { lineNumber, line in
             guard lineNumber <= listedEdgeCount else {
                 throw UserError("\(url.path), line \(lineNumber): more edges than the \(listedEdgeCount) in \(edgeCountFile.lastPathComponent)")
@@ -269,7 +306,7 @@ extension NodePropertyDataset {
     /// Which split each node is in, so that a node in two splits is caught. [N]
     struct SplitMembership {
         var file: [UInt8]       // [N] 0 = in no split yet, else the 1-based index into `names`
-        var line: [Int32]       // [N] where the node was listed
+        var line: [UInt32]      // [N] where the node was listed (each recorded line lists a new node: at most N ≤ 2³¹)
         var names: [String] = []
 
         init(nodeCount: Int) {
@@ -293,7 +330,7 @@ extension NodePropertyDataset {
                     throw UserError("\(url.path), line \(lineNumber): node \(id) is already listed \(other) (line \(line[id])); a node belongs to at most one split")
                 }
                 file[id] = index
-                line[id] = Int32(truncatingIfNeeded: lineNumber)
+                line[id] = UInt32(lineNumber)
                 ids.append(Int32(id))
             }
             guard lines > 0 else {

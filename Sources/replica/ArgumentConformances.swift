@@ -1,4 +1,5 @@
 import ArgumentParser
+import ReplicaData
 import ReplicaModels
 import ReplicaNN
 import ReplicaDistributed
@@ -13,6 +14,7 @@ extension PositionKind: ExpressibleByArgument {}
 extension GPTPreset: ExpressibleByArgument {}
 extension GradientCompression: ExpressibleByArgument {}
 extension AllReduceAlgorithm: ExpressibleByArgument {}
+extension SyntheticGraphPreset: ExpressibleByArgument {}
 
 /// `--norm` of the Transformer tasks.
 enum TransformerNorm: String, CaseIterable, ExpressibleByArgument {

@@ -11,7 +11,7 @@ struct Replica: ParsableCommand {
         discussion: """
         Runs alone (one rank) or under mpirun: `mpirun -np 2 replica bench allreduce`. Exit status: 0 success, 1 a user error, 2 a distributed failure, 3 a training run stopped on request (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) after writing a checkpoint.
         """,
-        subcommands: [Train.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self, Study.self, Plot.self]
+        subcommands: [Train.self, DataCommand.self, Generate.self, Translate.self, Bench.self, SelfTest.self, BLEUCommand.self, Analyze.self, Study.self, Plot.self]
     )
 }
 

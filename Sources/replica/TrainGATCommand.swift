@@ -83,8 +83,7 @@ struct TrainGAT: ParsableCommand {
     }
 
     func run() throws {
-        let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
-            ?? NodePropertyDataset.cora()
+        let (dataset, load) = try LoadedGraph.load(common.data)
         let fanout = try parsedFanout()
         // The model is built after the memory preflight: its parameters are part of what is checked.
         let run = try TrainingRun(common, defaults: .nodeClassification(gcn: isGCN), augmentations: ["feature-mask", "drop-edge"],
@@ -99,14 +98,33 @@ struct TrainGAT: ParsableCommand {
         }
         try run.train(banner: "\(model): \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.train.count)/\(dataset.validation.count)/\(dataset.test.count) train/val/test, "
-            + "\(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), up to \(run.options.steps) epochs, patience \(patience)") { outcome in
+            + "\(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), up to \(run.options.steps) epochs, patience \(patience), "
+            + load.description) { outcome in
             let task = run.task
             let chosen = task.selected.isEmpty ? outcome.evaluation : task.selected
             let validation = chosen["val_accuracy"] ?? .nan, test = chosen["test_accuracy"] ?? .nan
             return (String(format: "done: %d epochs, selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.1f s",
                            outcome.steps, task.selectedEpoch, validation, test, outcome.secondsPerStep * 1e3, outcome.seconds),
                     ["model": .string(model.rawValue), "val_accuracy": .number(validation), "test_accuracy": .number(test),
-                     "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch)])
+                     "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch),
+                     "load_seconds": .number(load.seconds)])
         }
     }
+}
+
+/// How long reading a graph (`--data`, or the embedded Cora) took, and the resident memory it peaked at.
+struct LoadedGraph: CustomStringConvertible {
+    var seconds: Double
+    /// This process's peak resident set once the data set is in memory (nothing else is yet), MiB.
+    var peakResidentMegabytes: Double
+
+    /// The data set of `--data` (a folder in the OGB raw layout), else Cora, with its load figures.
+    static func load(_ path: String?) throws -> (NodePropertyDataset, LoadedGraph) {
+        let started = Date()
+        let dataset = try path.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
+            ?? NodePropertyDataset.cora()
+        return (dataset, LoadedGraph(seconds: Date().timeIntervalSince(started), peakResidentMegabytes: ResourceUsage.peakResidentMegabytes))
+    }
+
+    var description: String { String(format: "loaded in %.2f s (peak resident %.0f MiB)", seconds, peakResidentMegabytes) }
 }

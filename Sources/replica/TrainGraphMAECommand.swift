@@ -62,8 +62,7 @@ struct TrainGraphMAE: ParsableCommand {
         config.maskRate = maskRate
         config.replaceRate = replaceRate
         config.gamma = gamma
-        let dataset = try common.data.map { try NodePropertyDataset.load(directory: URL(fileURLWithPath: $0), name: $0) }
-            ?? NodePropertyDataset.cora()
+        let (dataset, load) = try LoadedGraph.load(common.data)
         let run = try TrainingRun(common, defaults: .graphMAE(), augmentations: ["drop-edge"], memory: { options, communicator in
             var sized = config
             sized.featureCount = dataset.featureCount
@@ -74,7 +73,7 @@ struct TrainGraphMAE: ParsableCommand {
         }
         try run.train(banner: "graphmae: \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.featureCount) features, \(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), "
-            + "\(run.task.mask(step: 0).maskNodes.count) mask nodes per rank, \(run.options.steps) epochs") { outcome in
+            + "\(run.task.mask(step: 0).maskNodes.count) mask nodes per rank, \(run.options.steps) epochs, \(load)") { outcome in
             run.runtime.log(String(format: "done: %d epochs, reconstruction loss %.4f, %.2f ms/epoch, %.1f s",
                                    outcome.steps, outcome.evaluation["reconstruction_loss"] ?? .nan, outcome.secondsPerStep * 1e3,
                                    outcome.seconds))
@@ -93,7 +92,7 @@ struct TrainGraphMAE: ParsableCommand {
                      "probe_test_accuracy": .number(probe.finalTestAccuracy), "probe_best_epoch": .integer(probe.bestEpoch),
                      "epoch_ms": .number(outcome.secondsPerStep * 1e3), "train_loss": .number(outcome.trainLoss),
                      "reconstruction_loss": .number(outcome.evaluation["reconstruction_loss"] ?? .nan),
-                     "probe_seconds": .number(probeSeconds)])
+                     "probe_seconds": .number(probeSeconds), "load_seconds": .number(load.seconds)])
         }
     }
 }

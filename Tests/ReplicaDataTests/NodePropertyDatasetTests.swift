@@ -2,7 +2,7 @@ import CZlib
 import Foundation
 import Testing
 import ReplicaCore
-import ReplicaData
+@testable import ReplicaData
 import _ReplicaTestSupport
 
 @Suite struct GzipLineReaderTests {
@@ -91,6 +91,22 @@ import _ReplicaTestSupport
             try Data(trailer).write(to: url)
             let checksumError = #expect(throws: UserError.self) { try readLines(url, bufferSize: 256) }
             #expect(checksumError?.description.contains("bad.csv.gz") == true, "\(checksumError?.description ?? "")")
+        }
+    }
+
+    /// A line over 4 GiB goes through zlib in pieces of at most 2³² − 1 bytes (its counts are
+    /// 32-bit); pieces of a few bytes take the same path with short lines.
+    @Test(arguments: [1, 5, 4096])
+    func linesInflatedInSmallZlibPiecesAreTheSame(zlibChunk: Int) throws {
+        try withTemporaryDirectory { directory in
+            let url = directory.appendingPathComponent("pieces.csv.gz")
+            let long = String(repeating: "0123456789", count: 2000)
+            writeGzip(Self.text + "\n" + long + "\nend", to: url)
+            var lines: [String] = []
+            try GzipLineReader(url: url, bufferSize: 64, zlibChunk: zlibChunk).forEachLine { _, line in
+                lines.append(String(decoding: line, as: UTF8.self))
+            }
+            #expect(lines == Self.expectedLines + [long, "end"])
         }
     }
 
@@ -325,6 +341,53 @@ import _ReplicaTestSupport
         tiny = TinyDataSet()
         tiny.files["split/public/train.csv"] = "0\n1\n0\n"
         try expectUserError(tiny, file: "split/public/train.csv.gz", line: 3, mentioning: "node 0 is already listed earlier in this file (line 1)")
+    }
+
+    // MARK: Sizes: counts a file claims, ids at 2³¹
+
+    /// num-node-list claiming 2³⁰ nodes and num-edge-list 2³⁹ edges over files of a few bytes: the
+    /// loader reserves only what those files can hold (a few thousand lines, not 2³⁰ × 12 bytes)
+    /// and reports the first file that ends short.
+    @Test func countsTheFilesCannotHoldReserveLittleAndAreReported() throws {
+        try expectUserError(setting: "raw/num-node-list.csv", to: "\(1 << 30)\n", file: "raw/node-feat.csv.gz", line: 6,
+                            mentioning: "num-node-list.csv.gz says 1073741824 nodes")
+        try expectUserError(setting: "raw/num-edge-list.csv", to: "\(1 << 39)\n", file: "raw/edge.csv.gz", line: 5,
+                            mentioning: "num-edge-list.csv.gz says 549755813888")
+        try withTemporaryDirectory { directory in
+            try TinyDataSet().write(to: directory)
+            let edges = directory.appendingPathComponent("raw/edge.csv.gz")
+            let bytes = try #require(try FileManager.default.attributesOfItem(atPath: edges.path)[.size] as? Int)
+            #expect(NodePropertyDataset.lineCountBound(edges, minimumLineBytes: 4) == (bytes * 1032 + 1) / 4)
+            #expect(NodePropertyDataset.lineCountBound(edges, minimumLineBytes: 4) < 1 << 15, "a \(bytes)-byte file")
+            #expect(NodePropertyDataset.lineCountBound(directory.appendingPathComponent("absent"), minimumLineBytes: 4) == 0)
+        }
+        try withTemporaryDirectory { directory in
+            try TinyDataSet().write(to: directory, compressed: false)
+            let edges = directory.appendingPathComponent("raw/edge.csv")
+            #expect(NodePropertyDataset.lineCountBound(edges, minimumLineBytes: 4) == ("0,1\n1,2\n2,3\n3,4\n4,5\n".utf8.count + 1) / 4)
+        }
+    }
+
+    @Test func moreThan2To31NodesAreReported() throws {
+        try expectUserError(setting: "raw/num-node-list.csv", to: "\((1 << 31) + 1)\n", line: 1, mentioning: "at most 2147483648 (2³¹)")
+    }
+
+    /// Ids of 2³¹ and beyond do not fit Int32: they are out of range of any N the loader accepts.
+    @Test func nodeIdsOf2To31AreReportedWithTheirFileAndLine() throws {
+        try expectUserError(setting: "raw/edge.csv", to: "0,1\n1,2\n2,2147483648\n3,4\n4,5\n", line: 3,
+                            mentioning: "node id 2147483648 is out of range")
+        try expectUserError(setting: "raw/edge.csv", to: "0,1\n4294967297,2\n2,3\n3,4\n4,5\n", line: 2,
+                            mentioning: "node id 4294967297 is out of range")
+        try expectUserError(setting: "split/public/test.csv", to: "5\n2147483653\n", line: 2, mentioning: "node id 2147483653 is out of range")
+    }
+
+    /// `TinyDataSet` with `path` holding `text` instead: expects one UserError naming `file` (by
+    /// default the same path, gzip-compressed), `line N` and `detail`.
+    func expectUserError(setting path: String, to text: String, file: String? = nil, line: Int, mentioning detail: String,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws {
+        var tiny = TinyDataSet()
+        tiny.files[path] = text
+        try expectUserError(tiny, file: file ?? path + ".gz", line: line, mentioning: detail, sourceLocation: sourceLocation)
     }
 
     /// Loads `tiny` (gzip-compressed) and expects one UserError naming `file`, `line N` and `detail`.
