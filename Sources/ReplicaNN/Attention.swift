@@ -44,7 +44,10 @@ public struct StridedOperand {
 /// grows) joins the key tiles. Forward keeps only each query's log-sum-exp [B, NH, Tq]; backward
 /// recomputes a tile's probabilities from it. So no Tq × Tk matrix is ever held (gpt2-small's
 /// 1024 × 1024 a head and layer was 48 MiB a layer, all layers kept for backward), and causal
-/// attention skips the key tiles wholly after a query tile. The additive scorer keeps its
+/// attention skips the key tiles wholly after a query tile. Where a (batch, head) is one tile
+/// (Tq ≤ 128 and Tk ≤ 256: the baby model's block of 64, translate's and mlm's sentences), its
+/// probabilities are kept instead, at most one tile a head, and backward reads them rather than
+/// recomputing the scores and exponentials (which cost the baby model 3% of its step in perf's samples). The additive scorer keeps its
 /// probabilities and tanh values (it needs every tanh in backward anyway).
 public final class AttentionKernel {
     public let headCount: Int
@@ -58,6 +61,7 @@ public final class AttentionKernel {
     let arena: ParameterArena
     // Cached by forward.
     var logSumExp: Tensor?                // [B, NH, Tq], dot scorer: log Σ_j exp(score_ij); +∞ where no key is visible
+    var tileProbabilities: Tensor?        // [B, NH, Tq, Tk], dot scorer, when a (batch, head) is one tile
     var probabilities: Tensor?            // [B, NH, Tq, Tk], additive scorer
     var tanhValues: Tensor?               // [B, NH, Tq, Tk, hs], additive scorer
     /// The last forward's queries and keys, for `lastProbabilities` only.
@@ -136,16 +140,19 @@ public final class AttentionKernel {
     /// Room for one tile's scores, [tileRows, tileKeys]; the caller deallocates it.
     func scratchTile() -> UnsafeMutablePointer<Float> { .allocate(capacity: Self.tileRows * Self.tileKeys) }
 
-    /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows of `tileKeys`).
+    /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows `ld` apart).
     @inline(__always)
-    func tileScores(_ tile: UnsafeMutablePointer<Float>, rows: Range<Int>, keys: Range<Int>, batch b: Int,
+    func tileScores(_ tile: UnsafeMutablePointer<Float>, ld: Int, rows: Range<Int>, keys: Range<Int>, batch b: Int,
                     q qh: UnsafeMutablePointer<Float>, _ q: StridedOperand, k kh: UnsafeMutablePointer<Float>, _ k: StridedOperand) {
         BLAS.sgemm(m: rows.count, n: keys.count, k: headSize, alpha: scoreScale, a: qh + rows.lowerBound * q.rowStride, lda: q.rowStride,
-                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true, c: tile, ldc: Self.tileKeys)
+                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true, c: tile, ldc: ld)
         for r in 0..<rows.count {
-            hideKeys(tile + r * Self.tileKeys, query: rows.lowerBound + r, firstKey: keys.lowerBound, count: keys.count, batch: b)
+            hideKeys(tile + r * ld, query: rows.lowerBound + r, firstKey: keys.lowerBound, count: keys.count, batch: b)
         }
     }
+
+    /// Whether a (batch, head) of this shape is a single tile, whose probabilities forward keeps.
+    var keepsProbabilities: Bool { shape.Tq <= Self.tileRows && shape.Tk <= Self.tileKeys }
 
     // MARK: - Dot scorer: the tiled kernel
 
@@ -153,13 +160,16 @@ public final class AttentionKernel {
         let (B, Tq, _) = shape
         let NH = headCount, hs = headSize
         let logSumExp = Tensor(uninitialized: [B, NH, Tq])
+        let kept = keepsProbabilities ? Tensor(uninitialized: [B, NH, Tq, shape.Tk]) : nil
         // The (batch, head) pairs are independent: split across the rank's threads, each range with its own tile.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let tile = scratchTile()
-            defer { tile.deallocate() }
+            let scratch = scratchTile()
+            defer { scratch.deallocate() }
             var maxima = [Float](repeating: 0, count: Self.tileRows), sums = maxima
             for pair in pairs {
                 let b = pair / NH, h = pair % NH
+                // The one tile of a kept pair is its slice of the kept probabilities.
+                let (tile, ld) = kept.map { ($0.data + pair * Tq * shape.Tk, shape.Tk) } ?? (scratch, Self.tileKeys)
                 let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let kh = k.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
                 let vh = v.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
@@ -172,9 +182,9 @@ public final class AttentionKernel {
                         (outH + (rows.lowerBound + r) * output.rowStride).update(repeating: 0, count: hs)
                     }
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
-                        tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                        tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
                         for r in 0..<rows.count {
-                            let p = tile + r * Self.tileKeys
+                            let p = tile + r * ld
                             let maximum = max(maxima[r], rowMaximum(p, count: keys.count))
                             if maximum == -.infinity {                   // no visible key yet
                                 p.update(repeating: 0, count: keys.count)
@@ -188,22 +198,29 @@ public final class AttentionKernel {
                                 for d in 0..<hs { o[d] *= correction }
                             }
                             maxima[r] = maximum
+                            if kept != nil {                             // one tile: normalise now, keep
+                                let inverse = 1 / sums[r]
+                                for j in 0..<keys.count { p[j] *= inverse }
+                            }
                         }
-                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, a: tile, lda: Self.tileKeys,
+                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
                                    b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, beta: 1,
                                    c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride)
                     }
                     for r in 0..<rows.count {
                         let o = outH + (rows.lowerBound + r) * output.rowStride
                         guard sums[r] > 0 else { L[rows.lowerBound + r] = .infinity; continue }   // no key: output 0
-                        let inverse = 1 / sums[r]
-                        for d in 0..<hs { o[d] *= inverse }
+                        if kept == nil {
+                            let inverse = 1 / sums[r]
+                            for d in 0..<hs { o[d] *= inverse }
+                        }
                         L[rows.lowerBound + r] = maxima[r] + log(sums[r])
                     }
                 }
             }
         }
         self.logSumExp = logSumExp
+        tileProbabilities = kept
     }
 
     /// FlashAttention-2's backward: with D_i = ⟨dOut_i, Out_i⟩, a tile's P = exp(S − L) gives
@@ -215,8 +232,8 @@ public final class AttentionKernel {
         let NH = headCount, hs = headSize, scale = scoreScale
         // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let tile = scratchTile()
-            defer { tile.deallocate() }
+            let scratch = scratchTile()
+            defer { scratch.deallocate() }
             let gradientTile = scratchTile()
             defer { gradientTile.deallocate() }
             var D = [Float](repeating: 0, count: Tq)
@@ -229,23 +246,26 @@ public final class AttentionKernel {
                 let dqh = dq.head(batch: b, rows: Tq, head: h, headSize: hs), dkh = dk.head(batch: b, rows: Tk, head: h, headSize: hs)
                 let dvh = dv.head(batch: b, rows: Tk, head: h, headSize: hs)
                 let L = logSumExp.data + pair * Tq
+                let (tile, ld) = tileProbabilities.map { ($0.data + pair * Tq * Tk, Tk) } ?? (scratch, Self.tileKeys)
                 for i in 0..<Tq { D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs) }
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
-                        tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
-                        for r in 0..<rows.count {
-                            exponentiateRow(tile + r * Self.tileKeys, count: keys.count, minus: L[rows.lowerBound + r])
+                        if tileProbabilities == nil {                     // recompute P = exp(S − L)
+                            tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                            for r in 0..<rows.count {
+                                exponentiateRow(tile + r * ld, count: keys.count, minus: L[rows.lowerBound + r])
+                            }
                         }
                         // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
-                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, a: tile, lda: Self.tileKeys, transposingA: true,
+                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, a: tile, lda: ld, transposingA: true,
                                    b: dOutRows, ldb: dOut.rowStride, beta: 1, c: dvh + keys.lowerBound * dv.rowStride, ldc: dv.rowStride)
                         BLAS.sgemm(m: rows.count, n: keys.count, k: hs, a: dOutRows, lda: dOut.rowStride,
                                    b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, transposingB: true,
                                    c: gradientTile, ldc: Self.tileKeys)
                         // dS = P ⊙ (dP − D), in the gradient tile
                         for r in 0..<rows.count {
-                            let p = tile + r * Self.tileKeys, g = gradientTile + r * Self.tileKeys, Di = D[rows.lowerBound + r]
+                            let p = tile + r * ld, g = gradientTile + r * Self.tileKeys, Di = D[rows.lowerBound + r]
                             for j in 0..<keys.count { g[j] = p[j] * (g[j] - Di) }
                         }
                         // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
@@ -266,6 +286,7 @@ public final class AttentionKernel {
     /// and keys (which must still be alive) and log-sum-exps. [B, NH, Tq, Tk]
     public var lastProbabilities: Tensor? {
         if scorer == .additive { return probabilities }
+        if let tileProbabilities { return tileProbabilities }
         guard let logSumExp, let (q, k) = lastQueriesAndKeys.map({ ($0.q, $0.k) }) else { return nil }
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize
@@ -277,7 +298,7 @@ public final class AttentionKernel {
             let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs), kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
             for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                 for keys in tiles(of: 0..<Tk, size: Self.tileKeys) {
-                    tileScores(tile, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                    tileScores(tile, ld: Self.tileKeys, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
                     for r in rows {
                         let p = tile + (r - rows.lowerBound) * Self.tileKeys
                         exponentiateRow(p, count: keys.count, minus: logSumExp.data[pair * Tq + r])

@@ -9,9 +9,12 @@ import ReplicaNN
 private struct LayerWidths {
     var C: Double
     var F: Double
-    /// Floats of attention kept per (query, key) pair: H probabilities, and with the additive
-    /// scorer the tanh values, H × head size = C more.
+    /// Floats of attention kept per (query, key) pair: none with the dot scorer (its tiled kernel
+    /// keeps no probabilities); with the additive scorer H probabilities and the tanh values,
+    /// H × head size = C more.
     var pair: Double
+    /// Floats of attention kept per query: the dot scorer's log-sum-exp, one a head.
+    var query: Double
     /// Parameters of one norm: LayerNorm's weight, BatchNorm's weight and bias.
     var norm: Double
     /// The additive scorer's vector, C a kernel.
@@ -20,7 +23,8 @@ private struct LayerWidths {
     init(embedding: Int, feedForward: Int, heads: Int, scorer: AttentionScorer, norm: NormKind) {
         C = Double(embedding)
         F = Double(feedForward)
-        pair = Double(heads) + (scorer == .additive ? C : 0)
+        pair = scorer == .additive ? Double(heads) + C : 0
+        query = scorer == .dot ? Double(heads) : 0
         self.norm = norm == .batch ? 2 * C : norm == .layer ? C : 0
         self.scorer = scorer == .additive ? C : 0
     }
@@ -34,17 +38,17 @@ private struct LayerWidths {
 
     /// Floats an `EncoderLayer` keeps for `n` rows of sequences at most `s` long: the two norms'
     /// normalised rows and outputs (4·n·C), q | k | v (3·n·C), the attention output (n·C), the
-    /// feed-forward's ReLU input and output (2·n·F), and per head the attention of B·s² ≤ n·s pairs.
+    /// feed-forward's ReLU input and output (2·n·F), and the attention of n queries and B·s² ≤ n·s pairs.
     func encoderLayer(rows n: Double, length s: Double) -> Double {
-        8 * n * C + 2 * n * F + n * s * pair
+        8 * n * C + 2 * n * F + n * query + n * s * pair
     }
 
     /// Floats a `DecoderLayer` keeps for `t` target rows of length ≤ `T` over `m` memory rows of
     /// length ≤ `S`: three norms (6·t·C), self-attention's q | k | v and output (4·t·C),
     /// cross-attention's queries and output (2·t·C) and keys and values of the memory (2·m·C),
-    /// the feed-forward (2·t·F), and the attention of t·T self and t·S cross pairs.
+    /// the feed-forward (2·t·F), and the attention of t queries twice and t·T self and t·S cross pairs.
     func decoderLayer(rows t: Double, memoryRows m: Double, length T: Double, sourceLength S: Double) -> Double {
-        12 * t * C + 2 * m * C + 2 * t * F + t * (T + S) * pair
+        12 * t * C + 2 * m * C + 2 * t * F + 2 * t * query + t * (T + S) * pair
     }
 
     /// Floats backward allocates at most at once for `n` rows: the feed-forward's two n·F

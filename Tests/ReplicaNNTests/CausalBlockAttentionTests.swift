@@ -69,16 +69,18 @@ import _ReplicaTestSupport
         #expect((0..<T).allSatisfy { i in ((i + 1)..<T).allSatisfy { P[i * T + $0] == 0 } })
     }
 
-    /// Cross-attention over 600 keys (tiles of 256, 256 and 88) of two sentences: the first's last
-    /// 100 keys are padding (a tile half hidden), and all of the second's (its queries see nothing
-    /// and get 0 and no gradient).
-    @Test func keyTilesWithPaddingEqualTheFullSoftmax() {
-        let B = 2, Tq = 130, Tk = 600, NH = 2, hs = 8, width = NH * hs
+    /// Cross-attention of two sentences whose first has its last sixth of keys as padding and whose
+    /// second is padding only (its queries see nothing and get 0 and no gradient): over 600 keys
+    /// (tiles of 256, 256 and 88, one of them half hidden; 130 queries, two tiles), and over 200
+    /// keys and 20 queries, where a (batch, head) is one tile and its probabilities are kept.
+    @Test(arguments: [(130, 600), (20, 200)])
+    func keyTilesWithPaddingEqualTheFullSoftmax(Tq: Int, Tk: Int) {
+        let B = 2, NH = 2, hs = 8, width = NH * hs
         let q = randomTensor([B, Tq, width], seed: 41), k = randomTensor([B, Tk, width], seed: 42)
         let v = randomTensor([B, Tk, width], seed: 43), upstream = randomTensor([B, Tq, width], seed: 44)
         // Large scores, so the running maximum changes between tiles and the rescaling matters.
         for i in 0..<q.count { q[i] *= 4 }
-        let keyMask = (0..<Tk).map { $0 < 500 } + [Bool](repeating: false, count: Tk)
+        let keyMask = (0..<Tk).map { $0 < Tk * 5 / 6 } + [Bool](repeating: false, count: Tk)
         let kernel = AttentionKernel("a", heads: NH, headSize: hs, scorer: .dot, arena: ParameterArena())
         let output = Tensor(zeros: [B, Tq, width])
         let dq = Tensor(zeros: [B, Tq, width]), dk = Tensor(zeros: [B, Tk, width]), dv = Tensor(zeros: [B, Tk, width])
