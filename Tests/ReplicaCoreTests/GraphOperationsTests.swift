@@ -155,4 +155,17 @@ private func randomGraph(nodes: Int, degree: Int, seed: UInt64) -> CSRGraph {
         let onlyLoops = graph.dropEdges(probability: 1, generator: &g1)
         #expect(onlyLoops.nonzeroCount == 2000 && (0..<2000).allSatisfy { sources(onlyLoops, row: $0) == [Int32($0)] })
     }
+
+    @Test(arguments: [1, 7, 50, 100_000])
+    func rowChunksCoverEveryRowOnceWithinTheirEntryBudget(entriesPerChunk: Int) {
+        let graph = randomGraph(nodes: 300, degree: 4, seed: 10)
+        let chunks = graph.rowChunks(entriesPerChunk: entriesPerChunk)
+        #expect(chunks.first?.lowerBound == 0 && chunks.last?.upperBound == 300)
+        for (a, b) in zip(chunks, chunks.dropFirst()) { #expect(a.upperBound == b.lowerBound && !a.isEmpty) }
+        for chunk in chunks {
+            let entries = graph.rowOffsets[chunk.upperBound] - graph.rowOffsets[chunk.lowerBound]
+            #expect(entries <= entriesPerChunk || chunk.count == 1, "\(chunk): \(entries) entries")
+        }
+        if entriesPerChunk >= graph.nonzeroCount { #expect(chunks == [0..<300]) }
+    }
 }
