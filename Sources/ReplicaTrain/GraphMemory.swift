@@ -2,8 +2,8 @@ import ReplicaData
 import ReplicaModels
 
 // The memory of the graph tasks (`train gat`, `train gat --model gcn`, `train graphmae`), one
-// rank, full batch: N nodes, E stored graph entries, F features with Z stored nonzeros, K classes.
-// The rule of the count is MemoryCounting.swift's.
+// rank, full batch or sampled mini-batches: N nodes, E stored graph entries, F features with Z
+// stored nonzeros, K classes. The rule of the count is MemoryCounting.swift's.
 
 /// The sizes of a node-property graph that a graph model's memory grows with.
 public struct GraphSize: Sendable, Equatable {
@@ -43,6 +43,38 @@ public struct GraphSize: Sendable, Equatable {
     func taskCopies(subgraph: Bool) -> Double {
         let whole = Double(featureNonzeros) + e + 2 * n
         return subgraph ? whole + featureCopy + e + 2 * n : whole
+    }
+
+    /// A bound on a sampled mini-batch of `batch` seeds over `fanout` (one count per hop from the
+    /// seeds; nil: every neighbour, so the whole graph): n_0 = batch, n_{h+1} = min(N, n_h·(1 + f_h))
+    /// nodes, the largest block's entries (min(E, n_h·(1 + f_h)) for hop h), and the nodes'
+    /// share of the feature nonzeros. Every layer's block is counted at this size.
+    public func sampled(batch: Int, fanout: [Int]?, layers: Int) -> GraphSize {
+        guard let fanout else { return self }
+        var reached = Double(batch), entries = 0.0
+        for hop in 0..<layers {
+            let width = 1 + Double(hop < fanout.count ? fanout[hop] : 0)
+            entries = max(entries, min(e, reached * width))
+            reached = min(n, reached * width)
+        }
+        let share = n > 0 ? reached / n : 1
+        return GraphSize(nodes: saturatingCount(reached), entries: saturatingCount(entries), features: features,
+                         featureNonzeros: saturatingCount((Double(featureNonzeros) * share).rounded(.up)))
+    }
+
+    /// Floats of layer-wise inference over the whole graph (`layerwiseLogits`), for layers whose
+    /// widest input, projection or output is `width` with `heads` heads: a layer's input, its
+    /// projection and its output [N, width] each, the node scores [N, 2·heads], the per-edge
+    /// tensor of one chunk (`entriesPerChunk` × heads), and the logits with their softmax [N, K] twice.
+    func layerwiseInference(width: Double, heads: Double, classes: Double, entriesPerChunk: Int) -> Double {
+        3 * n * width + 2 * n * heads + min(e, Double(entriesPerChunk)) * heads + 2 * n * classes
+    }
+
+    /// What a mini-batch run holds besides a step on its sampled graph: the whole graph's copies
+    /// (`taskCopies`), the sampler's id map (N Int32) and layer-wise inference.
+    func miniBatchExtras(width: Double, heads: Double, classes: Double) -> Double {
+        taskCopies(subgraph: false) + n + layerwiseInference(width: width, heads: heads, classes: classes,
+                                                             entriesPerChunk: GATTask.entriesPerChunk)
     }
 
     /// Floats a `GraphAttention` layer keeps from a training forward: its input when it projects
@@ -121,12 +153,22 @@ extension GATConfig {
 
     /// A `train gat` rank's memory on `graph` with these options (its feature and class counts
     /// set from the data), and what to lower when it does not fit. The buffers include the copy
-    /// of the parameters kept for the selected (best validation) epoch.
-    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+    /// of the parameters kept for the selected (best validation) epoch. With `batchSize` (sampled
+    /// mini-batches), a step on `GraphSize.sampled` plus `miniBatchExtras`.
+    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
+                               ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
+        let activations: Int
+        if let batchSize {
+            let W = Double(hidden) * Double(heads), widest = max(W, Double(outputHeads) * Double(classCount))
+            activations = activationBytes(graph: graph.sampled(batch: batchSize, fanout: fanout, layers: layerCount))
+                + float32Bytes(graph.miniBatchExtras(width: widest, heads: Double(max(heads, outputHeads)), classes: Double(classCount)))
+        } else {
+            let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+            activations = activationBytes(graph: graph, subgraph: subgraph)
+        }
         return graphEstimate(parameters: parameterCount, buffers: bufferCount + parameterCount,
-                             activations: activationBytes(graph: graph, subgraph: subgraph), options: options, ranks: ranks,
-                             advice: "lower --hidden (\(hidden)), --heads (\(heads)), --output-heads (\(outputHeads)) or --layers (\(layerCount)), or use a smaller graph")
+                             activations: activations, options: options, ranks: ranks,
+                             advice: "lower --hidden (\(hidden)), --heads (\(heads)), --output-heads (\(outputHeads)) or --layers (\(layerCount))\(batchSize == nil ? "" : ", --batch-size or --fanout"), or use a smaller graph")
     }
 }
 
@@ -208,13 +250,22 @@ extension GraphNetworkConfig {
 
     /// A `train gat --model gcn` rank's memory on `graph` with these options (feature and class
     /// counts set from the data), and what to lower. The buffers are the copy of the parameters
-    /// kept for the selected (best validation) epoch.
-    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+    /// kept for the selected (best validation) epoch. With `batchSize`, as `GATConfig`'s.
+    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
+                               ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
+        let activations: Int
+        if let batchSize {
+            let (H, Ho) = layerHeads, widest = max(Double(hidden) * H, Ho * Double(classCount))
+            activations = activationBytes(graph: graph.sampled(batch: batchSize, fanout: fanout, layers: layerCount))
+                + float32Bytes(graph.miniBatchExtras(width: widest, heads: max(H, Ho), classes: Double(classCount)))
+        } else {
+            let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+            activations = activationBytes(graph: graph, subgraph: subgraph)
+        }
         let heads = kind == .gcn ? "" : ", --heads (\(self.heads))"
         return graphEstimate(parameters: parameterCount, buffers: parameterCount,
-                             activations: activationBytes(graph: graph, subgraph: subgraph), options: options, ranks: ranks,
-                             advice: "lower --hidden (\(hidden))\(heads) or --layers (\(layerCount)), or use a smaller graph")
+                             activations: activations, options: options, ranks: ranks,
+                             advice: "lower --hidden (\(hidden))\(heads) or --layers (\(layerCount))\(batchSize == nil ? "" : ", --batch-size or --fanout"), or use a smaller graph")
     }
 }
 
