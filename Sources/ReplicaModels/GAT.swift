@@ -129,19 +129,18 @@ public final class GAT {
     /// each layer over all nodes, `entriesPerChunk` graph entries at a time, so per-edge tensors
     /// never exceed a chunk. The values of `forward(features:graph:)` in evaluation mode.
     public func layerwiseLogits(features: CSRMatrix, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
-        let saved = mode
-        mode = .evaluation
-        defer { mode = saved }
-        var x = inputProjection.forward(features)
-        for (index, layer) in layers.enumerated() {
-            x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
-                           : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
-            if index < activations.count {
-                x = ELU(alpha: activations[index].alpha).forward(x)   // a new one: nothing stays cached
-                x = norms[index].forward(x)
+        inEvaluationMode {
+            var x = inputProjection.forward(features)
+            for (index, layer) in layers.enumerated() {
+                x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
+                               : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
+                if index < activations.count {
+                    x = ELU(alpha: activations[index].alpha).forward(x)   // a new one: nothing stays cached
+                    x = norms[index].forward(x)
+                }
             }
+            return x
         }
-        return x
     }
 
     /// Adds every parameter's gradient from the logits' gradient [N, K].

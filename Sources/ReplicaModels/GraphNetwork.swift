@@ -39,6 +39,16 @@ public protocol NodeClassifier: AnyObject {
     var encodableConfig: any Encodable { get }
 }
 
+extension NodeClassifier {
+    /// `body`'s result with the model in evaluation mode; the mode is restored afterwards.
+    func inEvaluationMode<Result>(_ body: () -> Result) -> Result {
+        let saved = mode
+        mode = .evaluation
+        defer { mode = saved }
+        return body()
+    }
+}
+
 extension GAT: NodeClassifier {
     public var layerCount: Int { config.layerCount }
     public var acceptsBlocks: Bool { true }
@@ -234,23 +244,22 @@ public final class GraphNetwork: NodeClassifier {
 
     /// Also keeps `lastHidden`, as `forward` does.
     public func layerwiseLogits(features: CSRMatrix, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
-        let saved = mode
-        mode = .evaluation
-        defer { mode = saved }
-        var x = inputProjection.forward(features)
-        let last = layers.count - 1
-        lastHidden = nil
-        for (index, layer) in layers.enumerated() {
-            let input = x
-            if index == last && index > 0 { lastHidden = x }
-            x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
-                           : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
-            if index < last {
-                x = Self.activation(config.kind).forward(x)    // a new one: nothing stays cached
-                if isResidual(index) { x = adding(x, input) }
+        inEvaluationMode {
+            var x = inputProjection.forward(features)
+            let last = layers.count - 1
+            lastHidden = nil
+            for (index, layer) in layers.enumerated() {
+                let input = x
+                if index == last && index > 0 { lastHidden = x }
+                x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
+                               : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
+                if index < last {
+                    x = Self.activation(config.kind).forward(x)    // a new one: nothing stays cached
+                    if isResidual(index) { x = adding(x, input) }
+                }
             }
+            return x
         }
-        return x
     }
 
     /// The activation between layers: ELU for GAT layers, else ReLU.

@@ -91,6 +91,18 @@ public struct GraphSize: Sendable, Equatable {
     }
 }
 
+/// Bytes of the activations of a `train gat` rank: `step` on the whole graph (or, several ranks,
+/// `--fanout` or micro-steps, on a k-hop subgraph: its second argument), or with `batchSize` on
+/// `GraphSize.sampled` blocks, plus `miniBatchExtras` for layers at most `width` wide with
+/// `heads` heads.
+private func nodeClassificationActivations(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int?, ranks: Int,
+                                           layers: Int, width: Double, heads: Double, classes: Int,
+                                           step: (GraphSize, Bool) -> Int) -> Int {
+    guard let batchSize else { return step(graph, ranks > 1 || fanout != nil || options.gradientAccumulation > 1) }
+    return step(graph.sampled(batch: batchSize, fanout: fanout, layers: layers), false)
+        + float32Bytes(graph.miniBatchExtras(width: width, heads: heads, classes: Double(classes)))
+}
+
 /// Model states of a graph task, what its activations need, and what to lower.
 private func graphEstimate(parameters: Int, buffers: Int, activations: Int, options: TrainingOptions, ranks: Int,
                            advice: String) -> (estimate: MemoryEstimate, advice: String) {
@@ -157,15 +169,10 @@ extension GATConfig {
     /// mini-batches), a step on `GraphSize.sampled` plus `miniBatchExtras`.
     public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
                                ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let activations: Int
-        if let batchSize {
-            let W = Double(hidden) * Double(heads), widest = max(W, Double(outputHeads) * Double(classCount))
-            activations = activationBytes(graph: graph.sampled(batch: batchSize, fanout: fanout, layers: layerCount))
-                + float32Bytes(graph.miniBatchExtras(width: widest, heads: Double(max(heads, outputHeads)), classes: Double(classCount)))
-        } else {
-            let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
-            activations = activationBytes(graph: graph, subgraph: subgraph)
-        }
+        let widest = max(Double(hidden) * Double(heads), Double(outputHeads) * Double(classCount))
+        let activations = nodeClassificationActivations(
+            graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: ranks, layers: layerCount, width: widest,
+            heads: Double(max(heads, outputHeads)), classes: classCount) { activationBytes(graph: $0, subgraph: $1) }
         return graphEstimate(parameters: parameterCount, buffers: bufferCount + parameterCount,
                              activations: activations, options: options, ranks: ranks,
                              advice: "lower --hidden (\(hidden)), --heads (\(heads)), --output-heads (\(outputHeads)) or --layers (\(layerCount))\(batchSize == nil ? "" : ", --batch-size or --fanout"), or use a smaller graph")
@@ -253,15 +260,10 @@ extension GraphNetworkConfig {
     /// kept for the selected (best validation) epoch. With `batchSize`, as `GATConfig`'s.
     public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
                                ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let activations: Int
-        if let batchSize {
-            let (H, Ho) = layerHeads, widest = max(Double(hidden) * H, Ho * Double(classCount))
-            activations = activationBytes(graph: graph.sampled(batch: batchSize, fanout: fanout, layers: layerCount))
-                + float32Bytes(graph.miniBatchExtras(width: widest, heads: max(H, Ho), classes: Double(classCount)))
-        } else {
-            let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
-            activations = activationBytes(graph: graph, subgraph: subgraph)
-        }
+        let (H, Ho) = layerHeads, widest = max(Double(hidden) * H, Ho * Double(classCount))
+        let activations = nodeClassificationActivations(
+            graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: ranks, layers: layerCount, width: widest,
+            heads: max(H, Ho), classes: classCount) { activationBytes(graph: $0, subgraph: $1) }
         let heads = kind == .gcn ? "" : ", --heads (\(self.heads))"
         return graphEstimate(parameters: parameterCount, buffers: parameterCount,
                              activations: activations, options: options, ranks: ranks,

@@ -77,12 +77,18 @@ private func largestDifference(_ part: Tensor, _ whole: Tensor, nodes: [Int32]) 
         return dataset
     }
 
-    @Test(arguments: Kind.allCases)
-    func layerwiseInferenceEqualsTheWholeGraphForward(kind: Kind) throws {
-        let cora = try Self.cora.get()
+    /// Cora, a model of `kind` in evaluation mode, the graph it propagates over, and its logits
+    /// from a whole-graph forward. [N, K]
+    static func wholeGraphLogits(_ kind: Kind) throws -> (cora: NodePropertyDataset, model: NodeClassifier, graph: CSRGraph, logits: Tensor) {
+        let cora = try cora.get()
         let model = kind.model(cora)
         let graph = model.propagationGraph(cora.symmetricGraphWithSelfLoops)
-        let whole = model.forward(features: cora.features, graph: graph)
+        return (cora, model, graph, model.forward(features: cora.features, graph: graph))
+    }
+
+    @Test(arguments: Kind.allCases)
+    func layerwiseInferenceEqualsTheWholeGraphForward(kind: Kind) throws {
+        let (cora, model, graph, whole) = try Self.wholeGraphLogits(kind)
         // 1,000 entries a chunk: Cora's 13,264 entries in 14 chunks or so.
         #expect(graph.rowChunks(entriesPerChunk: 1000).count > 10)
         let chunked = model.layerwiseLogits(features: cora.features, graph: graph, entriesPerChunk: 1000)
@@ -94,10 +100,7 @@ private func largestDifference(_ part: Tensor, _ whole: Tensor, nodes: [Int32]) 
     /// mini-batch computes the seeds' logits of the whole graph (GCN with the whole graph's weights).
     @Test(arguments: Kind.allCases)
     func miniBatchLogitsWithWholeNeighbourhoodsEqualTheWholeGraphs(kind: Kind) throws {
-        let cora = try Self.cora.get()
-        let model = kind.model(cora)
-        let graph = model.propagationGraph(cora.symmetricGraphWithSelfLoops)
-        let whole = model.forward(features: cora.features, graph: graph)
+        let (cora, model, graph, whole) = try Self.wholeGraphLogits(kind)
         let sampler = BlockSampler(graph: graph)
         var generator = SeededGenerator(seed: 5)
         let seeds = Array(cora.train.prefix(64))

@@ -44,6 +44,13 @@ import _ReplicaTestSupport
         return (0..<ranks).map { tasks.value[$0]! }
     }
 
+    /// ‖a − b‖ / ‖b‖.
+    static func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        var difference = 0.0, norm = 0.0
+        for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
+        return (difference / norm).squareRoot()
+    }
+
     /// Without dropout, ranks that each compute their nodes' loss on the nodes' 2-hop neighbourhood
     /// sum to exactly the full-batch gradient: the same parameters as one rank on the whole graph.
     @Test func ranksOnNeighbourhoodSubgraphsEqualFullBatchTraining() throws {
@@ -54,9 +61,7 @@ import _ReplicaTestSupport
         let full = try Self.train(ranks: 1, config: config, epochs: 3)[0]
         let split = try Self.train(ranks: 2, config: config, epochs: 3)
         let a = split[0].arena.allValues.scalars, b = full.arena.allValues.scalars
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
-        #expect((difference / norm).squareRoot() < 1e-5)
+        #expect(Self.relativeDifference(a, b) < 1e-5)
         #expect(split[0].arena.allValues.scalars == split[1].arena.allValues.scalars)
     }
 
@@ -69,9 +74,7 @@ import _ReplicaTestSupport
         let split = try Self.train(ranks: 2, config: GATConfig(), epochs: 3)[0]
         #expect(accumulated.targetCount(step: 0, micro: 0) + accumulated.targetCount(step: 0, micro: 1) == 140)
         let a = accumulated.arena.allValues.scalars, b = split.arena.allValues.scalars
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
-        #expect((difference / norm).squareRoot() < 1e-5)
+        #expect(Self.relativeDifference(a, b) < 1e-5)
     }
 
     /// Mini-batches: replica m·ranks + r samples its blocks and draws its dropout from the same
@@ -84,9 +87,7 @@ import _ReplicaTestSupport
         #expect(accumulated.stepsPerEpoch == 2 && split[0].stepsPerEpoch == 2)
         #expect(accumulated.targetCount(step: 0, micro: 1) == 32 && accumulated.globalBatch == 64)
         let a = accumulated.arena.allValues.scalars, b = split[0].arena.allValues.scalars
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(y) * Double(y) }
-        #expect((difference / norm).squareRoot() < 1e-5)
+        #expect(Self.relativeDifference(a, b) < 1e-5)
         #expect(split[0].arena.allValues.scalars == split[1].arena.allValues.scalars)
     }
 
