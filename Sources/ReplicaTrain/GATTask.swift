@@ -122,6 +122,9 @@ public final class GATTask: DataParallelTask {
             guard model.acceptsBlocks else {
                 throw UserError("--batch-size: this model attends over every node, so it cannot train on sampled blocks; leave --batch-size out")
             }
+            if batchSize == 1 && !model.batchNorms.isEmpty {
+                throw UserError("--batch-size 1 with --norm batch: BatchNorm needs two rows or more, and a seed without neighbours would give it one; use --batch-size 2 or more")
+            }
             if model.normalizesGraph && (options.augmentation["drop-edge"] ?? 0) > 0 {
                 throw UserError("--augment drop-edge with --batch-size: GCN's DropEdge renormalises the whole graph every step; leave it out (neighbour sampling with --fanout already drops edges) or train full batch")
             }

@@ -172,6 +172,14 @@ private func largestDifference(_ part: Tensor, _ whole: Tensor, nodes: [Int32]) 
         #expect(resumed.arena.allValues.scalars == straight.arena.allValues.scalars, "parameters after 10 steps differ")
     }
 
+    @Test func batchNormRefusesSingleSeedBatches() throws {
+        let dataset = try GATTaskTests.cora.get()
+        #expect(throws: UserError.self) {
+            try GATTask(dataset: dataset, model: Kind.gatWithBatchNorm.model(dataset), options: GATTaskTests.options(epochs: 1),
+                        fanout: nil, batchSize: 1, patience: 0, rank: 0, ranks: 1)
+        }
+    }
+
     @Test func gcnRefusesDropEdgeOnMiniBatches() throws {
         var options = GATTaskTests.options(epochs: 1)
         options.augmentation = ["drop-edge": 0.1]
