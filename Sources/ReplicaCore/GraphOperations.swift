@@ -161,6 +161,22 @@ extension CSRMatrix {
         return (graph, nodes)
     }
 
+    /// Consecutive row ranges covering 0..<rowCount, each with at most `entriesPerChunk` entries
+    /// (a row with more is a chunk alone): how layer-wise inference walks a graph a chunk of
+    /// nodes at a time. O(rows).
+    public func rowChunks(entriesPerChunk: Int) -> [Range<Int>] {
+        precondition(entriesPerChunk >= 1, "rowChunks needs entriesPerChunk ≥ 1, got \(entriesPerChunk)")
+        var chunks: [Range<Int>] = []
+        var start = 0
+        while start < rowCount {
+            var end = start + 1
+            while end < rowCount && rowOffsets[end + 1] - rowOffsets[start] <= entriesPerChunk { end += 1 }
+            chunks.append(start..<end)
+            start = end
+        }
+        return chunks
+    }
+
     /// DropEdge: each edge other than a self-loop is removed with `probability`. [N, N] -> [N, N]
     ///
     /// Self-loops (diagonal entries) always stay, so no node loses its own contribution. Each

@@ -33,15 +33,25 @@ public typealias CSRGraph = CSRMatrix
 extension CSRMatrix {
     /// The rows `rows`, in that order, as a new matrix. [rows.count, columns]
     public func gatheringRows(_ rows: [Int32]) -> CSRMatrix {
-        var offsets = [0]
-        offsets.reserveCapacity(rows.count + 1)
-        var indices: [Int32] = []
-        var gathered: [Float] = []
-        for row in rows {
-            let range = self.range(ofRow: Int(row))
-            indices.append(contentsOf: columnIndices[range])
-            if !values.isEmpty { gathered.append(contentsOf: values[range]) }
-            offsets.append(indices.count)
+        var offsets = [Int](repeating: 0, count: rows.count + 1)
+        for (position, row) in rows.enumerated() { offsets[position + 1] = offsets[position] + range(ofRow: Int(row)).count }
+        var indices = [Int32](repeating: 0, count: offsets[rows.count])
+        var gathered = [Float](repeating: 0, count: values.isEmpty ? 0 : offsets[rows.count])
+        indices.withUnsafeMutableBufferPointer { target in
+            gathered.withUnsafeMutableBufferPointer { targetValues in
+                columnIndices.withUnsafeBufferPointer { source in
+                    values.withUnsafeBufferPointer { sourceValues in
+                        for (position, row) in rows.enumerated() {
+                            let from = rowOffsets[Int(row)], count = offsets[position + 1] - offsets[position]
+                            if count == 0 { continue }                // (an empty buffer has no base address)
+                            (target.baseAddress! + offsets[position]).update(from: source.baseAddress! + from, count: count)
+                            if !sourceValues.isEmpty {
+                                (targetValues.baseAddress! + offsets[position]).update(from: sourceValues.baseAddress! + from, count: count)
+                            }
+                        }
+                    }
+                }
+            }
         }
         return CSRMatrix(rowCount: rows.count, columnCount: columnCount, rowOffsets: offsets,
                          columnIndices: indices, values: gathered)

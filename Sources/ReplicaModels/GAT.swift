@@ -103,12 +103,19 @@ public final class GAT {
 
     /// Logits [N, K] of every node of `graph` from its features [N, F].
     public func forward(features: CSRMatrix, graph: CSRGraph) -> Tensor {
+        forward(features: features, blocks: Array(repeating: graph, count: layers.count))
+    }
+
+    /// Logits [n_L, K] of a sampled mini-batch's seeds: layer l propagates over `blocks[l]`
+    /// [n_{l+1}, n_l], from the features [n_0, F] of every node the first layer reads.
+    public func forward(features: CSRMatrix, blocks: [CSRGraph]) -> Tensor {
+        precondition(blocks.count == layers.count, "GAT: \(blocks.count) blocks for \(layers.count) layers")
         // Each head of the first layer drops its own copy of the input, as the GAT paper's code.
         var x = inputProjection.forward(features, dropout: config.inputDropout, context: randomContext, tag: 300,
                                         mode: mode, groups: layers[0].headCount)
         for (index, layer) in layers.enumerated() {
             if index > 0 { x = dropouts[index - 1].forward(x) }
-            x = index == 0 ? layer.forward(projected: x, graph: graph) : layer.forward(x, graph: graph)
+            x = index == 0 ? layer.forward(projected: x, graph: blocks[0]) : layer.forward(x, graph: blocks[index])
             if index < activations.count {
                 x = activations[index].forward(x)
                 x = norms[index].forward(x)
@@ -116,6 +123,24 @@ public final class GAT {
             phases?.phaseEnded("forward: layer \(index)")
         }
         return x
+    }
+
+    /// Logits [N, K] of every node by layer-wise inference in evaluation mode (PyG's `inference`):
+    /// each layer over all nodes, `entriesPerChunk` graph entries at a time, so per-edge tensors
+    /// never exceed a chunk. The values of `forward(features:graph:)` in evaluation mode.
+    public func layerwiseLogits(features: CSRMatrix, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        inEvaluationMode {
+            var x = inputProjection.forward(features)
+            for (index, layer) in layers.enumerated() {
+                x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
+                               : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
+                if index < activations.count {
+                    x = ELU(alpha: activations[index].alpha).forward(x)   // a new one: nothing stays cached
+                    x = norms[index].forward(x)
+                }
+            }
+            return x
+        }
     }
 
     /// Adds every parameter's gradient from the logits' gradient [N, K].

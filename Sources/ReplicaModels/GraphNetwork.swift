@@ -14,6 +14,17 @@ public protocol NodeClassifier: AnyObject {
     var phases: PhaseMarker? { get set }
     func initialize(seed: UInt64)
     func forward(features: CSRMatrix, graph: CSRGraph) -> Tensor
+    /// Logits [n_L, K] of a sampled mini-batch's seeds: layer l propagates over `blocks[l]`
+    /// [n_{l+1}, n_l] (its nodes computed first among those it reads), from the features
+    /// [n_0, F] of every node the first layer reads. With every block the whole graph, `forward(features:graph:)`.
+    func forward(features: CSRMatrix, blocks: [CSRGraph]) -> Tensor
+    /// Whether `forward(features:blocks:)` takes blocks smaller than the graph (the graph
+    /// Transformer attends over every node, so it does not).
+    var acceptsBlocks: Bool { get }
+    /// Logits [N, K] of every node by layer-wise inference in evaluation mode (PyG's `inference`):
+    /// each layer over all nodes, at most about `entriesPerChunk` graph entries at a time. The
+    /// values of `forward(features:graph:)` in evaluation mode.
+    func layerwiseLogits(features: CSRMatrix, graph: CSRGraph, entriesPerChunk: Int) -> Tensor
     func backward(_ logitsGradient: Tensor)
     var batchNorms: [BatchNorm] { get }
     /// The graph the layers propagate over, made from the symmetric pattern with self-loops
@@ -28,8 +39,19 @@ public protocol NodeClassifier: AnyObject {
     var encodableConfig: any Encodable { get }
 }
 
+extension NodeClassifier {
+    /// `body`'s result with the model in evaluation mode; the mode is restored afterwards.
+    func inEvaluationMode<Result>(_ body: () -> Result) -> Result {
+        let saved = mode
+        mode = .evaluation
+        defer { mode = saved }
+        return body()
+    }
+}
+
 extension GAT: NodeClassifier {
     public var layerCount: Int { config.layerCount }
+    public var acceptsBlocks: Bool { true }
     public func propagationGraph(_ pattern: CSRGraph) -> CSRGraph { pattern }
     public var normalizesGraph: Bool { false }
     public var configurationFields: [String: String] {
@@ -150,7 +172,7 @@ public final class GraphNetwork: NodeClassifier {
         inputProjection = SparseLinear("net.layers.0", inputs: config.featureCount, outputs: firstWidth, bias: false, arena: arena)
         layers = (0...last).map(layer)
         dropouts = (0..<last).map { Dropout(probability: config.dropout, tag: 201 + UInt64($0)) }
-        activations = (0..<last).map { _ in config.kind == .gat ? ELU() as Layer : ReLU() as Layer }
+        activations = (0..<last).map { _ in Self.activation(config.kind) }
         arena.allocate()
     }
 
@@ -192,6 +214,14 @@ public final class GraphNetwork: NodeClassifier {
     func isResidual(_ index: Int) -> Bool { config.residual && index > 0 && index < layers.count - 1 }
 
     public func forward(features: CSRMatrix, graph: CSRGraph) -> Tensor {
+        forward(features: features, blocks: Array(repeating: graph, count: layers.count))
+    }
+
+    public var acceptsBlocks: Bool { config.kind != .transformer }
+
+    /// A residual layer adds the first n_{l+1} rows of its input: the nodes it computes.
+    public func forward(features: CSRMatrix, blocks: [CSRGraph]) -> Tensor {
+        precondition(blocks.count == layers.count, "GraphNetwork: \(blocks.count) blocks for \(layers.count) layers")
         // GAT drops each head's input on its own, as the GAT paper's code; the others once.
         let groups = config.kind == .gat ? (layers.count > 1 ? config.heads : config.outputHeads) : 1
         var x = inputProjection.forward(features, dropout: config.dropout, context: randomContext, tag: 300,
@@ -201,8 +231,8 @@ public final class GraphNetwork: NodeClassifier {
         for (index, layer) in layers.enumerated() {
             let input = x                                  // the layer's input before dropout
             if index == last && index > 0 { lastHidden = x }
-            x = index == 0 ? layer.forward(projected: x, graph: graph)
-                           : layer.forward(dropouts[index - 1].forward(x), graph: graph)
+            x = index == 0 ? layer.forward(projected: x, graph: blocks[0])
+                           : layer.forward(dropouts[index - 1].forward(x), graph: blocks[index])
             if index < last {
                 x = activations[index].forward(x)
                 if isResidual(index) { x = adding(x, input) }
@@ -211,6 +241,29 @@ public final class GraphNetwork: NodeClassifier {
         }
         return x
     }
+
+    /// Also keeps `lastHidden`, as `forward` does.
+    public func layerwiseLogits(features: CSRMatrix, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        inEvaluationMode {
+            var x = inputProjection.forward(features)
+            let last = layers.count - 1
+            lastHidden = nil
+            for (index, layer) in layers.enumerated() {
+                let input = x
+                if index == last && index > 0 { lastHidden = x }
+                x = index == 0 ? layer.inferring(projected: x, graph: graph, entriesPerChunk: entriesPerChunk)
+                               : layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk)
+                if index < last {
+                    x = Self.activation(config.kind).forward(x)    // a new one: nothing stays cached
+                    if isResidual(index) { x = adding(x, input) }
+                }
+            }
+            return x
+        }
+    }
+
+    /// The activation between layers: ELU for GAT layers, else ReLU.
+    static func activation(_ kind: GraphLayerKind) -> Layer { kind == .gat ? ELU() : ReLU() }
 
     public func backward(_ logitsGradient: Tensor) {
         var gradient = logitsGradient
@@ -244,10 +297,14 @@ public final class GraphNetwork: NodeClassifier {
     public var encodableConfig: any Encodable { config }
 }
 
-/// a + b, a new tensor. [...]
+/// a + b, a new tensor of a's shape, over the rows both have: a [n, W] plus the first n rows of
+/// b [m ≥ n, W] (a block's output and its input: the nodes computed come first), or a [m, W]
+/// with b [n ≤ m, W] added into its first rows (the gradient of that). [n or m, W]
 func adding(_ a: Tensor, _ b: Tensor) -> Tensor {
-    precondition(a.count == b.count, "adding \(a.shape) and \(b.shape)")
+    precondition(a.columnCount == b.columnCount, "adding \(a.shape) and \(b.shape)")
     let result = Tensor(uninitialized: a.shape)
-    for i in 0..<a.count { result.data[i] = a.data[i] + b.data[i] }
+    let shared = min(a.count, b.count)
+    for i in 0..<shared { result.data[i] = a.data[i] + b.data[i] }
+    if shared < a.count { (result.data + shared).update(from: a.data + shared, count: a.count - shared) }
     return result
 }

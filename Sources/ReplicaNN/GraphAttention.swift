@@ -1,8 +1,9 @@
 import ReplicaCore
 
-// Legend: N nodes, E edges (entries of the graph), H heads, C outputs per head, I inputs.
+// Legend: N nodes computed (the graph's rows), S nodes read (its columns; S = N for a whole
+// graph), E edges (entries of the graph), H heads, C outputs per head, I inputs.
 // Edge e in row i has source j = graph.columnIndices[e]: node i attends to its in-neighbour j.
-// Per-edge tensors are [E, H] (PyG's alpha layout), node scores [N, 2H], features [N, H·C]
+// Per-edge tensors are [E, H] (PyG's alpha layout), node scores [S, 2H], features [S, H·C]
 // with head h at columns h·C..<(h+1)·C.
 
 /// Graph attention (Veličković et al. 2018; PyG's GATConv). [N, I] -> [N, H·C] or [N, C]
@@ -20,7 +21,9 @@ import ReplicaCore
 ///
 /// Edge work costs O(E·H·C) (scores, softmax, aggregation); node work is sgemms: the projection
 /// and the node scores h·[a_src | a_dst] (a block-diagonal [H·C, 2H] matrix, O(N·H·C·2H)).
-/// No N×N matrix exists.
+/// No N×N matrix exists. The graph may be rectangular, [N, S]: a block of a sampled mini-batch
+/// (see `combine`); the output then has a row per graph row. `inferring(projected:graph:entriesPerChunk:)`
+/// computes evaluation outputs a chunk of rows at a time.
 /// Attention dropout follows `Dropout`'s rule on the index e·H + h, keyed by `context` and
 /// `tag`, so a forward at the same context draws the same mask; advance `context.step` for a new one.
 public final class GraphAttention {
@@ -47,13 +50,13 @@ public final class GraphAttention {
     /// What `backward` needs; tensors are fresh per forward.
     struct Cache {
         var graph: CSRGraph
-        var input: Tensor?                        // [N, I] when the layer projected it
-        var projected: Tensor                     // h [N, H·C]
+        var input: Tensor?                        // [S, I] when the layer projected it
+        var projected: Tensor                     // h [S, H·C]
         var scoreMatrix: Tensor                   // block-diagonal [a_src | a_dst] [H·C, 2H]
-        var nodeScores: Tensor                    // [a_srcᵀ h_n | a_dstᵀ h_n] [N, 2H]
+        var nodeScores: Tensor                    // [a_srcᵀ h_n | a_dstᵀ h_n] [S, 2H]
         var attention: Tensor                     // α [E, H]
         var droppedAttention: Tensor              // α after dropout [E, H] (α itself when inactive)
-        var values: Tensor                        // h after value dropout [N, H·C] (h itself when inactive)
+        var values: Tensor                        // h after value dropout [S, H·C] (h itself when inactive)
         var valueKey: UInt64?                     // the value dropout mask's key, when active
     }
     var cache: Cache?
@@ -120,10 +123,15 @@ public final class GraphAttention {
         return matrix
     }
 
+    /// Attends over `graph`'s rows: [S, H·C] -> [N, H·C] or [N, C], with graph [N, S], N ≤ S.
+    ///
+    /// The graph may be a block of a sampled mini-batch (DGL's message-flow graph): its N rows are
+    /// the nodes computed, its S columns the nodes read, and row i's own node is column i (the
+    /// nodes computed come first among those read), so its target score is source node i's.
     public func combine(_ projected: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
-        let N = projected.rowCount, H = headCount, C = outputCount, HC = projectedCount
-        precondition(graph.rowCount == N && graph.columnCount == N,
-                     "GraphAttention: graph is \(graph.rowCount)×\(graph.columnCount) for \(N) nodes")
+        let S = projected.rowCount, N = graph.rowCount, H = headCount, HC = projectedCount
+        precondition(graph.columnCount == S && N <= S,
+                     "GraphAttention: graph is \(graph.rowCount)×\(graph.columnCount) for \(S) source nodes (needs \(S) columns and at most \(S) rows)")
         let E = graph.nonzeroCount
         // The aggregated features: h, or h with value dropout (by `Dropout`'s rule on index n·H·C + k).
         let valueKey: UInt64? = mode == .training && valueDropout > 0 ? maskKey(context: context, tag: tag ^ 0x7661_6c75) : nil
@@ -137,34 +145,76 @@ public final class GraphAttention {
         } else {
             values = projected
         }
-        let h = values.data
 
         // Node scores [a_srcᵀ h_n | a_dstᵀ h_n] per head: one sgemm with the block-diagonal matrix.
         let matrix = scoreMatrix()
-        let nodeScores = Tensor(uninitialized: [N, 2 * H])
+        let nodeScores = Tensor(uninitialized: [S, 2 * H])
         gemm(projected, matrix, into: nodeScores)
 
-        // Edge scores minus their row's maximum (per head), exponentiated in one flat pass; then per
-        // row: normalise (a softmax over the row's edges for every head), drop (training mode, by
-        // `Dropout`'s rule on index e·H + head) and aggregate out_i,head = Σ_e α̃_e,head · h_j,head.
         let attention = Tensor(uninitialized: [E, H])
         let dropping = mode == .training && attentionDropout > 0
         let droppedAttention = dropping ? Tensor(uninitialized: [E, H]) : attention
-        let key = dropping ? maskKey(context: context, tag: tag) : 0
-        let threshold = keepThreshold(probability: attentionDropout), keptScale = 1 / (1 - attentionDropout)
         let aggregated = Tensor(zeros: [N, HC])
+        attend(rows: 0..<N, of: graph, nodeScores: nodeScores.data, values: values.data, attention: attention.data,
+               dropped: droppedAttention.data, dropoutKey: dropping ? maskKey(context: context, tag: tag) : nil,
+               into: aggregated.data)
+        let output = concatenatesHeads ? aggregated : Tensor(uninitialized: [N, outputCount])
+        finish(aggregated.data, rowCount: N, into: output.data)
+        cache = Cache(graph: graph, input: input, projected: projected, scoreMatrix: matrix, nodeScores: nodeScores,
+                      attention: attention, droppedAttention: droppedAttention, values: values, valueKey: valueKey)
+        return output
+    }
+
+    /// The layer's output in evaluation mode, rows in chunks of about `entriesPerChunk` graph
+    /// entries, caching nothing: the same values as `combine` in evaluation mode, with per-edge
+    /// tensors [chunk entries, H] instead of [E, H]. [S, H·C] -> [N, H·C] or [N, C], graph [N, S]
+    public func inferring(projected: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        let S = projected.rowCount, N = graph.rowCount, H = headCount, HC = projectedCount
+        precondition(graph.columnCount == S && N <= S,
+                     "GraphAttention: graph is \(graph.rowCount)×\(graph.columnCount) for \(S) source nodes (needs \(S) columns and at most \(S) rows)")
+        let nodeScores = Tensor(uninitialized: [S, 2 * H])
+        gemm(projected, scoreMatrix(), into: nodeScores)
+        let chunks = graph.rowChunks(entriesPerChunk: entriesPerChunk)
+        let largest = chunks.map { graph.rowOffsets[$0.upperBound] - graph.rowOffsets[$0.lowerBound] }.max() ?? 0
+        let widest = chunks.map(\.count).max() ?? 0
+        let attention = Tensor(uninitialized: [largest, H])       // [chunk entries, H]
+        let aggregated = Tensor(uninitialized: [widest, HC])      // [chunk rows, H·C]
+        let output = Tensor(uninitialized: [N, resultCount])
+        for rows in chunks {
+            aggregated.data.update(repeating: 0, count: rows.count * HC)
+            attend(rows: rows, of: graph, nodeScores: nodeScores.data, values: projected.data, attention: attention.data,
+                   dropped: attention.data, dropoutKey: nil, into: aggregated.data)
+            finish(aggregated.data, rowCount: rows.count, into: output.data + rows.lowerBound * resultCount)
+        }
+        return output
+    }
+
+    /// Attention of rows `rows` of `graph` over their entries, aggregated into `aggregated` (row i
+    /// at (i − rows.lowerBound)·H·C, added to what is there).
+    ///
+    /// Edge scores minus their row's maximum (per head), exponentiated in one flat pass; then per
+    /// row: normalise (a softmax over the row's edges for every head), drop (with a `dropoutKey`,
+    /// by `Dropout`'s rule on index e·H + head) and aggregate out_i,head = Σ_e α̃_e,head · h_j,head.
+    /// `attention` and `dropped` (the same buffer without dropout) hold the rows' entries from the
+    /// first one on: entry e at (e − first)·H. Node scores [S, 2H], values h [S, H·C].
+    private func attend(rows: Range<Int>, of graph: CSRGraph, nodeScores scores: UnsafePointer<Float>,
+                        values h: UnsafePointer<Float>, attention alpha: UnsafeMutablePointer<Float>,
+                        dropped: UnsafeMutablePointer<Float>, dropoutKey: UInt64?, into aggregated: UnsafeMutablePointer<Float>) {
+        let H = headCount, C = outputCount, HC = projectedCount
+        let threshold = keepThreshold(probability: attentionDropout), keptScale = 1 / (1 - attentionDropout)
         let scratch = Tensor(uninitialized: [H])                  // row maximum, then 1 / row sum
-        let alpha = attention.data, dropped = droppedAttention.data, scores = nodeScores.data, m = scratch.data
+        let m = scratch.data
         let slope = negativeSlope
         graph.rowOffsets.withUnsafeBufferPointer { offsets in
             graph.columnIndices.withUnsafeBufferPointer { columns in
-                for i in 0..<N {
+                let first = offsets[rows.lowerBound]
+                for i in rows {
                     let row = offsets[i]..<offsets[i + 1]
                     if row.isEmpty { continue }
                     m.update(repeating: -.infinity, count: H)
                     let target = scores + i * 2 * H + H
                     for e in row {
-                        let source = scores + Int(columns[e]) * 2 * H, score = alpha + e * H
+                        let source = scores + Int(columns[e]) * 2 * H, score = alpha + (e - first) * H
                         for head in 0..<H {
                             let z = source[head] + target[head]
                             let leaky = z > 0 ? z : slope * z
@@ -173,33 +223,33 @@ public final class GraphAttention {
                         }
                     }
                     for e in row {
-                        let score = alpha + e * H
+                        let score = alpha + (e - first) * H
                         for head in 0..<H { score[head] -= m[head] }
                     }
                 }
-                for k in 0..<(E * H) { alpha[k] = fastExp(alpha[k]) }
-                for i in 0..<N {
+                for k in 0..<((offsets[rows.upperBound] - first) * H) { alpha[k] = fastExp(alpha[k]) }
+                for i in rows {
                     let row = offsets[i]..<offsets[i + 1]
                     if row.isEmpty { continue }
                     m.update(repeating: 0, count: H)
                     for e in row {
-                        let score = alpha + e * H
+                        let score = alpha + (e - first) * H
                         for head in 0..<H { m[head] += score[head] }
                     }
                     for head in 0..<H { m[head] = 1 / m[head] }
                     for e in row {
-                        let score = alpha + e * H
+                        let score = alpha + (e - first) * H
                         for head in 0..<H { score[head] *= m[head] }
                     }
-                    if dropping {
+                    if let dropoutKey {
                         for k in (row.lowerBound * H)..<(row.upperBound * H) {
-                            let scaled = alpha[k] * keptScale                 // a select, not a branch
-                            dropped[k] = isKept(k, key: key, threshold: threshold) ? scaled : 0
+                            let scaled = alpha[k - first * H] * keptScale         // a select, not a branch
+                            dropped[k - first * H] = isKept(k, key: dropoutKey, threshold: threshold) ? scaled : 0
                         }
                     }
-                    let out = aggregated.data + i * HC
+                    let out = aggregated + (i - rows.lowerBound) * HC
                     for e in row {
-                        let features = h + Int(columns[e]) * HC, coefficients = dropped + e * H
+                        let features = h + Int(columns[e]) * HC, coefficients = dropped + (e - first) * H
                         for head in 0..<H {
                             addScaled(coefficients[head], features + head * C, into: out + head * C, count: C)
                         }
@@ -207,38 +257,39 @@ public final class GraphAttention {
                 }
             }
         }
+    }
 
-        let output: Tensor
+    /// The output rows from the aggregated ones [rows, H·C]: heads concatenated (`output` may be
+    /// `aggregated` itself) or averaged, plus the bias. -> [rows, H·C] or [rows, C]
+    private func finish(_ aggregated: UnsafeMutablePointer<Float>, rowCount: Int, into output: UnsafeMutablePointer<Float>) {
+        let H = headCount, C = outputCount, HC = projectedCount
         if concatenatesHeads {
-            output = aggregated
             if let bias {
                 let b = arena.value(bias).data
-                for n in 0..<N {
-                    let y = output.data + n * HC
-                    for k in 0..<HC { y[k] += b[k] }
+                for n in 0..<rowCount {
+                    let a = aggregated + n * HC, y = output + n * HC
+                    for k in 0..<HC { y[k] = a[k] + b[k] }
                 }
+            } else if output != aggregated {
+                output.update(from: aggregated, count: rowCount * HC)
             }
         } else {
-            output = Tensor(uninitialized: [N, C])
             let b = bias.map { arena.value($0).data }
             let inverseH = 1 / Float(H)
-            for n in 0..<N {
-                let y = output.data + n * C, a = aggregated.data + n * HC
+            for n in 0..<rowCount {
+                let y = output + n * C, a = aggregated + n * HC
                 if let b { y.update(from: b, count: C) } else { y.update(repeating: 0, count: C) }
                 for head in 0..<H { addScaled(inverseH, a + head * C, into: y, count: C) }
             }
         }
-        cache = Cache(graph: graph, input: input, projected: projected, scoreMatrix: matrix, nodeScores: nodeScores,
-                      attention: attention, droppedAttention: droppedAttention, values: values, valueKey: valueKey)
-        return output
     }
 
     /// Adds the parameter gradients; returns the gradient of the last forward's input:
-    /// x [N, I] after `forward(_:graph:)`, h [N, H·C] after `forward(projected:graph:)`.
+    /// x [S, I] after `forward(_:graph:)`, h [S, H·C] after `forward(projected:graph:)`.
     public func backward(_ outputGradient: Tensor) -> Tensor {
         guard let cache else { preconditionFailure("GraphAttention.backward before forward") }
         let graph = cache.graph
-        let N = graph.rowCount, H = headCount, C = outputCount, HC = projectedCount
+        let N = graph.rowCount, S = graph.columnCount, H = headCount, C = outputCount, HC = projectedCount
         precondition(outputGradient.rowCount == N && outputGradient.columnCount == resultCount,
                      "GraphAttention.backward expects a gradient of [\(N), \(resultCount)], got \(outputGradient.shape)")
         if let bias { addColumnSums(outputGradient, into: arena.gradient(bias)) }
@@ -261,10 +312,10 @@ public final class GraphAttention {
 
         let h = cache.values.data, dOut = dAggregated.data
         let alpha = cache.attention.data, dropped = cache.droppedAttention.data, scores = cache.nodeScores.data
-        let dProjected = Tensor(zeros: [N, HC])                    // dh
+        let dProjected = Tensor(zeros: [S, HC])                    // dh
         // The aggregation's gradient lands on the dropped values first, when value dropout is on.
-        let dValues = cache.valueKey == nil ? dProjected : Tensor(zeros: [N, HC])
-        let dNodeScores = Tensor(zeros: [N, 2 * H])                // [d source score | d target score]
+        let dValues = cache.valueKey == nil ? dProjected : Tensor(zeros: [S, HC])
+        let dNodeScores = Tensor(zeros: [S, 2 * H])                // [d source score | d target score]
         let dv = dValues.data, dScores = dNodeScores.data
         let slope = negativeSlope
         let edgeTerms = Tensor(uninitialized: [graph.nonzeroCount, H])   // α̃·dα̃ per edge
@@ -313,13 +364,13 @@ public final class GraphAttention {
         if let valueKey = cache.valueKey {
             // Through the value dropout: dh = mask ⊙ dv / (1 − p).
             let threshold = keepThreshold(probability: valueDropout), scale = 1 / (1 - valueDropout)
-            for k in 0..<(N * HC) { dh[k] = isKept(k, key: valueKey, threshold: threshold) ? dv[k] * scale : 0 }
+            for k in 0..<(S * HC) { dh[k] = isKept(k, key: valueKey, threshold: threshold) ? dv[k] * scale : 0 }
         }
         // Node scores backward: dh += dS·Bᵀ ; dB = hᵀ·dS, whose diagonal blocks are da_src and da_dst.
-        BLAS.sgemm(m: N, n: HC, k: 2 * H, a: dScores, lda: 2 * H, b: cache.scoreMatrix.data, ldb: 2 * H,
+        BLAS.sgemm(m: S, n: HC, k: 2 * H, a: dScores, lda: 2 * H, b: cache.scoreMatrix.data, ldb: 2 * H,
                    transposingB: true, beta: 1, c: dh, ldc: HC)
         let dMatrix = Tensor(uninitialized: [HC, 2 * H])
-        BLAS.sgemm(m: HC, n: 2 * H, k: N, a: cache.projected.data, lda: HC, transposingA: true, b: dScores, ldb: 2 * H,
+        BLAS.sgemm(m: HC, n: 2 * H, k: S, a: cache.projected.data, lda: HC, transposingA: true, b: dScores, ldb: 2 * H,
                    c: dMatrix.data, ldc: 2 * H)
         let daSource = arena.gradient(attentionSource).data, daTarget = arena.gradient(attentionTarget).data
         for head in 0..<H {

@@ -1,6 +1,7 @@
 import ReplicaCore
 
-// Legend: N nodes, E stored edges (entries of the graph), I inputs, O outputs.
+// Legend: N nodes computed (the graph's rows), S nodes read (its columns; S = N for a whole
+// graph), E stored edges (entries of the graph), I inputs, O outputs.
 // Edge e in row i has source j = graph.columnIndices[e] and weight Â_ij = graph.values[e]
 // (1 for a pattern graph without values): node i aggregates Σ_j Â_ij h_j.
 
@@ -9,6 +10,10 @@ import ReplicaCore
 /// A layer either projects its own input (`forward(_:graph:)`, x [N, I]) or takes a projection
 /// computed elsewhere (`forward(projected:graph:)`, [N, projectedCount]), for instance a
 /// `SparseLinear` over sparse node features; `backward` then returns that projection's gradient.
+///
+/// The graph is [N, S]: the whole graph (N = S), or a block of a sampled mini-batch whose N rows
+/// are the nodes computed and whose S ≥ N columns are the nodes read, the nodes computed first
+/// (row i's own node is column i). Inputs have S rows, outputs N.
 public protocol GraphLayer: AnyObject {
     /// Width of the projected input the layer aggregates.
     var projectedCount: Int { get }
@@ -20,6 +25,12 @@ public protocol GraphLayer: AnyObject {
     func forward(_ x: Tensor, graph: CSRGraph) -> Tensor
     func forward(projected: Tensor, graph: CSRGraph) -> Tensor
     func backward(_ outputGradient: Tensor) -> Tensor
+    /// The evaluation-mode output, computed a chunk of rows at a time (at most about
+    /// `entriesPerChunk` graph entries each) and caching nothing: layer-wise inference.
+    /// [S, I] -> [N, resultCount]
+    func inferring(_ x: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor
+    /// `inferring` on features already projected. [S, projectedCount] -> [N, resultCount]
+    func inferring(projected: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor
 }
 
 /// What the three graph layers share: an optional input projection h = x·W, then a layer-specific
@@ -32,15 +43,31 @@ public protocol ProjectingGraphLayer: GraphLayer {
 }
 
 extension ProjectingGraphLayer {
-    /// Projects with the layer's weight, then combines. [N, I] -> [N, resultCount]
+    /// Projects with the layer's weight, then combines. [S, I] -> [N, resultCount]
     public func forward(_ x: Tensor, graph: CSRGraph) -> Tensor {
+        combine(projecting(x), input: x, graph: graph)
+    }
+
+    /// h = x·W with the layer's weight. [S, I] -> [S, projectedCount]
+    func projecting(_ x: Tensor) -> Tensor {
         guard let weight, let inputCount else {
             preconditionFailure("\(Self.self) was built without a weight; use forward(projected:graph:)")
         }
         precondition(x.rank == 2 && x.columnCount == inputCount, "\(Self.self) expects [N, \(inputCount)], got \(x.shape)")
         let projected = Tensor(uninitialized: [x.rowCount, projectedCount])
         gemm(x, arena.value(weight), into: projected)
-        return combine(projected, input: x, graph: graph)
+        return projected
+    }
+
+    /// Projects with the layer's weight, then `inferring(projected:graph:entriesPerChunk:)`. [S, I] -> [N, resultCount]
+    public func inferring(_ x: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        inferring(projected: projecting(x), graph: graph, entriesPerChunk: entriesPerChunk)
+    }
+
+    /// By default the whole graph at once, through `combine` (which caches what it always does):
+    /// a layer without per-edge tensors has nothing to chunk.
+    public func inferring(projected: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        forward(projected: projected, graph: graph)
     }
 
     /// Combines features already projected (h = x·W). [N, projectedCount] -> [N, resultCount]
@@ -72,13 +99,13 @@ extension CSRMatrix {
                          columnIndices: columnIndices, values: weights)
     }
 
-    /// Â·h: row i is Σ_e Â_e h_{j(e)} (pattern entries weigh 1). [N, N] × [N, W] -> [N, W], O(E·W)
+    /// Â·h: row i is Σ_e Â_e h_{j(e)} (pattern entries weigh 1). [N, S] × [S, W] -> [N, W], O(E·W)
     public func aggregating(_ h: Tensor) -> Tensor {
         precondition(h.rank == 2 && h.rowCount == columnCount, "aggregating: \(h.shape) for a \(rowCount)×\(columnCount) graph")
         return accumulating(h, outputRows: rowCount, transposed: false)
     }
 
-    /// Âᵀ·g: row j is Σ over entries (i, j) of Â_ij g_i — the gradient of `aggregating`. [N, W] -> [N, W]
+    /// Âᵀ·g: row j is Σ over entries (i, j) of Â_ij g_i — the gradient of `aggregating`. [N, W] -> [S, W]
     public func aggregatingTransposed(_ g: Tensor) -> Tensor {
         precondition(g.rank == 2 && g.rowCount == rowCount, "aggregatingTransposed: \(g.shape) for \(rowCount) rows")
         return accumulating(g, outputRows: columnCount, transposed: true)
@@ -124,7 +151,7 @@ public final class GraphConvolution: ProjectingGraphLayer {
 
     struct Cache {
         var graph: CSRGraph
-        var input: Tensor?                // x [N, I] when the layer projected it
+        var input: Tensor?                // x [S, I] when the layer projected it
     }
     var cache: Cache?
 
@@ -148,10 +175,18 @@ public final class GraphConvolution: ProjectingGraphLayer {
         if let bias { arena.value(bias).zero() }
     }
 
-    /// Â·h + b, caching what backward needs. [N, O] -> [N, O]
+    /// Â·h + b, caching what backward needs. [S, O] -> [N, O], graph [N, S]
     public func combine(_ h: Tensor, input: Tensor?, graph: CSRGraph) -> Tensor {
-        precondition(graph.rowCount == h.rowCount && graph.columnCount == h.rowCount,
-                     "GraphConvolution: graph is \(graph.rowCount)×\(graph.columnCount) for \(h.rowCount) nodes")
+        let output = inferring(projected: h, graph: graph, entriesPerChunk: .max)
+        cache = Cache(graph: graph, input: input)
+        return output
+    }
+
+    /// Â·h + b without caching: the aggregation keeps no per-edge tensor, so one pass over all
+    /// rows, whatever `entriesPerChunk`. [S, O] -> [N, O], graph [N, S]
+    public func inferring(projected h: Tensor, graph: CSRGraph, entriesPerChunk: Int) -> Tensor {
+        precondition(graph.columnCount == h.rowCount,
+                     "GraphConvolution: graph is \(graph.rowCount)×\(graph.columnCount) for \(h.rowCount) source nodes")
         let output = graph.aggregating(h)
         if let bias {
             let b = arena.value(bias).data, O = outputCount
@@ -160,7 +195,6 @@ public final class GraphConvolution: ProjectingGraphLayer {
                 for k in 0..<O { y[k] += b[k] }
             }
         }
-        cache = Cache(graph: graph, input: input)
         return output
     }
 

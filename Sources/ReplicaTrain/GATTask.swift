@@ -6,9 +6,10 @@ import ReplicaModels
 import ReplicaNN
 
 /// Node classification with a GAT or another `NodeClassifier` such as GCN (`replica train gat
-/// --model gcn`), one optimizer step per epoch.
+/// --model gcn`): one optimizer step per epoch (full batch), or neighbour-sampled mini-batches
+/// (`batchSize`, `replica train gat --batch-size N`).
 ///
-/// Data parallelism: each epoch the training nodes are permuted from (seed, epoch) and split into
+/// Full batch (no `batchSize`). Data parallelism: each epoch the training nodes are permuted from (seed, epoch) and split into
 /// contiguous, nearly equal slices, one per rank and micro-step (`--grad-accum`; sizes differ by at
 /// most one; nothing is dropped). A micro-step is one more replica: micro-step m of rank r draws
 /// its dropout and augmentation as rank m·R + r would, so 1 rank × 2 micro-steps computes exactly
@@ -29,6 +30,23 @@ import ReplicaNN
 /// A model whose propagation weights depend on degrees (GCN) gets them from the whole graph, and
 /// its k-hop subgraphs carry those weights, so ranks still compute exactly the full-batch outputs;
 /// with DropEdge its graph is edited first and normalised afterwards.
+///
+/// Mini-batches (`batchSize` B, GraphSAGE's training as PyG's NeighborLoader and DGL's sampler
+/// users run it). Each epoch the training nodes are permuted from (seed, epoch) and cut into
+/// global batches of B × ranks × `--grad-accum` seeds (`DistributedSampler`: the remainder that
+/// does not fill one is dropped, so every replica has exactly B seeds a step; it is under one
+/// global batch an epoch, different nodes each epoch); micro-step m of rank r takes slice
+/// m·ranks + r. From its seeds a replica samples one block per layer (`BlockSampler`: `fanout`
+/// in-neighbours per node and hop, all without a fanout), drawn from (seed, replica, step), the
+/// stream its DropEdge and feature masks come from too; the step fixes the epoch. So 1 rank ×
+/// 2 micro-steps computes what 2 ranks compute, and a resumed run continues exactly. The last
+/// layer computes the seeds alone; GCN's weights are the whole graph's (sampled neighbours'
+/// scaled by degree over fanout). GCN refuses DropEdge here: it would renormalise the whole
+/// graph every step.
+///
+/// Evaluation, in both modes, is layer-wise inference over the whole graph
+/// (`NodeClassifier.layerwiseLogits`, `entriesPerChunk` entries at a time): the values of a
+/// whole-graph forward, bit for bit, without a whole-graph attention tensor.
 public final class GATTask: DataParallelTask {
     public let dataset: NodePropertyDataset
     /// The symmetric graph with self-loops, as a pattern.
@@ -41,6 +59,13 @@ public final class GATTask: DataParallelTask {
     let rank: Int
     let ranks: Int
     let fanout: [Int]?
+    /// Seed nodes per rank and micro-step, or nil: full batch.
+    public let batchSize: Int?
+    /// Mini-batches: the epochs' permutations of the training nodes, cut into global batches.
+    let seedSampler: DistributedSampler?
+    private var permutation: (epoch: Int, order: [Int32])?
+    /// Mini-batches: each step's blocks.
+    let blockSampler: BlockSampler?
     let patience: Int
     private var bestAccuracy = -Double.infinity
     private var lowestLoss = Double.infinity
@@ -54,24 +79,30 @@ public final class GATTask: DataParallelTask {
     public var taskName: String { "gat" }
     public var arena: ParameterArena { model.arena }
     public var throughputUnit: String { "nodes" }
-    public var stepsPerEpoch: Int { 1 }
-    public var unitsPerMicroStep: Int { dataset.train.count / (ranks * options.gradientAccumulation) }
-    /// Every step trains on all the training nodes, however many ranks share them.
-    public var globalBatch: Int? { nil }
+    /// One full batch, or the global batches of mini-batches that fit in the training nodes.
+    public var stepsPerEpoch: Int { seedSampler?.stepsPerEpoch ?? 1 }
+    /// Training (seed) nodes a rank computes the loss of per micro-step.
+    public var unitsPerMicroStep: Int { batchSize ?? dataset.train.count / (ranks * options.gradientAccumulation) }
+    /// Mini-batches: B × ranks × `--grad-accum` seeds. Full batch: nil, every step trains on all
+    /// the training nodes, however many ranks share them.
+    public var globalBatch: Int? { batchSize.map { $0 * ranks * options.gradientAccumulation } }
+    /// Graph entries per chunk of layer-wise inference: per-edge tensors of at most 2²⁰ × heads floats.
+    public static let entriesPerChunk = 1 << 20
 
     /// `normalizeFeatures` divides each node's features by their sum (GAT's and PyG's preprocessing).
     public convenience init(dataset: NodePropertyDataset, config baseConfig: GATConfig, options: TrainingOptions, fanout: [Int]?,
-                            patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
+                            batchSize: Int? = nil, patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
         var config = baseConfig
         config.featureCount = dataset.featureCount
         config.classCount = dataset.classCount
-        try self.init(dataset: dataset, model: GAT(config), options: options, fanout: fanout, patience: patience,
-                      normalizeFeatures: normalizeFeatures, rank: rank, ranks: ranks)
+        try self.init(dataset: dataset, model: GAT(config), options: options, fanout: fanout, batchSize: batchSize,
+                      patience: patience, normalizeFeatures: normalizeFeatures, rank: rank, ranks: ranks)
     }
 
     /// Trains `model`, built for `dataset`'s feature and class counts; initialises it from `options.seed`.
+    /// `batchSize`: seed nodes per rank and micro-step (mini-batches), or nil (full batch).
     public init(dataset original: NodePropertyDataset, model: NodeClassifier, options: TrainingOptions, fanout: [Int]?,
-                patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
+                batchSize: Int? = nil, patience: Int, normalizeFeatures: Bool = true, rank: Int, ranks: Int) throws {
         var dataset = original
         if normalizeFeatures { dataset.features = dataset.features.rowNormalized() }
         guard dataset.train.count >= ranks else {
@@ -83,22 +114,44 @@ public final class GATTask: DataParallelTask {
         if let fanout, fanout.count != model.layerCount {
             throw UserError("--fanout gives \(fanout.count) hop(s) for a \(model.layerCount)-layer model; give one per layer, such as 10,10")
         }
+        if let batchSize {
+            let globalBatch = batchSize * ranks * options.gradientAccumulation
+            guard batchSize >= 1, globalBatch <= dataset.train.count else {
+                throw UserError("--batch-size \(batchSize): \(ranks) rank(s) × \(batchSize) × --grad-accum \(options.gradientAccumulation) = \(globalBatch) seeds a step, more than the \(dataset.train.count) training nodes of \(dataset.name); use --batch-size \(max(1, dataset.train.count / (ranks * options.gradientAccumulation))) or less")
+            }
+            guard model.acceptsBlocks else {
+                throw UserError("--batch-size: this model attends over every node, so it cannot train on sampled blocks; leave --batch-size out")
+            }
+            if batchSize == 1 && !model.batchNorms.isEmpty {
+                throw UserError("--batch-size 1 with --norm batch: BatchNorm needs two rows or more, and a seed without neighbours would give it one; use --batch-size 2 or more")
+            }
+            if model.normalizesGraph && (options.augmentation["drop-edge"] ?? 0) > 0 {
+                throw UserError("--augment drop-edge with --batch-size: GCN's DropEdge renormalises the whole graph every step; leave it out (neighbour sampling with --fanout already drops edges) or train full batch")
+            }
+        }
         self.dataset = dataset
         self.options = options
         self.rank = rank
         self.ranks = ranks
         self.fanout = fanout
+        self.batchSize = batchSize
         self.patience = patience
         patternGraph = dataset.symmetricGraphWithSelfLoops
         graph = model.propagationGraph(patternGraph)
+        seedSampler = batchSize.map {
+            DistributedSampler(exampleCount: dataset.train.count, globalBatch: $0 * ranks * options.gradientAccumulation, seed: options.seed)
+        }
+        blockSampler = batchSize == nil ? nil : BlockSampler(graph: graph)
         self.model = model
         model.initialize(seed: options.seed)
     }
 
+    /// With mini-batches also "sampling": a full-batch checkpoint does not resume as one (nor the reverse).
     public var configuration: [String: String] {
-        ["task": "gat", "data": dataset.name, "nodes": "\(dataset.nodeCount)",
-         "fanout": fanout.map { $0.map(String.init).joined(separator: ",") } ?? "full", "patience": "\(patience)"]
-            .merging(model.configurationFields) { task, _ in task }
+        var fields = ["task": "gat", "data": dataset.name, "nodes": "\(dataset.nodeCount)",
+                      "fanout": fanout.map { $0.map(String.init).joined(separator: ",") } ?? "full", "patience": "\(patience)"]
+        if batchSize != nil { fields["sampling"] = "blocks" }
+        return fields.merging(model.configurationFields) { task, _ in task }
     }
 
     public var checkpointState: [String: Any] {
@@ -111,9 +164,16 @@ public final class GATTask: DataParallelTask {
     /// The replica that micro-step `micro` of this rank stands for: micro · ranks + rank.
     func replica(micro: Int) -> Int { micro * ranks + rank }
 
-    /// This rank's training nodes in micro-step `micro` of epoch `step`: a contiguous slice of the
-    /// epoch's permutation, part micro·ranks + rank of ranks × `--grad-accum`.
+    /// This rank's training nodes in micro-step `micro` of step `step`: its seeds (mini-batches),
+    /// or, full batch, a contiguous slice of the epoch's permutation, part micro·ranks + rank of
+    /// ranks × `--grad-accum`.
     func trainingNodes(step: Int, micro: Int) -> [Int32] {
+        if let seedSampler, let batchSize {
+            let epoch = step / seedSampler.stepsPerEpoch
+            if permutation?.epoch != epoch { permutation = (epoch, seedSampler.permutation(forEpoch: epoch)) }
+            return seedSampler.indices(in: permutation!.order, step: step % seedSampler.stepsPerEpoch, rank: replica(micro: micro),
+                                       batchSize: batchSize).map { dataset.train[$0] }
+        }
         var generator = SeededGenerator(seed: options.seed, 0x6761_7470, UInt64(step))
         var order = dataset.train
         order.shuffle(using: &generator)
@@ -122,13 +182,20 @@ public final class GATTask: DataParallelTask {
 
     public func targetCount(step: Int, micro: Int) -> Int { trainingNodes(step: step, micro: micro).count }
 
-    /// The graph, node ids and features this rank trains on in micro-step `micro` of epoch `step`, augmented.
-    func trainingInput(seeds: [Int32], step: Int, micro: Int) -> (graph: CSRGraph, nodes: [Int32]?, features: CSRMatrix) {
+    /// The graphs (one per layer), node ids and features this rank trains on in micro-step `micro`
+    /// of step `step`, augmented. `nodes`: the global id of each local node (nil: the whole graph);
+    /// the logits' rows are the seeds' when mini-batching, else `nodes`'.
+    func trainingInput(seeds: [Int32], step: Int, micro: Int) -> (blocks: [CSRGraph], nodes: [Int32]?, features: CSRMatrix) {
         var generator = SeededGenerator(seed: options.seed, 0x6175_6767, UInt64(replica(micro: micro)), UInt64(step))
+        let dropEdge = options.augmentation["drop-edge"] ?? 0
+        if let blockSampler {
+            let sampled = blockSampler.sample(seeds: seeds, layers: model.layerCount, fanout: fanout, generator: &generator)
+            let blocks = dropEdge > 0 ? sampled.blocks.map { $0.dropEdges(probability: dropEdge, generator: &generator) } : sampled.blocks
+            return (blocks, sampled.nodes, maskingFeatures(dataset.features.gatheringRows(sampled.nodes), generator: &generator))
+        }
         var local: CSRGraph
         var nodes: [Int32]? = nil
         var features: CSRMatrix
-        let dropEdge = options.augmentation["drop-edge"] ?? 0
         // Degree-normalised weights are computed after DropEdge, on the whole graph.
         let base = dropEdge > 0 && model.normalizesGraph
             ? model.propagationGraph(patternGraph.dropEdges(probability: dropEdge, generator: &generator))
@@ -145,20 +212,24 @@ public final class GATTask: DataParallelTask {
         if dropEdge > 0 && !model.normalizesGraph {
             local = local.dropEdges(probability: dropEdge, generator: &generator)
         }
-        if let p = options.augmentation["feature-mask"], p > 0 {
-            features = features.maskingColumns((0..<features.columnCount).map { _ in generator.nextUniform() >= p })
-        }
-        return (local, nodes, features)
+        return ([CSRGraph](repeating: local, count: model.layerCount), nodes, maskingFeatures(features, generator: &generator))
+    }
+
+    /// `features` with `--augment feature-mask=P`'s columns dropped, each with probability P.
+    func maskingFeatures(_ features: CSRMatrix, generator: inout SeededGenerator) -> CSRMatrix {
+        guard let p = options.augmentation["feature-mask"], p > 0 else { return features }
+        return features.maskingColumns((0..<features.columnCount).map { _ in generator.nextUniform() >= p })
     }
 
     public func trainMicroStep(step: Int, micro: Int, normalizer: Float, reducer: GradientSink?) throws -> Double {
         let seeds = trainingNodes(step: step, micro: micro)
+        guard !seeds.isEmpty else { return 0 }   // more replicas than training nodes: this one adds nothing
         let input = trainingInput(seeds: seeds, step: step, micro: micro)
         reducer?.phaseEnded("data")
         model.phases = reducer
         model.mode = .training
         model.randomContext = RandomContext(seed: options.seed, rank: replica(micro: micro), step: step)
-        let logits = model.forward(features: input.features, graph: input.graph)
+        let logits = model.forward(features: input.features, blocks: input.blocks)
         var targets = [Int32](repeating: -100, count: logits.rowCount)
         for (index, node) in seeds.enumerated() {
             targets[input.nodes == nil ? Int(node) : index] = dataset.labels[Int(node)]
@@ -176,11 +247,11 @@ public final class GATTask: DataParallelTask {
     }
 
     /// Loss and accuracy of every split with the model propagating over `propagation` (a graph made
-    /// by `model.propagationGraph`, such as a rewired one), in evaluation mode.
+    /// by `model.propagationGraph`, such as a rewired one), in evaluation mode, by layer-wise inference.
     public func evaluate(onGraph propagation: CSRGraph) -> [String: Double] {
         model.mode = .evaluation
         defer { model.mode = .training }
-        let logits = model.forward(features: dataset.features, graph: propagation)
+        let logits = model.layerwiseLogits(features: dataset.features, graph: propagation, entriesPerChunk: Self.entriesPerChunk)
         var result: [String: Double] = [:]
         for (name, nodes) in [("train", dataset.train), ("val", dataset.validation), ("test", dataset.test)] {
             var targets = [Int32](repeating: -100, count: logits.rowCount)
@@ -203,12 +274,14 @@ public final class GATTask: DataParallelTask {
         if let selectedParameters { arena.allValues.assign(selectedParameters) }
     }
 
+    /// Counts evaluations, one an epoch (`replica train gat` evaluates at the end of each); the
+    /// selected epoch is the one `step` ends (or falls in, for a last, partial epoch).
     public func shouldStop(after evaluation: [String: Double], step: Int) -> Bool {
         let accuracy = evaluation["val_accuracy"] ?? 0, validationLoss = evaluation["val_loss"] ?? .infinity
         if accuracy >= bestAccuracy || validationLoss <= lowestLoss {
             if accuracy >= bestAccuracy && validationLoss <= lowestLoss {
                 selected = evaluation
-                selectedEpoch = step
+                selectedEpoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
                 if let kept = selectedParameters { kept.assign(arena.allValues) } else { selectedParameters = arena.allValues.copy() }
             }
             bestAccuracy = max(bestAccuracy, accuracy)

@@ -2,8 +2,8 @@ import ReplicaData
 import ReplicaModels
 
 // The memory of the graph tasks (`train gat`, `train gat --model gcn`, `train graphmae`), one
-// rank, full batch: N nodes, E stored graph entries, F features with Z stored nonzeros, K classes.
-// The rule of the count is MemoryCounting.swift's.
+// rank, full batch or sampled mini-batches: N nodes, E stored graph entries, F features with Z
+// stored nonzeros, K classes. The rule of the count is MemoryCounting.swift's.
 
 /// The sizes of a node-property graph that a graph model's memory grows with.
 public struct GraphSize: Sendable, Equatable {
@@ -45,6 +45,38 @@ public struct GraphSize: Sendable, Equatable {
         return subgraph ? whole + featureCopy + e + 2 * n : whole
     }
 
+    /// A bound on a sampled mini-batch of `batch` seeds over `fanout` (one count per hop from the
+    /// seeds; nil: every neighbour, so the whole graph): n_0 = batch, n_{h+1} = min(N, n_h·(1 + f_h))
+    /// nodes, the largest block's entries (min(E, n_h·(1 + f_h)) for hop h), and the nodes'
+    /// share of the feature nonzeros. Every layer's block is counted at this size.
+    public func sampled(batch: Int, fanout: [Int]?, layers: Int) -> GraphSize {
+        guard let fanout else { return self }
+        var reached = Double(batch), entries = 0.0
+        for hop in 0..<layers {
+            let width = 1 + Double(hop < fanout.count ? fanout[hop] : 0)
+            entries = max(entries, min(e, reached * width))
+            reached = min(n, reached * width)
+        }
+        let share = n > 0 ? reached / n : 1
+        return GraphSize(nodes: saturatingCount(reached), entries: saturatingCount(entries), features: features,
+                         featureNonzeros: saturatingCount((Double(featureNonzeros) * share).rounded(.up)))
+    }
+
+    /// Floats of layer-wise inference over the whole graph (`layerwiseLogits`), for layers whose
+    /// widest input, projection or output is `width` with `heads` heads: a layer's input, its
+    /// projection and its output [N, width] each, the node scores [N, 2·heads], the per-edge
+    /// tensor of one chunk (`entriesPerChunk` × heads), and the logits with their softmax [N, K] twice.
+    func layerwiseInference(width: Double, heads: Double, classes: Double, entriesPerChunk: Int) -> Double {
+        3 * n * width + 2 * n * heads + min(e, Double(entriesPerChunk)) * heads + 2 * n * classes
+    }
+
+    /// What a mini-batch run holds besides a step on its sampled graph: the whole graph's copies
+    /// (`taskCopies`), the sampler's id map (N Int32) and layer-wise inference.
+    func miniBatchExtras(width: Double, heads: Double, classes: Double) -> Double {
+        taskCopies(subgraph: false) + n + layerwiseInference(width: width, heads: heads, classes: classes,
+                                                             entriesPerChunk: GATTask.entriesPerChunk)
+    }
+
     /// Floats a `GraphAttention` layer keeps from a training forward: its input when it projects
     /// one of `inputs` features, h [N, H·C], h after value dropout, the node scores [N, 2H], α
     /// [E, H] and α after attention dropout.
@@ -57,6 +89,18 @@ public struct GraphSize: Sendable, Equatable {
     func attentionBackward(inputs: Double, heads H: Double, width HC: Double, averages: Bool, valueDropout: Bool) -> Double {
         n * HC * ((averages ? 1 : 0) + 1 + (valueDropout ? 1 : 0)) + 2 * n * H + e * H + n * inputs
     }
+}
+
+/// Bytes of the activations of a `train gat` rank: `step` on the whole graph (or, several ranks,
+/// `--fanout` or micro-steps, on a k-hop subgraph: its second argument), or with `batchSize` on
+/// `GraphSize.sampled` blocks, plus `miniBatchExtras` for layers at most `width` wide with
+/// `heads` heads.
+private func nodeClassificationActivations(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int?, ranks: Int,
+                                           layers: Int, width: Double, heads: Double, classes: Int,
+                                           step: (GraphSize, Bool) -> Int) -> Int {
+    guard let batchSize else { return step(graph, ranks > 1 || fanout != nil || options.gradientAccumulation > 1) }
+    return step(graph.sampled(batch: batchSize, fanout: fanout, layers: layers), false)
+        + float32Bytes(graph.miniBatchExtras(width: width, heads: heads, classes: Double(classes)))
 }
 
 /// Model states of a graph task, what its activations need, and what to lower.
@@ -121,12 +165,17 @@ extension GATConfig {
 
     /// A `train gat` rank's memory on `graph` with these options (its feature and class counts
     /// set from the data), and what to lower when it does not fit. The buffers include the copy
-    /// of the parameters kept for the selected (best validation) epoch.
-    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+    /// of the parameters kept for the selected (best validation) epoch. With `batchSize` (sampled
+    /// mini-batches), a step on `GraphSize.sampled` plus `miniBatchExtras`.
+    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
+                               ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
+        let widest = max(Double(hidden) * Double(heads), Double(outputHeads) * Double(classCount))
+        let activations = nodeClassificationActivations(
+            graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: ranks, layers: layerCount, width: widest,
+            heads: Double(max(heads, outputHeads)), classes: classCount) { activationBytes(graph: $0, subgraph: $1) }
         return graphEstimate(parameters: parameterCount, buffers: bufferCount + parameterCount,
-                             activations: activationBytes(graph: graph, subgraph: subgraph), options: options, ranks: ranks,
-                             advice: "lower --hidden (\(hidden)), --heads (\(heads)), --output-heads (\(outputHeads)) or --layers (\(layerCount)), or use a smaller graph")
+                             activations: activations, options: options, ranks: ranks,
+                             advice: "lower --hidden (\(hidden)), --heads (\(heads)), --output-heads (\(outputHeads)) or --layers (\(layerCount))\(batchSize == nil ? "" : ", --batch-size or --fanout"), or use a smaller graph")
     }
 }
 
@@ -208,13 +257,17 @@ extension GraphNetworkConfig {
 
     /// A `train gat --model gcn` rank's memory on `graph` with these options (feature and class
     /// counts set from the data), and what to lower. The buffers are the copy of the parameters
-    /// kept for the selected (best validation) epoch.
-    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
-        let subgraph = ranks > 1 || fanout != nil || options.gradientAccumulation > 1
+    /// kept for the selected (best validation) epoch. With `batchSize`, as `GATConfig`'s.
+    public func memoryEstimate(graph: GraphSize, options: TrainingOptions, fanout: [Int]?, batchSize: Int? = nil,
+                               ranks: Int) -> (estimate: MemoryEstimate, advice: String) {
+        let (H, Ho) = layerHeads, widest = max(Double(hidden) * H, Ho * Double(classCount))
+        let activations = nodeClassificationActivations(
+            graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: ranks, layers: layerCount, width: widest,
+            heads: max(H, Ho), classes: classCount) { activationBytes(graph: $0, subgraph: $1) }
         let heads = kind == .gcn ? "" : ", --heads (\(self.heads))"
         return graphEstimate(parameters: parameterCount, buffers: parameterCount,
-                             activations: activationBytes(graph: graph, subgraph: subgraph), options: options, ranks: ranks,
-                             advice: "lower --hidden (\(hidden))\(heads) or --layers (\(layerCount)), or use a smaller graph")
+                             activations: activations, options: options, ranks: ranks,
+                             advice: "lower --hidden (\(hidden))\(heads) or --layers (\(layerCount))\(batchSize == nil ? "" : ", --batch-size or --fanout"), or use a smaller graph")
     }
 }
 

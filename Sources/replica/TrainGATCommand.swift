@@ -15,6 +15,8 @@ struct TrainGAT: ParsableCommand {
           replica train gat --seed 0 --json
           replica train gat --model gcn --seed 0 --json
           mpirun -np 2 replica train gat --augment feature-mask=0.1,drop-edge=0.1
+          replica train gat --batch-size 64 --fanout 10,5 --json
+        --batch-size N trains on neighbour-sampled mini-batches (GraphSAGE): N seed nodes per rank and micro-step, one block per layer sampled from them with --fanout (all neighbours without it), several steps an epoch; evaluation, in both modes, is layer-wise inference over the whole graph.
         --data takes a folder in the OGB raw layout (raw/*.csv.gz, split/<name>/*.csv.gz).
         """
     )
@@ -31,13 +33,12 @@ struct TrainGAT: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Divide each node's features by their sum (GAT's and PyG's preprocessing).")
     var normalizeFeatures = true
     @Option(help: "Normalisation between layers.") var norm = GraphNorm.none
-    @Option(help: "Neighbours sampled per node and hop, such as 10,10 (default: all).") var fanout: String?
+    @Option(help: "Neighbours sampled per node and hop, such as 15,10 (the first hop from the seeds; default: all).") var fanout: String?
     @Option(help: "Stop after this many epochs without validation improvement (0: never).") var patience = 100
 
     var isGCN: Bool { model == .gcn }
 
     func validate() throws {
-        try CommonTrainOptions.refuseBatchSize(common.batchSize, task: "train gat")
         guard hidden ?? 1 >= 1, heads >= 1, outputHeads >= 1, layers >= 1 else {
             throw ValidationError("--hidden, --heads, --output-heads and --layers must be at least 1.")
         }
@@ -86,28 +87,42 @@ struct TrainGAT: ParsableCommand {
         let (dataset, load) = try LoadedGraph.load(common.data)
         let fanout = try parsedFanout()
         // The model is built after the memory preflight: its parameters are part of what is checked.
+        let batchSize = common.batchSize
         let run = try TrainingRun(common, defaults: .nodeClassification(gcn: isGCN), augmentations: ["feature-mask", "drop-edge"],
                                   memory: { options, communicator in
             let graph = GraphSize(dataset)
-            return isGCN ? gcnConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, ranks: communicator.size)
-                : gatConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, ranks: communicator.size)
-        }) { options, communicator in
+            return isGCN ? gcnConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: communicator.size)
+                : gatConfig(dataset).memoryEstimate(graph: graph, options: options, fanout: fanout, batchSize: batchSize, ranks: communicator.size)
+        }, makeTask: { options, communicator in
             let network: NodeClassifier = isGCN ? GraphNetwork(gcnConfig(dataset)) : GAT(gatConfig(dataset))
-            return try GATTask(dataset: dataset, model: network, options: options, fanout: fanout, patience: patience,
-                               normalizeFeatures: normalizeFeatures, rank: communicator.rank, ranks: communicator.size)
-        }
-        try run.train(banner: "\(model): \(run.task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
+            return try GATTask(dataset: dataset, model: network, options: options, fanout: fanout, batchSize: batchSize,
+                               patience: patience, normalizeFeatures: normalizeFeatures, rank: communicator.rank,
+                               ranks: communicator.size)
+        }, adjustForTask: { options, task in
+            // The defaults count epochs; with mini-batches an epoch is several steps, evaluated at its end.
+            options.evaluationInterval = task.stepsPerEpoch
+            if common.steps == nil && common.epochs == nil { options.steps *= task.stepsPerEpoch }
+        })
+        let task = run.task, stepsPerEpoch = task.stepsPerEpoch
+        let epochs = (run.options.steps + stepsPerEpoch - 1) / stepsPerEpoch
+        let sampling = batchSize.map { "mini-batches of \($0) seed nodes per rank (global \(task.globalBatch ?? 0)), "
+            + "fanout \(fanout.map { $0.map(String.init).joined(separator: ",") } ?? "all"), \(stepsPerEpoch) steps per epoch, " } ?? ""
+        try run.train(banner: "\(model): \(task.model.parameterCount) parameters, \(dataset.name): \(dataset.nodeCount) nodes, "
             + "\(dataset.train.count)/\(dataset.validation.count)/\(dataset.test.count) train/val/test, "
-            + "\(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), up to \(run.options.steps) epochs, patience \(patience), "
+            + "\(run.communicator.size) rank(s) × \(run.runtime.threads) thread(s), \(sampling)up to \(epochs) epochs, patience \(patience), "
             + load.description) { outcome in
-            let task = run.task
             let chosen = task.selected.isEmpty ? outcome.evaluation : task.selected
             let validation = chosen["val_accuracy"] ?? .nan, test = chosen["test_accuracy"] ?? .nan
-            return (String(format: "done: %d epochs, selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.1f s",
-                           outcome.steps, task.selectedEpoch, validation, test, outcome.secondsPerStep * 1e3, outcome.seconds),
+            let epochMilliseconds = outcome.secondsPerStep * Double(stepsPerEpoch) * 1e3
+            let epochsRun = (outcome.steps + stepsPerEpoch - 1) / stepsPerEpoch
+            return (String(format: "done: %d epochs (%d steps), selected epoch %d: val accuracy %.4f, test accuracy %.4f, %.2f ms/epoch, %.0f nodes/s, %.1f s",
+                           epochsRun, outcome.steps, task.selectedEpoch, validation, test, epochMilliseconds, outcome.unitsPerSecond,
+                           outcome.seconds),
                     ["model": .string(model.rawValue), "val_accuracy": .number(validation), "test_accuracy": .number(test),
-                     "epoch_ms": .number(outcome.secondsPerStep * 1e3), "selected_epoch": .integer(task.selectedEpoch),
-                     "load_seconds": .number(load.seconds)])
+                     "epoch_ms": .number(epochMilliseconds), "selected_epoch": .integer(task.selectedEpoch),
+                     "steps_per_epoch": .integer(stepsPerEpoch), "nodes_per_s": .number(outcome.unitsPerSecond),
+                     "step_ms": .number(outcome.secondsPerStep * 1e3), "load_seconds": .number(load.seconds),
+                     "batch_size": batchSize.map { .integer($0) } ?? .null])
         }
     }
 }

@@ -21,11 +21,13 @@ struct TrainingRun<Task: DataParallelTask> {
     /// Sets the job up. `defaults` are the task's (`TrainingOptions.characterLanguageModel()`, ...);
     /// `adjust` changes them once the ranks are known (a preset's per-rank batch); `makeTask`
     /// builds this rank's task, after `memory` (what a rank will need, and what to lower if it
-    /// does not fit) has been checked against the memory this machine has available.
+    /// does not fit) has been checked against the memory this machine has available;
+    /// `adjustForTask` changes the loop's options once the task is known (its epoch's length).
     init(_ common: CommonTrainOptions, defaults: TrainingOptions, augmentations: [String],
          adjust: (inout TrainingOptions, Communicator) -> Void = { _, _ in },
          memory: ((TrainingOptions, Communicator) -> (estimate: MemoryEstimate, advice: String))? = nil,
-         makeTask: (TrainingOptions, Communicator) throws -> Task) throws {
+         makeTask: (TrainingOptions, Communicator) throws -> Task,
+         adjustForTask: (inout TrainingOptions, Task) -> Void = { _, _ in }) throws {
         var options = try common.trainingOptions(defaults: defaults, augmentationNames: augmentations)
         runtime = try Runtime(common.runtime)
         adjust(&options, runtime.communicator)
@@ -34,6 +36,7 @@ struct TrainingRun<Task: DataParallelTask> {
             try estimate.check("this run", localRanks: runtime.localRanks, advice: advice)
         }
         task = try makeTask(options, runtime.communicator)
+        adjustForTask(&options, task)
         if options.syncBatchNorm { task.synchronizeBatchNorm(over: runtime.communicator) }
         if let epochs = common.epochs { options.steps = epochs * task.stepsPerEpoch }
         trainer = try Trainer(task: task, options: options, communicator: runtime.communicator)

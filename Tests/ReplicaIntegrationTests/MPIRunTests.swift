@@ -74,7 +74,7 @@ import _ReplicaTestSupport
         ["bench", "gemm", "--sizes", "12x"],
         ["bench", "gemm", "--sizes", "12x3"],
         ["frobnicate"],
-        ["train", "gat", "--batch-size", "4"],
+        ["train", "gat", "--batch-size", "1000"],        // a global batch above Cora's 140 training nodes
         ["train", "graphmae", "--batch-size", "4"],
         ["bench", "step", "--model", "gat", "--batch-size", "4"],
         ["bench", "step", "--model", "gat", "--preset", "gpt2-small"],

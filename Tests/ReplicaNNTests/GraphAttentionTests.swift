@@ -97,6 +97,43 @@ private func denseReference(_ layer: GraphAttention, arena: ParameterArena, x: T
             gradients: { _ = layer.forward(projected: h, graph: graph); return [layer.backward(r)] }))
     }
 
+    /// A block [4, 7] (a sampled mini-batch's layer): nodes 0..<4 computed from all 7, row i's own
+    /// node in column i. Its input gradient has a row for every node read.
+    @Test(arguments: [true, false])
+    func gradientsMatchFiniteDifferencesOnABlock(concatenates: Bool) {
+        let (layer, arena) = graphAttention(inputs: 4, concatenates: concatenates, dropout: 0.5)
+        let block = smallGraph().gatheringRows([0, 1, 2, 3])
+        #expect(block.rowCount == 4 && block.columnCount == 7)
+        let x = randomTensor([7, 4], seed: 35), r = randomTensor([4, layer.resultCount], seed: 36)
+        expectGradientsMatch(checkGradients(arena: arena, inputs: [x], directions: 5,
+            loss: { dot(layer.forward(x, graph: block), r) },
+            gradients: { _ = layer.forward(x, graph: block); return [layer.backward(r)] }),
+            "concatenates \(concatenates)")
+    }
+
+    /// A block's rows are the whole graph's rows: the same sums in the same order, so equal bit for bit.
+    @Test(arguments: [true, false])
+    func aBlockComputesItsRowsOfTheWholeGraph(concatenates: Bool) {
+        let (layer, _) = graphAttention(inputs: 5, heads: 3, concatenates: concatenates)
+        let graph = smallGraph(), x = randomTensor([7, 5], seed: 37)
+        let whole = layer.forward(x, graph: graph).scalars
+        let rows = layer.forward(x, graph: graph.gatheringRows([0, 1, 2, 3])).scalars
+        #expect(rows == Array(whole.prefix(4 * layer.resultCount)))
+    }
+
+    /// Layer-wise inference in chunks of rows computes each row as one pass over all rows does
+    /// (the same sums in the same order): equal bit for bit, whatever the chunk.
+    @Test(arguments: [1, 4, 9, 1000])
+    func chunkedInferenceEqualsTheEvaluationForward(entriesPerChunk: Int) {
+        for concatenates in [true, false] {
+            let (layer, _) = graphAttention(inputs: 5, heads: 3, concatenates: concatenates, dropout: 0.5)
+            layer.mode = .evaluation
+            let graph = smallGraph(), x = randomTensor([7, 5], seed: 38)
+            #expect(layer.inferring(x, graph: graph, entriesPerChunk: entriesPerChunk).scalars
+                    == layer.forward(x, graph: graph).scalars, "concatenates \(concatenates)")
+        }
+    }
+
     @Test func elementwiseGradientsMatchFiniteDifferencesOnATinyLayer() {
         // Every parameter and input element on its own, not just random directions.
         let (layer, arena) = graphAttention(inputs: 2, outputs: 2, heads: 2, concatenates: false, dropout: 0.4, seed: 26)

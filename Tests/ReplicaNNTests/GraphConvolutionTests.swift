@@ -116,6 +116,23 @@ private func expectElementwiseGradients(arena: ParameterArena, x: Tensor, forwar
                                    backward: { layer.backward($0) }, r: r)
     }
 
+    /// A block [3, 7] (a sampled mini-batch's layer: nodes 0..<3 computed from all 7) with the
+    /// whole graph's weights: its rows of the whole output, and gradients for every node read.
+    @Test func aBlockComputesItsRowsAndItsGradientsMatchFiniteDifferences() {
+        let (layer, arena) = layer(inputs: 4, bias: true)
+        let graph = symmetricGraph().gcnNormalized(), block = graph.gatheringRows([0, 1, 2])
+        let x = randomTensor([7, 4], seed: 20), r = randomTensor([3, 3], seed: 21)
+        #expect(layer.forward(x, graph: block).scalars == Array(layer.forward(x, graph: graph).scalars.prefix(9)))
+        expectElementwiseGradients(arena: arena, x: x, forward: { layer.forward(x, graph: block) },
+                                   backward: { layer.backward($0) }, r: r)
+    }
+
+    @Test func inferenceEqualsTheForward() {
+        let (layer, _) = layer(inputs: 4, bias: true)
+        let graph = symmetricGraph().gcnNormalized(), x = randomTensor([7, 4], seed: 22)
+        #expect(layer.inferring(x, graph: graph, entriesPerChunk: 3).scalars == layer.forward(x, graph: graph).scalars)
+    }
+
     @Test func projectedInputGradientsMatchFiniteDifferencesOnAnAsymmetricGraph() {
         // Subgraphs are not symmetric (their frontier rows keep only self-loops): backward must use Âᵀ.
         let (layer, arena) = layer(inputs: nil, outputs: 4, bias: true)

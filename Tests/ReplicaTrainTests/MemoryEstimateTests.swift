@@ -167,6 +167,25 @@ struct RetainedBuffers {
         #expect(size.entries >= graph.nonzeroCount && size.entries <= 2 * graph.nonzeroCount)
     }
 
+    /// ogbn-products' sizes (2,449,029 nodes, 61,859,140 edges both ways plus self-loops, 100
+    /// dense features): mini-batches of 1,024 seeds with fanout 15,10 need the sampled blocks
+    /// (at most 1024 × 16 × 11 nodes and entries) and the whole graph's copies, not a
+    /// whole-graph step; without a fanout the bound is the whole graph.
+    @Test func miniBatchesNeedTheSampledGraphNotTheWholeOne() {
+        let products = GraphSize(nodes: 2_449_029, entries: 2 * 61_859_140 + 2_449_029, features: 100, featureNonzeros: 244_902_900)
+        let sampled = products.sampled(batch: 1024, fanout: [15, 10], layers: 2)
+        #expect(sampled.nodes == 1024 * 16 * 11 && sampled.entries == 1024 * 16 * 11)
+        #expect(sampled.featureNonzeros == 100 * sampled.nodes)
+        #expect(products.sampled(batch: 1024, fanout: nil, layers: 2) == products)
+        var gat = GATConfig()
+        gat.featureCount = 100
+        gat.classCount = 47
+        let full = gat.memoryEstimate(graph: products, options: TrainingOptions(), fanout: nil, ranks: 2).estimate
+        let mini = gat.memoryEstimate(graph: products, options: TrainingOptions(), fanout: [15, 10], batchSize: 1024, ranks: 2).estimate
+        #expect(mini.activations < full.activations / 5, "\(mini.activations) against \(full.activations)")
+        #expect(mini.activations < 8 << 30, "fits a 24 GiB machine twice over")
+    }
+
     @Test func absurdSizesGiveAbsurdEstimatesNotTraps() {
         let huge = Int.max / 4
         var gat = GATConfig()
