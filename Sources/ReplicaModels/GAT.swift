@@ -14,13 +14,33 @@ public struct GATConfig: Codable, Sendable, Equatable {
     /// Dropout on the projected features where they are aggregated, as the GAT paper's code does
     /// (its second `in_drop`); PyG's GATConv has none (set 0 to match it).
     public var valueDropout: Float = 0.6
+    /// Whether each head of the first layer drops its own copy of the input, as the GAT paper's
+    /// code does; false: one mask for all heads, as PyG's GATConv after F.dropout, and a dense
+    /// input is unpacked once instead of once a head.
+    public var inputDropoutPerHead = true
     public var norm = NormKind.none      // .batch: BatchNorm after each hidden layer
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case featureCount = "features", classCount = "classes", hidden, heads, outputHeads = "output_heads"
         case layerCount = "layers", inputDropout = "dropout", attentionDropout = "attention_dropout"
-        case valueDropout = "value_dropout", norm
+        case valueDropout = "value_dropout", inputDropoutPerHead = "input_dropout_per_head", norm
+    }
+
+    /// Checkpoints written before `input_dropout_per_head` existed dropped per head.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        featureCount = try container.decode(Int.self, forKey: .featureCount)
+        classCount = try container.decode(Int.self, forKey: .classCount)
+        hidden = try container.decode(Int.self, forKey: .hidden)
+        heads = try container.decode(Int.self, forKey: .heads)
+        outputHeads = try container.decode(Int.self, forKey: .outputHeads)
+        layerCount = try container.decode(Int.self, forKey: .layerCount)
+        inputDropout = try container.decode(Float.self, forKey: .inputDropout)
+        attentionDropout = try container.decode(Float.self, forKey: .attentionDropout)
+        valueDropout = try container.decode(Float.self, forKey: .valueDropout)
+        inputDropoutPerHead = try container.decodeIfPresent(Bool.self, forKey: .inputDropoutPerHead) ?? true
+        norm = try container.decode(NormKind.self, forKey: .norm)
     }
 }
 
@@ -110,9 +130,9 @@ public final class GAT {
     /// [n_{l+1}, n_l], from the features [n_0, F] of every node the first layer reads.
     public func forward(features: CSRMatrix, blocks: [CSRGraph]) -> Tensor {
         precondition(blocks.count == layers.count, "GAT: \(blocks.count) blocks for \(layers.count) layers")
-        // Each head of the first layer drops its own copy of the input, as the GAT paper's code.
+        // Each head of the first layer drops its own copy of the input, as the GAT paper's code, or all share one.
         var x = inputProjection.forward(features, dropout: config.inputDropout, context: randomContext, tag: 300,
-                                        mode: mode, groups: layers[0].headCount)
+                                        mode: mode, groups: config.inputDropoutPerHead ? layers[0].headCount : 1)
         for (index, layer) in layers.enumerated() {
             if index > 0 { x = dropouts[index - 1].forward(x) }
             x = index == 0 ? layer.forward(projected: x, graph: blocks[0]) : layer.forward(x, graph: blocks[index])

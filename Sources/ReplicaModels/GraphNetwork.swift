@@ -56,9 +56,12 @@ extension GAT: NodeClassifier {
     public var normalizesGraph: Bool { false }
     public var configurationFields: [String: String] {
         let c = config
-        return ["features": "\(c.featureCount)", "classes": "\(c.classCount)", "hidden": "\(c.hidden)", "heads": "\(c.heads)",
-                "output_heads": "\(c.outputHeads)", "layers": "\(c.layerCount)", "dropout": "\(c.inputDropout)",
-                "attention_dropout": "\(c.attentionDropout)", "value_dropout": "\(c.valueDropout)", "norm": c.norm.rawValue]
+        var fields = ["features": "\(c.featureCount)", "classes": "\(c.classCount)", "hidden": "\(c.hidden)", "heads": "\(c.heads)",
+                      "output_heads": "\(c.outputHeads)", "layers": "\(c.layerCount)", "dropout": "\(c.inputDropout)",
+                      "attention_dropout": "\(c.attentionDropout)", "value_dropout": "\(c.valueDropout)", "norm": c.norm.rawValue]
+        // Only when not the default, so the fingerprints of earlier runs stay what they were.
+        if !c.inputDropoutPerHead { fields["input_dropout_per_head"] = "false" }
+        return fields
     }
     public var encodableConfig: any Encodable { config }
 }

@@ -30,6 +30,8 @@ struct TrainGAT: ParsableCommand {
     @Option(help: "Dropout on every layer's input (default: 0.6; gcn 0.5).") var dropout: Float?
     @Option(help: "Dropout on attention coefficients (gat only).") var attentionDropout: Float = 0.6
     @Option(help: "Dropout on projected features where they are aggregated (the GAT code's; 0 as PyG).") var valueDropout: Float = 0.6
+    @Flag(inversion: .prefixedNo, help: "Each first-layer head drops its own copy of the input (the GAT code's); --no-head-input-dropout: one mask for all heads, as PyG's GATConv after F.dropout (gat only).")
+    var headInputDropout = true
     @Flag(inversion: .prefixedNo, help: "Divide each node's features by their sum (GAT's and PyG's preprocessing).")
     var normalizeFeatures = true
     @Option(help: "Normalisation between layers.") var norm = GraphNorm.none
@@ -79,6 +81,7 @@ struct TrainGAT: ParsableCommand {
         config.inputDropout = dropout ?? 0.6
         config.attentionDropout = attentionDropout
         config.valueDropout = valueDropout
+        config.inputDropoutPerHead = headInputDropout
         config.norm = norm.kind
         return config
     }

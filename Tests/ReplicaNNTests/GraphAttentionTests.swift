@@ -251,13 +251,14 @@ private func denseReference(_ layer: GraphAttention, arena: ParameterArena, x: T
     }
 }
 
-/// A sparse matrix with about a quarter of its entries stored, and the same matrix dense.
-private func sparseFeatures(rows: Int, columns: Int, pattern: Bool, seed: UInt64) -> (CSRMatrix, Tensor) {
+/// A sparse matrix with about `density` of its entries stored (a quarter: SparseLinear's dense
+/// path), and the same matrix dense.
+private func sparseFeatures(rows: Int, columns: Int, pattern: Bool, seed: UInt64, density: Float = 0.25) -> (CSRMatrix, Tensor) {
     var generator = SeededGenerator(seed: seed)
     let dense = Tensor(zeros: [rows, columns])
     var offsets = [0], indices: [Int32] = [], values: [Float] = []
     for r in 0..<rows {
-        for c in 0..<columns where generator.nextUniform() < 0.25 {
+        for c in 0..<columns where generator.nextUniform() < density {
             let value = pattern ? 1 : generator.nextUniform() * 2 - 1
             indices.append(Int32(c))
             values.append(value)
@@ -281,12 +282,13 @@ private func sparseFeatures(rows: Int, columns: Int, pattern: Bool, seed: UInt64
         return (layer, arena)
     }
 
-    static let gradientCases: [(Bool, Float)] = [(true, 0), (false, 0), (true, 0.6)]
+    /// (bias, dropout, density): a quarter of the entries stored runs the dense path, a tenth the sparse one.
+    static let gradientCases: [(Bool, Float, Float)] = [(true, 0, 0.25), (false, 0, 0.25), (true, 0.6, 0.25), (true, 0.6, 0.1)]
 
     @Test(arguments: gradientCases)
-    func gradientsMatchFiniteDifferences(bias: Bool, dropout: Float) {
+    func gradientsMatchFiniteDifferences(bias: Bool, dropout: Float, density: Float) {
         let (layer, arena) = layer(bias: bias)
-        let (x, _) = sparseFeatures(rows: 6, columns: 9, pattern: false, seed: 41)
+        let (x, _) = sparseFeatures(rows: 6, columns: 9, pattern: false, seed: 41, density: density)
         let r = randomTensor([6, 5], seed: 42)
         func forward() -> Tensor { layer.forward(x, dropout: dropout, context: Self.context, tag: 3, mode: .training) }
         expectGradientsMatch(checkGradients(arena: arena, inputs: [],
@@ -311,6 +313,32 @@ private func sparseFeatures(rows: Int, columns: Int, pattern: Bool, seed: UInt64
         let y = forward()
         let shared = layer.forward(x, dropout: 0.5, context: Self.context, tag: 3, mode: .training)
         #expect(y.scalars != shared.scalars)
+    }
+
+    /// A dense input runs through sgemm, a sparse one through axpys, with the same dropout masks:
+    /// the same features with columns of zeros appended (a sixth of the entries stored, the sparse
+    /// path; the stored entries and so the masks unchanged) give the same outputs and weight
+    /// gradients up to the summation order (sgemm's fused multiply-adds against the axpys' separate
+    /// rounding: about 1e-7 on outputs near the 1e-3 floor, hence ten times the usual bound).
+    @Test(arguments: [(0 as Float, 1), (0.5, 1), (0.5, 4)])
+    func denseAndSparsePathsAgree(dropout: Float, groups: Int) {
+        let (x, _) = sparseFeatures(rows: 40, columns: 12, pattern: false, seed: 47, density: 0.9)
+        let padded = CSRMatrix(rowCount: x.rowCount, columnCount: 72, rowOffsets: x.rowOffsets,
+                               columnIndices: x.columnIndices, values: x.values)
+        var results: [(output: [Float], gradient: [Float])] = []
+        for input in [x, padded] {
+            let arena = ParameterArena()
+            let layer = SparseLinear("fc", inputs: input.columnCount, outputs: 8, bias: true, arena: arena)
+            arena.allocate()
+            var generator = SeededGenerator(seed: 48)
+            arena.allValues.fillUniform(bound: 1, using: &generator)   // the first 12 weight rows agree
+            for o in 0..<8 { arena.value(layer.bias!)[o] = Float(o) / 10 }
+            let y = layer.forward(input, dropout: dropout, context: Self.context, tag: 5, mode: .training, groups: groups)
+            layer.backward(randomTensor([40, 8], seed: 49))
+            results.append((y.scalars, Array(arena.gradient(layer.weight).scalars[0..<(12 * 8)])))
+        }
+        #expect(maximumRelativeDifference(results[0].output, results[1].output, floor: 1e-3) < float32SummationTolerance * 10)
+        #expect(maximumRelativeDifference(results[0].gradient, results[1].gradient, floor: 1e-3) < float32SummationTolerance * 10)
     }
 
     @Test(arguments: [true, false])
