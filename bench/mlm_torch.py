@@ -18,7 +18,6 @@ Run (1 thread, as `replica bench step --model mlm --threads 1`):
     replica train mlm --steps 1 --checkpoint-dir runs/mlm      # for the vocabulary
     bench/run.sh bench/mlm_torch.py --checkpoint runs/mlm --threads 1 [--json]
 """
-import argparse
 import json
 import os
 import random
@@ -28,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate_torch import BPE, read_lines
+from translate_torch import BPE, checkpoint_state, peer_arguments, read_lines
 
 PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
 FIRST_ORDINARY = 5
@@ -90,24 +89,9 @@ class MaskedLM(nn.Module):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="an mlm checkpoint folder or --checkpoint-dir (for its tokenizer)")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/multi30k"))
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences a batch")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup-steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args = peer_arguments(__doc__, "mlm", 64, "sentences a batch").parse_args()
+    state = checkpoint_state(args.checkpoint, args.threads, args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-
-    folder = args.checkpoint
-    if os.path.exists(os.path.join(folder, "latest")):
-        folder = os.path.join(folder, open(os.path.join(folder, "latest")).read().strip())
-    state = json.load(open(os.path.join(folder, "state.json")))
     bpe = BPE(state["tokenizer"])
     config = state["config"]
     length = config["max_length"]

@@ -175,26 +175,35 @@ def read_lines(path):
         return f.read().split("\n")[:-1]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a translate checkpoint folder or --checkpoint-dir (for its tokenizer)")
+def peer_arguments(doc, task, batch_default, batch_help):
+    """The options every Multi30k peer shares (a checkpoint of `task` for its tokenizer, the data, steps, threads)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help=f"a {task} checkpoint folder or --checkpoint-dir (for its tokenizer)")
     parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Sources/ReplicaData/Resources/multi30k"))
-    parser.add_argument("--batch-size", type=int, default=2000, help="padded tokens a batch, B x max(S, T)")
+    parser.add_argument("--batch-size", type=int, default=batch_default, help=batch_help)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--predicted-rows-only", action="store_true",
-                        help="project only the non-padding target rows onto the vocabulary, as Replica does")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    return parser
 
-    folder = args.checkpoint
+
+def checkpoint_state(folder, threads, seed):
+    """The checkpoint's state.json (the newest step of a --checkpoint-dir); sets torch's threads and seed."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
     if os.path.exists(os.path.join(folder, "latest")):
         folder = os.path.join(folder, open(os.path.join(folder, "latest")).read().strip())
-    state = json.load(open(os.path.join(folder, "state.json")))
+    return json.load(open(os.path.join(folder, "state.json")))
+
+
+def main():
+    parser = peer_arguments(__doc__, "translate", 2000, "padded tokens a batch, B x max(S, T)")
+    parser.add_argument("--predicted-rows-only", action="store_true",
+                        help="project only the non-padding target rows onto the vocabulary, as Replica does")
+    args = parser.parse_args()
+    state = checkpoint_state(args.checkpoint, args.threads, args.seed)
     bpe = BPE(state["tokenizer"])
     config = state["config"]
     source = read_lines(os.path.join(args.data, "train.de.gz"))
