@@ -137,8 +137,15 @@ public final class AttentionKernel {
         }
     }
 
-    /// Room for one tile's scores, [tileRows, tileKeys]; the caller deallocates it.
-    func scratchTile() -> UnsafeMutablePointer<Float> { .allocate(capacity: Self.tileRows * Self.tileKeys) }
+    /// Floats between rows of a scratch tile: a tile's keys, or all keys when fewer.
+    var scratchStride: Int { min(Self.tileKeys, shape.Tk) }
+
+    /// Room for one tile's scores, [min(tileRows, Tq), scratchStride], none when `needed` is false
+    /// (kept probabilities are their own tiles); the caller deallocates it. Sized to the shape, so
+    /// that the baby model's 16 KiB come from malloc's bins rather than a mapping of their own.
+    func scratchTile(needed: Bool = true) -> UnsafeMutablePointer<Float> {
+        .allocate(capacity: needed ? min(Self.tileRows, shape.Tq) * scratchStride : 0)
+    }
 
     /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows `ld` apart).
     @inline(__always)
@@ -163,13 +170,13 @@ public final class AttentionKernel {
         let kept = keepsProbabilities ? Tensor(uninitialized: [B, NH, Tq, shape.Tk]) : nil
         // The (batch, head) pairs are independent: split across the rank's threads, each range with its own tile.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let scratch = scratchTile()
+            let scratch = scratchTile(needed: kept == nil)
             defer { scratch.deallocate() }
             var maxima = [Float](repeating: 0, count: Self.tileRows), sums = maxima
             for pair in pairs {
                 let b = pair / NH, h = pair % NH
                 // The one tile of a kept pair is its slice of the kept probabilities.
-                let (tile, ld) = kept.map { ($0.data + pair * Tq * shape.Tk, shape.Tk) } ?? (scratch, Self.tileKeys)
+                let (tile, ld) = kept.map { ($0.data + pair * Tq * shape.Tk, shape.Tk) } ?? (scratch, scratchStride)
                 let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let kh = k.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
                 let vh = v.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
@@ -232,9 +239,9 @@ public final class AttentionKernel {
         let NH = headCount, hs = headSize, scale = scoreScale
         // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let scratch = scratchTile()
+            let scratch = scratchTile(needed: tileProbabilities == nil)
             defer { scratch.deallocate() }
-            let gradientTile = scratchTile()
+            let gradientTile = scratchTile(), gradientStride = scratchStride
             defer { gradientTile.deallocate() }
             var D = [Float](repeating: 0, count: Tq)
             for pair in pairs {
@@ -246,7 +253,7 @@ public final class AttentionKernel {
                 let dqh = dq.head(batch: b, rows: Tq, head: h, headSize: hs), dkh = dk.head(batch: b, rows: Tk, head: h, headSize: hs)
                 let dvh = dv.head(batch: b, rows: Tk, head: h, headSize: hs)
                 let L = logSumExp.data + pair * Tq
-                let (tile, ld) = tileProbabilities.map { ($0.data + pair * Tq * Tk, Tk) } ?? (scratch, Self.tileKeys)
+                let (tile, ld) = tileProbabilities.map { ($0.data + pair * Tq * Tk, Tk) } ?? (scratch, scratchStride)
                 for i in 0..<Tq { D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs) }
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
@@ -262,17 +269,17 @@ public final class AttentionKernel {
                                    b: dOutRows, ldb: dOut.rowStride, beta: 1, c: dvh + keys.lowerBound * dv.rowStride, ldc: dv.rowStride)
                         BLAS.sgemm(m: rows.count, n: keys.count, k: hs, a: dOutRows, lda: dOut.rowStride,
                                    b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, transposingB: true,
-                                   c: gradientTile, ldc: Self.tileKeys)
+                                   c: gradientTile, ldc: gradientStride)
                         // dS = P ⊙ (dP − D), in the gradient tile
                         for r in 0..<rows.count {
-                            let p = tile + r * ld, g = gradientTile + r * Self.tileKeys, Di = D[rows.lowerBound + r]
+                            let p = tile + r * ld, g = gradientTile + r * gradientStride, Di = D[rows.lowerBound + r]
                             for j in 0..<keys.count { g[j] = p[j] * (g[j] - Di) }
                         }
                         // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
-                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: Self.tileKeys,
+                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: gradientStride,
                                    b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, beta: 1,
                                    c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride)
-                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, alpha: scale, a: gradientTile, lda: Self.tileKeys, transposingA: true,
+                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, alpha: scale, a: gradientTile, lda: gradientStride, transposingA: true,
                                    b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1,
                                    c: dkh + keys.lowerBound * dk.rowStride, ldc: dk.rowStride)
                     }
@@ -298,9 +305,9 @@ public final class AttentionKernel {
             let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs), kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
             for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                 for keys in tiles(of: 0..<Tk, size: Self.tileKeys) {
-                    tileScores(tile, ld: Self.tileKeys, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                    tileScores(tile, ld: scratchStride, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
                     for r in rows {
-                        let p = tile + (r - rows.lowerBound) * Self.tileKeys
+                        let p = tile + (r - rows.lowerBound) * scratchStride
                         exponentiateRow(p, count: keys.count, minus: logSumExp.data[pair * Tq + r])
                         (result.data + (pair * Tq + r) * Tk + keys.lowerBound).update(from: p, count: keys.count)
                     }

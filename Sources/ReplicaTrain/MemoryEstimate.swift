@@ -50,16 +50,19 @@ public struct MemoryEstimate: Sendable, Equatable {
     /// Refuses (a UserError) a run whose `localRanks` ranks on this machine would need more than the
     /// memory available: what it needs, by part, next to what there is, and what to lower.
     /// Refused above 90% of what is available: the rest is the other processes' room to grow and
-    /// the estimate's margin.
+    /// the estimate's margin. The runtime is already resident, so it is no longer in what is
+    /// available: only the rest of each rank's estimate is still to be allocated (a rank's data
+    /// set, such as the 2.4 GB of a graph of ogbn-products' size, was counted twice before). The
+    /// caller makes sure every local rank has started (and loaded its data) first.
     public func check(_ what: String, localRanks: Int, available: Int? = MemoryEstimate.availableBytes(), advice: String) throws {
         guard let available else { return }
-        let needed = total.multipliedReportingOverflow(by: max(localRanks, 1))
+        let needed = max(total - runtime, 0).multipliedReportingOverflow(by: max(localRanks, 1))
         guard needed.overflow || Double(needed.partialValue) > 0.9 * Double(available) else { return }
         func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) }
         let parts = "parameters \(gib(parameters)), gradients \(gib(gradients)), optimizer state \(gib(optimizerState)), "
             + "activations \(gib(activations)), communication \(gib(communication)), runtime \(gib(runtime))"
         let ranks = localRanks > 1 ? " × \(localRanks) ranks on this machine" : ""
-        throw UserError("\(what) needs about \(gib(total)) a rank (\(parts))\(ranks), but this machine has \(gib(available)) available (a run may use 90% of it); \(advice)")
+        throw UserError("\(what) needs about \(gib(total)) a rank (\(parts))\(ranks), of which \(gib(total - runtime)) a rank is still to be allocated, but this machine has \(gib(available)) available (a run may use 90% of it); \(advice)")
     }
 
     /// MemAvailable of /proc/meminfo (what can be allocated without swapping), or nil if unknown.

@@ -33,6 +33,8 @@ struct TrainingRun<Task: DataParallelTask> {
         adjust(&options, runtime.communicator)
         if let memory {
             let (estimate, advice) = memory(options, runtime.communicator)
+            // Every rank has loaded its data before any reads what memory is left.
+            try runtime.communicator.barrier()
             try estimate.check("this run", localRanks: runtime.localRanks, advice: advice)
         }
         task = try makeTask(options, runtime.communicator)

@@ -4,7 +4,7 @@ import ReplicaCore
 import ReplicaData
 import ReplicaModels
 import ReplicaNN
-import ReplicaTrain
+@testable import ReplicaTrain
 import _ReplicaTestSupport
 
 /// The bytes of the distinct number buffers reachable from a value through its stored properties
@@ -50,6 +50,18 @@ struct RetainedBuffers {
 /// counts from a configuration are those of the model built from it, the activations cover what
 /// a training step leaves held, and absurd sizes give absurd estimates rather than overflow traps.
 @Suite struct MemoryEstimateTests {
+    /// The check compares what is still to be allocated, the estimate less the runtime already
+    /// resident, with 90% of what is available: a rank that has loaded 6 GiB of data and needs 3 GiB
+    /// more fits in 10 GiB available on 2 ranks (6 GiB still to come), not on 4 (12 GiB).
+    @Test func theCheckCountsTheRuntimeAsAlreadyResident() throws {
+        let GiB = 1 << 30
+        let estimate = MemoryEstimate(parameters: GiB, gradients: GiB, optimizerState: GiB, activations: 0, communication: 0,
+                                      runtime: 6 * GiB)
+        try estimate.check("this run", localRanks: 2, available: 10 * GiB, advice: "")
+        #expect(throws: UserError.self) { try estimate.check("this run", localRanks: 4, available: 10 * GiB, advice: "") }
+        #expect(throws: UserError.self) { try estimate.check("this run", localRanks: 2, available: 6 * GiB, advice: "") }
+    }
+
     @Test(arguments: [NormKind.layer, .batch])
     func gptParametersAreTheBuiltModels(norm: NormKind) {
         var config = GPTConfig()
