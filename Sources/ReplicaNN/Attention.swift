@@ -123,6 +123,13 @@ public final class AttentionKernel {
     /// to the tile's last query (the key tiles after it are skipped).
     func visibleKeys(_ rows: Range<Int>) -> Int { causal ? rows.upperBound : shape.Tk }
 
+    /// How many of `keys` query i sees before the causal mask hides the rest (all without it):
+    /// the exponentials past them are zeros and are written, not computed.
+    @inline(__always)
+    func causallyVisible(query i: Int, keys: Range<Int>) -> Int {
+        causal ? max(0, min(keys.count, i + 1 - keys.lowerBound)) : keys.count
+    }
+
     /// Sets to −∞ the scores of `row` (query i) against keys firstKey..< firstKey + count that
     /// the causal or key mask hides.
     @inline(__always)
@@ -191,15 +198,16 @@ public final class AttentionKernel {
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
                         tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
                         for r in 0..<rows.count {
-                            let p = tile + r * ld
-                            let maximum = max(maxima[r], rowMaximum(p, count: keys.count))
+                            let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
+                            let maximum = max(maxima[r], rowMaximum(p, count: n))
                             if maximum == -.infinity {                   // no visible key yet
                                 p.update(repeating: 0, count: keys.count)
                                 continue
                             }
                             // Online softmax: the sum and output so far were relative to the old maximum.
                             let correction = fastExp(maxima[r] - maximum)
-                            sums[r] = sums[r] * correction + exponentiateRow(p, count: keys.count, minus: maximum)
+                            sums[r] = sums[r] * correction + exponentiateRow(p, count: n, minus: maximum)
+                            (p + n).update(repeating: 0, count: keys.count - n)
                             if correction != 1 {
                                 let o = outH + (rows.lowerBound + r) * output.rowStride
                                 for d in 0..<hs { o[d] *= correction }
@@ -207,7 +215,7 @@ public final class AttentionKernel {
                             maxima[r] = maximum
                             if kept != nil {                             // one tile: normalise now, keep
                                 let inverse = 1 / sums[r]
-                                for j in 0..<keys.count { p[j] *= inverse }
+                                for j in 0..<n { p[j] *= inverse }
                             }
                         }
                         BLAS.sgemm(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
@@ -261,7 +269,9 @@ public final class AttentionKernel {
                         if tileProbabilities == nil {                     // recompute P = exp(S − L)
                             tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
                             for r in 0..<rows.count {
-                                exponentiateRow(tile + r * ld, count: keys.count, minus: L[rows.lowerBound + r])
+                                let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
+                                exponentiateRow(p, count: n, minus: L[rows.lowerBound + r])
+                                (p + n).update(repeating: 0, count: keys.count - n)
                             }
                         }
                         // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
