@@ -16,7 +16,7 @@ enum BufferCache {
     /// Smaller buffers go straight to malloc, whose bins serve them without system calls.
     static let minimumBytes = 1 << 20
     /// The most bytes kept for reuse at once.
-    static let limitBytes = 1 << 30
+    static let limitBytes = 1 << 28
 
     private struct Entry {
         var pointer: UnsafeMutableRawPointer
