@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate_torch import BPE, checkpoint_state, peer_arguments, read_lines
+from translate_torch import BPE, checkpoint_state, peer_arguments, read_lines, step_result
 
 PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
 FIRST_ORDINARY = 5
@@ -118,10 +118,7 @@ def main():
             cpu_seconds += cpu_elapsed
             tokens += int((~padding).sum())
     parameters = sum(p.numel() for p in model.parameters())
-    result = {"task": "bench step", "model": "mlm (torch nn.TransformerEncoder)", "ranks": 1, "steps": args.steps,
-              "seconds": seconds, "param_count": parameters, "ms_per_step": seconds / args.steps * 1e3,
-              "tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu_seconds,
-              "threads": torch.get_num_threads(), "batch_size": args.batch_size, "torch": torch.__version__}
+    result = step_result("mlm (torch nn.TransformerEncoder)", args, parameters, seconds, cpu_seconds, tokens)
     print(f"torch mlm step: {result['ms_per_step']:.1f} ms/step, {result['tokens_per_s']:.0f} tokens/s, "
           f"{result['tokens_per_cpu_s']:.0f} tokens/CPU-s, {torch.get_num_threads()} thread(s), {parameters} parameters")
     if args.json:

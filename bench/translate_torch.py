@@ -198,6 +198,14 @@ def checkpoint_state(folder, threads, seed):
     return json.load(open(os.path.join(folder, "state.json")))
 
 
+def step_result(name, args, parameters, seconds, cpu_seconds, tokens, **extra):
+    """The summary of a peer's timed steps, with `replica bench step`'s keys."""
+    return {"task": "bench step", "model": name, "ranks": 1, "steps": args.steps, "seconds": seconds,
+            "param_count": parameters, "ms_per_step": seconds / args.steps * 1e3, "tokens_per_s": tokens / seconds,
+            "tokens_per_cpu_s": tokens / cpu_seconds, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+            "torch": torch.__version__, **extra}
+
+
 def main():
     parser = peer_arguments(__doc__, "translate", 2000, "padded tokens a batch, B x max(S, T)")
     parser.add_argument("--predicted-rows-only", action="store_true",
@@ -237,12 +245,9 @@ def main():
             targets += count
             padded += src.numel() + tgt_in.numel()
     parameters = sum(p.numel() for p in model.parameters())
-    result = {"task": "bench step", "model": "translate (torch nn.Transformer)", "ranks": 1, "steps": args.steps,
-              "seconds": seconds, "param_count": parameters, "ms_per_step": seconds / args.steps * 1e3,
-              "tokens_per_s": targets / seconds, "padded_tokens_per_s": padded / seconds, "target_tokens": targets,
-              "tokens_per_cpu_s": targets / cpu_seconds,
-              "threads": torch.get_num_threads(), "batch_size": args.batch_size, "torch": torch.__version__,
-              "predicted_rows_only": args.predicted_rows_only}
+    result = step_result("translate (torch nn.Transformer)", args, parameters, seconds, cpu_seconds, targets,
+                         padded_tokens_per_s=padded / seconds, target_tokens=targets,
+                         predicted_rows_only=args.predicted_rows_only)
     print(f"torch translate step: {result['ms_per_step']:.1f} ms/step, {result['tokens_per_s']:.0f} target tokens/s, "
           f"{result['padded_tokens_per_s']:.0f} padded tokens/s, {result['tokens_per_cpu_s']:.0f} tokens/CPU-s, {torch.get_num_threads()} thread(s), {parameters} parameters")
     if args.json:
