@@ -64,15 +64,18 @@ public final class Dropout: Layer {
         return inputGradient
     }
 
-    /// destination[i] = source[i] / (1 − p) where element i is kept, else 0. [count]
+    /// destination[i] = source[i] / (1 − p) where element i is kept, else 0, on the rank's threads
+    /// (each element's mask depends on its index alone, so the split changes nothing). [count]
     func applyMask(key: UInt64, to source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
                    count: Int) {
         let threshold = threshold
         let scale = 1 / (1 - probability)
-        for i in 0..<count {
-            let kept = splitMix64(key ^ UInt64(truncatingIfNeeded: i)) >> 32 >= threshold
-            let scaled = source[i] * scale
-            destination[i] = kept ? scaled : 0
+        ComputePool.forEachRange(count: count, grain: elementsPerThread) { range in
+            for i in range {
+                let kept = splitMix64(key ^ UInt64(truncatingIfNeeded: i)) >> 32 >= threshold
+                let scaled = source[i] * scale
+                destination[i] = kept ? scaled : 0
+            }
         }
     }
 }
