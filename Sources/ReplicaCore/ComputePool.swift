@@ -47,6 +47,17 @@ public enum ComputePool {
         run(parts: parts) { part in body(range(part, of: parts, count: count)) }
     }
 
+    /// Σ body(range) over `forEachRange`'s ranges of 0..<count, one partial sum a range added in
+    /// range order: the result depends on the thread count only through that split.
+    public static func sum(count: Int, grain: Int, _ body: (Range<Int>) -> Double) -> Double {
+        let parts = parts(count: count, grain: grain)
+        var partials = [Double](repeating: 0, count: parts)
+        partials.withUnsafeMutableBufferPointer { partials in
+            run(parts: parts) { part in partials[part] = body(range(part, of: parts, count: count)) }
+        }
+        return partials.reduce(0, +)
+    }
+
     /// How many ranges `forEachRange` splits 0..<count into: one a thread, none shorter than `grain`.
     public static func parts(count: Int, grain: Int) -> Int {
         Swift.max(1, Swift.min(threadCount, count / Swift.max(grain, 1)))

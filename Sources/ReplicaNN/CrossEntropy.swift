@@ -34,33 +34,29 @@ public final class CrossEntropy {
             precondition(target >= 0 && Int(target) < V, "CrossEntropy: target \(target) outside 0..<\(V)")
         }
         // Rows are independent: split across the rank's threads, one partial loss a range, added in range order.
-        let parts = ComputePool.parts(count: N, grain: max(1, elementsPerThread / max(V, 1)))
-        var partials = [Double](repeating: 0, count: parts)
-        partials.withUnsafeMutableBufferPointer { partials in
-            ComputePool.run(parts: parts) { part in
-                var total = 0.0
-                for row in ComputePool.range(part, of: parts, count: N) {
-                    let z = logits.data + row * V, p = probabilities.data + row * V
-                    let maximum = rowMaximum(z, count: V)
-                    for v in 0..<V { p[v] = fastExp(z[v] - maximum) }
-                    let sum = rowSumInDouble(p, count: V)   // the loss's rounding error stays far below its changes
-                    let inverse = Float(1 / sum)
-                    for v in 0..<V { p[v] *= inverse }
-                    let target = targets[row]
-                    if target == ignoreIndex { continue }
-                    let logSum = Double(maximum) + log(sum)
-                    var loss = (1 - Double(epsilon)) * (logSum - Double(z[Int(target)]))
-                    if epsilon > 0 {
-                        let meanLogit = rowSumInDouble(z, count: V)
-                        loss += Double(epsilon) * (logSum - meanLogit / Double(V))
-                    }
-                    total += loss
+        let total = ComputePool.sum(count: N, grain: rowsPerThread(width: V)) { rows in
+            var total = 0.0
+            for row in rows {
+                let z = logits.data + row * V, p = probabilities.data + row * V
+                let maximum = rowMaximum(z, count: V)
+                for v in 0..<V { p[v] = fastExp(z[v] - maximum) }
+                let sum = rowSumInDouble(p, count: V)   // the loss's rounding error stays far below its changes
+                let inverse = Float(1 / sum)
+                for v in 0..<V { p[v] *= inverse }
+                let target = targets[row]
+                if target == ignoreIndex { continue }
+                let logSum = Double(maximum) + log(sum)
+                var loss = (1 - Double(epsilon)) * (logSum - Double(z[Int(target)]))
+                if epsilon > 0 {
+                    let meanLogit = rowSumInDouble(z, count: V)
+                    loss += Double(epsilon) * (logSum - meanLogit / Double(V))
                 }
-                partials[part] = total
+                total += loss
             }
+            return total
         }
         self.probabilities = probabilities
-        return partials.reduce(0, +) / Double(normalizer)
+        return total / Double(normalizer)
     }
 
     /// d loss / d logits: (p − q) / normalizer on counted rows, 0 on ignored rows. [N, V]
@@ -71,7 +67,7 @@ public final class CrossEntropy {
         let scale = 1 / normalizer
         let off = labelSmoothing / Float(V), onTarget = (1 - labelSmoothing) * scale
         let targets = targets, ignoreIndex = ignoreIndex
-        ComputePool.forEachRange(count: targets.count, grain: max(1, elementsPerThread / max(V, 1))) { rows in
+        ComputePool.forEachRange(count: targets.count, grain: rowsPerThread(width: V)) { rows in
             for row in rows {
                 let p = probabilities.data + row * V, g = gradient.data + row * V
                 let target = targets[row]

@@ -25,9 +25,6 @@ public final class LayerNorm: Layer {
         if let bias { arena.value(bias).zero() }
     }
 
-    /// The fewest rows worth a thread of their own.
-    var rowsPerThread: Int { max(1, elementsPerThread / max(featureCount, 1)) }
-
     public func forward(_ input: Tensor) -> Tensor {
         let C = featureCount
         precondition(input.columnCount == C, "LayerNorm expects [..., \(C)], got \(input.shape)")
@@ -38,7 +35,7 @@ public final class LayerNorm: Layer {
         let rstds = reciprocal.data
         let gamma = arena.value(weight).data
         let beta = bias.map { arena.value($0).data }
-        ComputePool.forEachRange(count: N, grain: rowsPerThread) { rows in
+        ComputePool.forEachRange(count: N, grain: rowsPerThread(width: featureCount)) { rows in
             for row in rows {
                 let x = input.data + row * C, xhat = normalized.data + row * C, y = output.data + row * C
                 let mean = rowSum(x, count: C) / Float(C)
@@ -66,7 +63,7 @@ public final class LayerNorm: Layer {
         let rstds = reciprocalStandardDeviation.data
         // Rows split across the rank's threads; the first range adds its dγ and dβ straight into
         // the arena, each other one into a buffer of its own, added after in order.
-        let parts = ComputePool.parts(count: N, grain: rowsPerThread)
+        let parts = ComputePool.parts(count: N, grain: rowsPerThread(width: featureCount))
         let partials = Tensor(zeros: [max(parts - 1, 0), 2 * C])
         ComputePool.run(parts: parts) { part in
             let dGamma = part == 0 ? dGamma : partials.data + (part - 1) * 2 * C

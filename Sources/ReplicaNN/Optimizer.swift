@@ -231,21 +231,16 @@ public func gradientSquaredSum(arena: ParameterArena, ranges: [Range<Int>]) -> D
     let gradients = arena.gradients.pointer
     // One partial sum a thread (its part of the elements), added in order.
     let total = ranges.reduce(0) { $0 + $1.count }
-    let parts = ComputePool.parts(count: total, grain: elementsPerThread)
-    var partials = [Double](repeating: 0, count: parts)
-    partials.withUnsafeMutableBufferPointer { partials in
-        ComputePool.run(parts: parts) { part in
-            var sums = SIMD8<Double>()
-            for piece in pieces(of: ranges, within: ComputePool.range(part, of: parts, count: total)) {
-                forEachChunk(count: piece.count) { i, lanes in
-                    let g = SIMD8<Double>(loadChunk(gradients + piece.lowerBound + i, lanes))
-                    sums += g * g
-                }
+    return ComputePool.sum(count: total, grain: elementsPerThread) { share in
+        var sums = SIMD8<Double>()
+        for piece in pieces(of: ranges, within: share) {
+            forEachChunk(count: piece.count) { i, lanes in
+                let g = SIMD8<Double>(loadChunk(gradients + piece.lowerBound + i, lanes))
+                sums += g * g
             }
-            partials[part] = sums.sum()
         }
+        return sums.sum()
     }
-    return partials.reduce(0, +)
 }
 
 /// Scales all gradients by maxNorm/(norm + 1e-6) when that is below 1; returns the norm before clipping.

@@ -6,6 +6,9 @@ import ReplicaCore
 /// The fewest elements worth a thread of their own in an element-wise kernel (tens of µs).
 let elementsPerThread = 1 << 14
 
+/// The fewest rows of `width` elements worth a thread of their own.
+func rowsPerThread(width: Int) -> Int { max(1, elementsPerThread / max(width, 1)) }
+
 @inline(__always)
 func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 

@@ -26,6 +26,17 @@ import _ReplicaTestSupport
         }
     }
 
+    /// `sum` adds one partial a range, in range order: the ranges cover 0..<count once each.
+    @Test(arguments: [1, 2, 3])
+    func sumAddsEveryRangeOnce(threads: Int) {
+        ComputePool.setThreadCount(threads)
+        defer { ComputePool.setThreadCount(1) }
+        for count in [0, 1, 7, 100_000] {
+            let total = ComputePool.sum(count: count, grain: 1000) { range in range.reduce(0.0) { $0 + Double($1) } }
+            #expect(total == Double(count) * Double(count - 1) / 2, "\(threads) threads, count \(count)")
+        }
+    }
+
     @Test func aCallInsideAPartRunsOnItsCaller() {
         ComputePool.setThreadCount(2)
         defer { ComputePool.setThreadCount(1) }
