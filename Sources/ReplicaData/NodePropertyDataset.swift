@@ -185,7 +185,6 @@ extension NodePropertyDataset {
     }
 
     /// node-feat: N rows of F numbers each; zeros are left out. [N, F]
-    /// node-feat: N rows of F numbers each; zeros are left out. [N, F]
     ///
     /// Once the first row is read, room for N times its nonzeros is reserved (as far as the file's
     /// size can hold them: a value takes at least 2 bytes), so dense features are read without

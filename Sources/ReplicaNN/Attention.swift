@@ -47,8 +47,9 @@ public struct StridedOperand {
 /// attention skips the key tiles wholly after a query tile. Where a (batch, head) is one tile
 /// (Tq ≤ 128 and Tk ≤ 256: the baby model's block of 64, translate's and mlm's sentences), its
 /// probabilities are kept instead, at most one tile a head, and backward reads them rather than
-/// recomputing the scores and exponentials (which cost the baby model 3% of its step in perf's samples). The additive scorer keeps its
-/// probabilities and tanh values (it needs every tanh in backward anyway).
+/// recomputing the scores and exponentials (which cost the baby model 3% of its step in perf's
+/// samples). The additive scorer keeps its probabilities and tanh values (it needs every tanh in
+/// backward anyway).
 public final class AttentionKernel {
     public let headCount: Int
     public let headSize: Int
