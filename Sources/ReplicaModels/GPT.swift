@@ -214,7 +214,7 @@ final class TransformerBlock {
         shape = (B, T)
         let attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T))
         add(x, into: attended)   // attended is now the residual stream
-        let mlp = mlpDropout.forward(contract.forward(activation.forward(expand.forward(norm2.forward(attended)))))
+        let mlp = mlpDropout.forward(contract.forward(activation.forward(overwriting: expand.forward(norm2.forward(attended)))))
         add(attended, into: mlp)
         return mlp
     }
@@ -227,7 +227,7 @@ final class TransformerBlock {
         // Through the MLP branch, then add the skip connection's gradient.
         let dHidden = try contract.backward(mlpDropout.backward(outputGradient)) { try gradientsReady(contractOffset) }
         try gradientsReady(contractOffset)
-        let dNormed2 = try expand.backward(activation.backward(dHidden)) { try gradientsReady(expandOffset) }
+        let dNormed2 = try expand.backward(activation.backward(overwriting: dHidden)) { try gradientsReady(expandOffset) }
         try gradientsReady(expandOffset)
         let dMLP = norm2.backward(dNormed2)
         try gradientsReady(norm2Offset)

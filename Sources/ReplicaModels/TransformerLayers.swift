@@ -17,8 +17,8 @@ final class FeedForward {
         contract.initializeXavier(using: &generator)
     }
 
-    func forward(_ x: Tensor) -> Tensor { contract.forward(activation.forward(expand.forward(x))) }
-    func backward(_ g: Tensor) -> Tensor { expand.backward(activation.backward(contract.backward(g))) }
+    func forward(_ x: Tensor) -> Tensor { contract.forward(activation.forward(overwriting: expand.forward(x))) }
+    func backward(_ g: Tensor) -> Tensor { expand.backward(activation.backward(overwriting: contract.backward(g))) }
 }
 
 

@@ -216,10 +216,11 @@ extension GraphNetworkConfig {
 
     /// Bytes of a training step on the whole of `graph`, float32, as `GATConfig.activationBytes`
     /// counts them for this network's layers: GCN keeps each layer's input (after the first) and
-    /// the ReLU's input, N·W each, and the normalised edge weights (E); GAT layers as GAT's;
+    /// the ReLU's output, N·W each, and the normalised edge weights (E); GAT layers as GAT's;
     /// Transformer layers q | k | v (3·N·H·C), the log-sum-exp (H·N) and, in backward, two
     /// blocks of 256 query rows × N. Also the last hidden representation kept for smoothness
-    /// measurements (N·W, a tensor of its own when dropout follows it).
+    /// measurements (N·W, a tensor of its own when dropout follows it; after a ReLU, the ReLU's
+    /// output, already counted).
     public func activationBytes(graph g: GraphSize, subgraph: Bool = false) -> Int {
         let L = Double(layerCount), N = g.n, (H, Ho) = layerHeads, W = Double(hidden) * H, K = Double(classCount)
         let groups = kind == .gat ? (layerCount > 1 ? heads : outputHeads) : 1
@@ -229,7 +230,8 @@ extension GraphNetworkConfig {
         /// What a layer keeps and what its backward allocates: `inputs` its cached input's width,
         /// heads × `width` its projection, `outputs` its output's width.
         func layer(inputs: Double, heads: Double, width: Double, outputs: Double, last: Bool) -> (kept: Double, backward: Double) {
-            // A hidden layer's output is the activation's cached input; the output layer's, the logits.
+            // A hidden layer's output is the activation's cached input (ELU) or output (ReLU); the
+            // output layer's, the logits.
             let output = N * outputs
             let arriving = last ? 0 : 2 * N * outputs            // the gradient arriving and the activation's
             switch kind {
@@ -248,7 +250,7 @@ extension GraphNetworkConfig {
         let last = layer(inputs: layerCount > 1 ? W : 0, heads: Ho, width: Ho * K, outputs: K, last: true)
         var kept = projectionCopy + last.kept + 2 * N * K             // + the logits' softmax and gradient
         if layerCount > 1 { kept += first.kept + max(L - 2, 0) * middle.kept }
-        if layerCount > 1 && dropout > 0 { kept += N * W }            // lastHidden
+        if layerCount > 1 && dropout > 0 && kind == .gat { kept += N * W }   // lastHidden (the ReLU's output otherwise)
         if kind == .gcn { kept += g.e }                               // D^-1/2 Â D^-1/2's weights
         let backward = max(layerCount > 1 ? max(first.backward, layerCount > 2 ? middle.backward : 0) : 0, last.backward)
         let largestLayer = max(layerCount > 1 ? max(first.kept, middle.kept) : 0, last.kept)

@@ -91,7 +91,7 @@ extension GPTConfig {
 
     /// Bytes of activations of one micro-batch of `batch` sequences of the block size, float32:
     /// per block what forward keeps for backward (with N = B·T: the two norms' normalised inputs
-    /// and outputs, q·k·v, the attention output, the MLP's 4C input and GELU output, the
+    /// and outputs, q·k·v, the attention output, the MLP's GELU output and derivative (4C each), the
     /// projections and residual sums: 20·N·C; the attention's log-sum-exp a query and head, N·H
     /// (the tiled kernel keeps no T×T probabilities); dropout masks
     /// 2·N·C), the embeddings and the head (logits, probabilities and their gradient: 3·N·V), and

@@ -38,22 +38,23 @@ private struct LayerWidths {
 
     /// Floats an `EncoderLayer` keeps for `n` rows of sequences at most `s` long: the two norms'
     /// normalised rows and outputs (4·n·C), q | k | v (3·n·C), the attention output (n·C), the
-    /// feed-forward's ReLU input and output (2·n·F), and the attention of n queries and B·s² ≤ n·s pairs.
+    /// feed-forward's ReLU output (n·F, written over its input), and the attention of n queries and
+    /// B·s² ≤ n·s pairs.
     func encoderLayer(rows n: Double, length s: Double) -> Double {
-        8 * n * C + 2 * n * F + n * query + n * s * pair
+        8 * n * C + n * F + n * query + n * s * pair
     }
 
     /// Floats a `DecoderLayer` keeps for `t` target rows of length ≤ `T` over `m` memory rows of
     /// length ≤ `S`: three norms (6·t·C), self-attention's q | k | v and output (4·t·C),
     /// cross-attention's queries and output (2·t·C) and keys and values of the memory (2·m·C),
-    /// the feed-forward (2·t·F), and the attention of t queries twice and t·T self and t·S cross pairs.
+    /// the feed-forward (t·F), and the attention of t queries twice and t·T self and t·S cross pairs.
     func decoderLayer(rows t: Double, memoryRows m: Double, length T: Double, sourceLength S: Double) -> Double {
-        12 * t * C + 2 * m * C + 2 * t * F + 2 * t * query + t * (T + S) * pair
+        12 * t * C + 2 * m * C + t * F + 2 * t * query + t * (T + S) * pair
     }
 
-    /// Floats backward allocates at most at once for `n` rows: the feed-forward's two n·F
-    /// gradients, and the attention's and residuals' n·C ones (8·n·C, GPT's count).
-    func backward(rows n: Double) -> Double { 2 * n * F + 8 * n * C }
+    /// Floats backward allocates at most at once for `n` rows: the feed-forward's n·F gradient
+    /// (the ReLU's written over it), and the attention's and residuals' n·C ones (8·n·C, GPT's count).
+    func backward(rows n: Double) -> Double { n * F + 8 * n * C }
 }
 
 extension TransformerConfig {
