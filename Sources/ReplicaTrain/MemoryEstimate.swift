@@ -94,7 +94,8 @@ extension GPTConfig {
     /// and outputs, q·k·v, the attention output, the MLP's GELU output and derivative (4C each), the
     /// projections and residual sums: 20·N·C; the attention's log-sum-exp a query and head, N·H
     /// (the tiled kernel keeps no T×T probabilities); dropout masks
-    /// 2·N·C), the embeddings and the head (logits, probabilities and their gradient: 3·N·V), and
+    /// 2·N·C), the embeddings and the head (the logits and their probabilities, which backward
+    /// turns into their gradient: 2·N·V), and
     /// backward's largest transient buffers (8·N·C). One block more than the model has: the next
     /// forward (the next step's, or the evaluation's) allocates a block's new activations before
     /// that block's old ones are released.
@@ -102,7 +103,7 @@ extension GPTConfig {
         // In Double: an absurd block size must give an absurd estimate, not an overflow trap.
         let N = Double(B) * Double(blockSize), C = Double(embedding)
         let perBlock = (dropout > 0 ? 22 : 20) * N * C + N * Double(headCount)
-        let bytes = 4 * (Double(layerCount + 1) * perBlock + 12 * N * C + 3 * N * Double(vocabularySize))
+        let bytes = 4 * (Double(layerCount + 1) * perBlock + 12 * N * C + 2 * N * Double(vocabularySize))
         return bytes < 1e18 ? Int(bytes) : Int(1e18)
     }
 }

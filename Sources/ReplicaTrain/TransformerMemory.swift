@@ -79,11 +79,11 @@ extension TransformerConfig {
     /// Bytes of a training micro-batch of `tokens` padded tokens a side (B·max(S, T) ≤ tokens;
     /// a sentence longer than the budget gets a batch of its own, so the rows a side are at most
     /// r = max(tokens, L_max) and the attention B·S² at most r·L_max), float32: the layers' caches
-    /// (`LayerWidths`), the encoder's and decoder's final norms (4·r·C), the logits, their softmax
-    /// and gradient (3·r·V), and backward's buffers. Evaluation forwards batches of
-    /// `evaluationTokens` without backward: a batch's logits and softmax while the previous
-    /// batch's softmax is still held (3·V a row), and the training loss's softmax (r·V); the
-    /// larger of the two, and one layer more.
+    /// (`LayerWidths`), the encoder's and decoder's final norms (4·r·C), the logits and their
+    /// softmax, which backward turns into their gradient (2·r·V), and backward's buffers.
+    /// Evaluation forwards batches of `evaluationTokens` without backward: a batch's logits and
+    /// softmax while the previous batch's softmax is still held (3·V a row); the larger of the
+    /// two, and one layer more.
     public func activationBytes(tokens: Int, evaluationTokens: Int) -> Int {
         let w = widths, V = Double(vocabularySize), longest = Double(maximumLength)
         let Le = Double(encoderLayers), Ld = Double(decoderLayers)
@@ -92,8 +92,8 @@ extension TransformerConfig {
                 + Ld * w.decoderLayer(rows: r, memoryRows: r, length: longest, sourceLength: longest) + 4 * r * w.C
         }
         let r = max(Double(tokens), longest), evaluation = max(Double(evaluationTokens), longest)
-        let training = layers(r) + 3 * r * V + w.backward(rows: r) + 2 * r * w.C    // + the memory's gradient
-        let evaluating = layers(evaluation) + 3 * evaluation * V + r * V
+        let training = layers(r) + 2 * r * V + w.backward(rows: r) + 2 * r * w.C    // + the memory's gradient
+        let evaluating = layers(evaluation) + 3 * evaluation * V
         let larger = max(r, evaluation)
         let oneLayer = max(encoderLayers > 0 ? w.encoderLayer(rows: larger, length: longest) : 0,
                            decoderLayers > 0 ? w.decoderLayer(rows: larger, memoryRows: larger, length: longest, sourceLength: longest) : 0)
@@ -135,11 +135,11 @@ extension MaskedLanguageModelConfig {
     /// Bytes of a training micro-batch of `sentences` sentences padded to at most L_max tokens
     /// (n = sentences · L_max rows), float32, with a fraction `rate` of the tokens predicted (P
     /// rows): the layers' caches (`LayerWidths`), the final norm (2·n·C), the predicted rows'
-    /// hidden states (P·C), logits, softmax and gradient (3·P·V), backward's buffers and its
-    /// [n, C] gradient, the batch's ids and masks (2·n). Evaluation forwards batches of
-    /// `evaluationSentences` without backward through the same loss: a batch's logits and
-    /// softmax while the previous batch's (or the training step's) softmax is still held; the
-    /// larger of the two, and one layer more.
+    /// hidden states (P·C), logits and softmax, which backward turns into their gradient (2·P·V),
+    /// backward's buffers and its [n, C] gradient, the batch's ids and masks (2·n). Evaluation
+    /// forwards batches of `evaluationSentences` without backward through the same loss: a
+    /// batch's logits and softmax while the previous batch's softmax is still held (3·V a
+    /// predicted row); the larger of the two, and one layer more.
     public func activationBytes(sentences: Int, evaluationSentences: Int, rate: Float) -> Int {
         let w = widths, V = Double(vocabularySize), longest = Double(maximumLength), L = Double(layers)
         let n = Double(sentences) * longest, evaluation = Double(evaluationSentences) * longest
@@ -147,8 +147,8 @@ extension MaskedLanguageModelConfig {
         func forward(_ rows: Double, predicted: Double) -> Double {
             L * w.encoderLayer(rows: rows, length: longest) + 2 * rows * w.C + predicted * w.C + 2 * rows
         }
-        let training = forward(n, predicted: P) + 3 * P * V + w.backward(rows: n) + n * w.C
-        let evaluating = forward(evaluation, predicted: evaluationP) + 2 * evaluationP * V + max(P, evaluationP) * V
+        let training = forward(n, predicted: P) + 2 * P * V + w.backward(rows: n) + n * w.C
+        let evaluating = forward(evaluation, predicted: evaluationP) + 3 * evaluationP * V
         return float32Bytes(max(training, evaluating) + w.encoderLayer(rows: max(n, evaluation), length: longest))
     }
 
