@@ -238,10 +238,3 @@ final class TransformerBlock {
         return dAttention
     }
 }
-
-/// target += source, elementwise.
-public func add(_ source: Tensor, into target: Tensor) {
-    precondition(source.count == target.count, "add: \(source.shape) into \(target.shape)")
-    let s = source.data, t = target.data
-    for i in 0..<source.count { t[i] += s[i] }
-}

@@ -9,6 +9,16 @@ let elementsPerThread = 1 << 14
 /// The fewest rows of `width` elements worth a thread of their own.
 func rowsPerThread(width: Int) -> Int { max(1, elementsPerThread / max(width, 1)) }
 
+/// target += source, elementwise, on the rank's threads (the residual connections: at 2 threads
+/// these ran on one while the other waited).
+public func add(_ source: Tensor, into target: Tensor) {
+    precondition(source.count == target.count, "add: \(source.shape) into \(target.shape)")
+    let s = source.data, t = target.data
+    ComputePool.forEachRange(count: source.count, grain: elementsPerThread) { range in
+        for i in range { t[i] += s[i] }
+    }
+}
+
 @inline(__always)
 func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
