@@ -19,8 +19,7 @@ public enum BLAS {
     /// OpenBLAS's description of its build and the kernel it chose for this CPU.
     public static var configuration: String {
         guard let config = openblas_get_config() else { return "OpenBLAS" }
-        let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
-        return "\(String(cString: config)) (kernel \(core))"
+        return "\(String(cString: config)) (kernel \(kernelName))"
     }
 
     /// y += alpha · x over `count` contiguous elements.

@@ -30,6 +30,7 @@ enum ReplicaMain {
         _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
         _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
         #endif
+        BLAS.preferFasterKernels()   // OpenBLAS's Haswell kernels on a Zen 4 (BLASKernelChoice.swift)
         let status: Int32
         do {
             var command = try Replica.parseAsRoot()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ReplicaCore
 import _ReplicaTestSupport
 
 /// The `replica` binary under mpirun: exact collective results, JSON summaries, clear errors.
@@ -62,6 +63,22 @@ import _ReplicaTestSupport
         let rows = try #require(summary["results"] as? [[String: Any]])
         #expect(rows.map { [$0["m"] as? Int, $0["n"] as? Int, $0["k"] as? Int] } == [[64, 64, 64], [33, 17, 5]])
         #expect(rows.allSatisfy { (($0["gflops"] as? Double) ?? 0) > 0 })
+    }
+
+    /// OpenBLAS's Haswell kernels on a Zen 4 (BLASKernelChoice.swift), unless OPENBLAS_CORETYPE names
+    /// others: the summary's "blas" names the kernel in use. Sandybridge's run on every x86 CPU with
+    /// AVX; an empty OPENBLAS_CORETYPE counts as none, as for OpenBLAS.
+    @Test func theKernelIsHaswellOnAZen4UnlessOpenBLASCoretypeNamesAnother() throws {
+        func kernel(_ environment: [String: String]) throws -> String? {
+            let result = try runProcess(replicaExecutable, ["bench", "gemm", "--sizes", "64", "--iters", "1", "--threads", "1", "--json"],
+                                        environment: environment)
+            #expect(result.status == 0, "\(result.standardError)")
+            return try jsonObject(try #require(result.lines.last))["blas"] as? String
+        }
+        #expect(try kernel(["OPENBLAS_CORETYPE": "Sandybridge"])?.hasSuffix("(kernel Sandybridge)") == true)
+        if CPUDescription.current?.isZen4 == true {
+            #expect(try kernel(["OPENBLAS_CORETYPE": ""])?.hasSuffix("(kernel Haswell)") == true)
+        }
     }
 
     static let badInputs: [[String]] = [

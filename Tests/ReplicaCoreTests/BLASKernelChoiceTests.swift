@@ -1,0 +1,42 @@
+import Testing
+@testable import ReplicaCore
+
+/// Which CPUs get OpenBLAS's Haswell kernels instead of its own choice: Zen 4 (AMD family 19h with
+/// AVX-512) only, read from /proc/cpuinfo's first processor. The switch itself is checked on the
+/// `replica` executable (MPIRunTests), where it happens at start-up.
+struct BLASKernelChoiceTests {
+    static func cpuinfo(vendor: String, family: Int, flags: String) -> String {
+        """
+        processor\t: 0
+        vendor_id\t: \(vendor)
+        cpu family\t: \(family)
+        model\t\t: 17
+        flags\t\t: \(flags)
+
+        processor\t: 1
+        vendor_id\t: SomethingElse
+        cpu family\t: 1
+        flags\t\t: fpu
+
+        """
+    }
+
+    @Test func zen4IsAMDFamily19hWithAVX512() throws {
+        let zen4 = try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: "fpu avx2 fma avx512f avx512bw")))
+        #expect(zen4 == CPUDescription(vendor: "AuthenticAMD", family: 25, flags: ["fpu", "avx2", "fma", "avx512f", "avx512bw"]))
+        #expect(zen4.isZen4)
+    }
+
+    @Test func otherCPUsKeepOpenBLASsChoice() throws {
+        let zen3 = try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: "fpu avx2 fma")))
+        let zen5 = try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 26, flags: "avx2 avx512f")))
+        let sapphireRapids = try #require(CPUDescription.parse(Self.cpuinfo(vendor: "GenuineIntel", family: 6, flags: "avx2 avx512f")))
+        #expect(!zen3.isZen4 && !zen5.isZen4 && !sapphireRapids.isZen4)
+    }
+
+    @Test func aTextWithoutTheFieldsDescribesNoCPU() {
+        #expect(CPUDescription.parse("") == nil)
+        #expect(CPUDescription.parse("processor\t: 0\nvendor_id\t: AuthenticAMD\n") == nil)
+        #expect(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: "x").replacingOccurrences(of: "cpu family\t: 25", with: "cpu family\t: zen")) == nil)
+    }
+}
