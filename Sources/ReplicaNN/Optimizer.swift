@@ -176,7 +176,7 @@ public class Adam: Optimizer {
                 var mi = loadChunk(m + offset, lanes)
                 mi = mi + b1 * (g - mi)                                  // lerp, as torch's exp_avg.lerp_
                 let vi = b2 * loadChunk(v + offset, lanes) + oneMinusB2 * (g * g)
-                let denominator = vi.squareRoot() / correction2Root + eps
+                let denominator = squareRoot8(vi) / correction2Root + eps
                 storeChunk(mi, m + offset, lanes)
                 storeChunk(vi, v + offset, lanes)
                 storeChunk(theta - stepSize * (mi / denominator), values + i, lanes)

@@ -1,4 +1,7 @@
 import ReplicaCore
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
 
 // Eight lanes at a time: loads and stores, reductions over rows (softmax, attention, LayerNorm),
 // chunked loops (the optimizers).
@@ -75,6 +78,19 @@ func loadChunk(_ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Fl
 func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) {
     if lanes == 8 { store8(chunk, pointer); return }
     for lane in 0..<lanes { pointer[lane] = chunk[lane] }
+}
+
+/// √x lane by lane in one instruction (vsqrtps), correctly rounded as each scalar √ is. SIMD8's own
+/// `squareRoot()` compiles to eight scalar roots, each checked for a negative argument on its way
+/// to libm's sqrtf: AdamW spent two thirds of its time there (1.33 against 0.39 ms over the baby
+/// model's 0.8 M parameters, in cache).
+@inline(__always)
+func squareRoot8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    #if arch(x86_64)
+    return unsafeBitCast(_mm256_sqrt_ps(unsafeBitCast(x, to: __m256.self)), to: SIMD8<Float>.self)
+    #else
+    return x.squareRoot()
+    #endif
 }
 
 // Float reductions do not vectorise on their own (the optimiser may not reassociate), so these
