@@ -212,11 +212,22 @@ final class TransformerBlock {
 
     func forward(_ x: Tensor, batch B: Int, length T: Int) -> Tensor {
         shape = (B, T)
-        let attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T))
-        add(x, into: attended)   // attended is now the residual stream
-        let mlp = mlpDropout.forward(contract.forward(activation.forward(overwriting: expand.forward(norm2.forward(attended)))))
-        add(attended, into: mlp)
-        return mlp
+        // Without dropout each residual is added in its branch's last product (β = 1); dropout
+        // still runs, as the identity, for its backward.
+        let attended: Tensor                  // the residual stream after attention
+        if attentionDropout.isActive {
+            attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T))
+            add(x, into: attended)
+        } else {
+            attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T, adding: x))
+        }
+        let hidden = activation.forward(overwriting: expand.forward(norm2.forward(attended)))
+        if mlpDropout.isActive {
+            let mlp = mlpDropout.forward(contract.forward(hidden))
+            add(attended, into: mlp)
+            return mlp
+        }
+        return mlpDropout.forward(contract.forward(hidden, adding: attended))
     }
 
     /// Calls `gradientsReady(offset)` after each weight's gradient is final and after each of the

@@ -30,7 +30,7 @@ public final class Dropout: Layer {
     }
 
     /// Whether this forward drops anything: training mode with p > 0.
-    var isActive: Bool { mode == .training && probability > 0 }
+    public var isActive: Bool { mode == .training && probability > 0 }
 
     /// The mask key for the current (seed, rank, step) and this layer's tag.
     var currentKey: UInt64 {

@@ -36,18 +36,25 @@ public final class Linear: Layer {
         if let bias { arena.value(bias).fillUniform(bound: bound, using: &generator) }
     }
 
-    public func forward(_ input: Tensor) -> Tensor {
+    public func forward(_ input: Tensor) -> Tensor { forward(input, adding: nil) }
+
+    /// `residual` + forward(input), the residual in the product's C with β = 1: it costs a copy
+    /// where adding it after cost sgemm's clearing of C and a pass over three tensors.
+    /// residual [..., outputs], as the output.
+    public func forward(_ input: Tensor, adding residual: Tensor?) -> Tensor {
         precondition(input.columnCount == inputCount, "Linear expects [..., \(inputCount)], got \(input.shape)")
         self.input = input
         let output = Tensor(uninitialized: Array(input.shape.dropLast()) + [outputCount])
-        if let bias {
+        let rows = input.rowCount
+        if let residual {
+            precondition(residual.count == output.count, "Linear: a residual of \(residual.shape) for an output of \(output.shape)")
+            output.data.update(from: residual.data, count: output.count)
+            if let bias { addRowVector(arena.value(bias), into: output) }
+        } else if let bias {
             let b = arena.value(bias)
-            let rows = input.rowCount
             for row in 0..<rows { (output.data + row * outputCount).update(from: b.data, count: outputCount) }
-            gemm(input, arena.value(weight), transposingB: true, into: output, beta: 1)
-        } else {
-            gemm(input, arena.value(weight), transposingB: true, into: output)
         }
+        gemm(input, arena.value(weight), transposingB: true, into: output, beta: residual != nil || bias != nil ? 1 : 0)
         return output
     }
 
@@ -64,6 +71,15 @@ public final class Linear: Layer {
         let inputGradient = Tensor(uninitialized: input.shape)
         gemm(outputGradient, arena.value(weight), into: inputGradient)
         return inputGradient
+    }
+}
+
+/// m[i, j] += v[j] for m [rows, columns], v [columns].
+func addRowVector(_ v: Tensor, into m: Tensor) {
+    let columns = m.columnCount
+    for row in 0..<m.rowCount {
+        let r = m.data + row * columns
+        for j in 0..<columns { r[j] += v.data[j] }
     }
 }
 

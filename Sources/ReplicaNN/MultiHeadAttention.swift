@@ -37,8 +37,9 @@ public final class SelfAttention {
         kernel.initialize(using: &generator)
     }
 
-    /// x [B, T, C]; keyMask [B·T] marks real (true) and padding (false) positions.
-    public func forward(_ x: Tensor, batch B: Int, length T: Int, keyMask: [Bool]? = nil) -> Tensor {
+    /// x [B, T, C]; keyMask [B·T] marks real (true) and padding (false) positions. With `residual`
+    /// ([B, T, C]), returns residual + the attention, added in the output projection's product.
+    public func forward(_ x: Tensor, batch B: Int, length T: Int, keyMask: [Bool]? = nil, adding residual: Tensor? = nil) -> Tensor {
         let C = embedding
         shape = (B, T)
         let fused = qkv.forward(x.reshaped([B * T, C]))
@@ -50,7 +51,7 @@ public final class SelfAttention {
                        v: StridedOperand(fused.data, rowStride: 3 * C, offset: 2 * C),
                        output: StridedOperand(attended.data, rowStride: C),
                        batch: B, queryLength: T, keyLength: T, causal: causal, keyMask: keyMask)
-        return projection.forward(attended).reshaped(x.shape)
+        return projection.forward(attended, adding: residual).reshaped(x.shape)
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor { backward(outputGradient, gradientsReady: { _ in }) }
