@@ -1,18 +1,21 @@
 import ReplicaCore
 
 // Element-wise activations. Each sees its input as a flat run of elements, so any shape works
-// ([N, C] or [B, T, C]); each caches its input in `forward` and has no parameters.
+// ([N, C] or [B, T, C]); each caches in `forward` what its backward needs (its input; ReLU its
+// output, GELU its derivative) and has no parameters.
 // Loops are branch-free over raw pointers so the optimiser vectorises them.
 
-/// max(x, 0), with gradient 0 at x ≤ 0 as PyTorch. [...] -> [...]
-///
-/// Backward needs only where the output is positive (x > 0 exactly when max(x, 0) > 0), so the
-/// output is what it keeps, and `forward(overwriting:)` can write it over its input.
-public final class ReLU: Layer {
-    var output: Tensor?                   // [...], cached by forward
+/// An element-wise layer that writes into a tensor it is given, its argument included: the
+/// `overwriting:` forms save a buffer (and the cache misses of writing a cold one) where the
+/// caller no longer needs the argument.
+public protocol ElementwiseLayer: Layer {
+    /// forward, written into `output` (`input` itself allowed); returns `output`.
+    func forward(_ input: Tensor, into output: Tensor) -> Tensor
+    /// backward, written into `inputGradient` (`outputGradient` itself allowed); returns `inputGradient`.
+    func backward(_ outputGradient: Tensor, into inputGradient: Tensor) -> Tensor
+}
 
-    public init() {}
-
+extension ElementwiseLayer {
     public func forward(_ input: Tensor) -> Tensor { forward(input, into: Tensor(uninitialized: input.shape)) }
 
     /// `forward` with the output written over `input`, which the caller must not need again.
@@ -24,8 +27,24 @@ public final class ReLU: Layer {
 
     /// `backward` with the input's gradient written over `outputGradient`.
     public func backward(overwriting outputGradient: Tensor) -> Tensor { backward(outputGradient, into: outputGradient) }
+}
 
-    private func forward(_ input: Tensor, into output: Tensor) -> Tensor {
+/// An element-wise kernel's destination holds as many elements as its source.
+func checkElementwise(_ source: Tensor, _ destination: Tensor) {
+    precondition(source.count == destination.count, "element-wise layer: \(source.shape) into \(destination.shape)")
+}
+
+/// max(x, 0), with gradient 0 at x ≤ 0 as PyTorch. [...] -> [...]
+///
+/// Backward needs only where the output is positive (x > 0 exactly when max(x, 0) > 0), so the
+/// output is what it keeps, and `forward(overwriting:)` can write it over its input.
+public final class ReLU: ElementwiseLayer {
+    var output: Tensor?                   // [...], cached by forward
+
+    public init() {}
+
+    public func forward(_ input: Tensor, into output: Tensor) -> Tensor {
+        checkElementwise(input, output)
         let x = input.data, y = output.data
         // In place, one pointer: the vectoriser's overlap check would send x == y to its scalar loop.
         if x == y {
@@ -37,7 +56,8 @@ public final class ReLU: Layer {
         return output
     }
 
-    private func backward(_ outputGradient: Tensor, into inputGradient: Tensor) -> Tensor {
+    public func backward(_ outputGradient: Tensor, into inputGradient: Tensor) -> Tensor {
+        checkElementwise(outputGradient, inputGradient)
         let output = cachedInput(output, matching: outputGradient, layer: "ReLU")
         let y = output.data, dy = outputGradient.data, dx = inputGradient.data
         if dx == dy {
@@ -115,24 +135,13 @@ public final class ELU: Layer {
 /// backward cost as much as the forward itself (an exp and a rational function per element).
 /// The `overwriting:` forms write their result over their argument, saving a buffer (a
 /// Transformer's [B·T, 4C]) and the cache misses of writing a cold one.
-public final class GELU: Layer {
+public final class GELU: ElementwiseLayer {
     var derivative: Tensor?               // [...] dy/dx, cached by forward
 
     public init() {}
 
-    public func forward(_ input: Tensor) -> Tensor { forward(input, into: Tensor(uninitialized: input.shape)) }
-
-    /// `forward` with the output written over `input`, which the caller must not need again.
-    public func forward(overwriting input: Tensor) -> Tensor { forward(input, into: input) }
-
-    public func backward(_ outputGradient: Tensor) -> Tensor {
-        backward(outputGradient, into: Tensor(uninitialized: outputGradient.shape))
-    }
-
-    /// `backward` with the input's gradient written over `outputGradient`.
-    public func backward(overwriting outputGradient: Tensor) -> Tensor { backward(outputGradient, into: outputGradient) }
-
-    private func forward(_ input: Tensor, into output: Tensor) -> Tensor {
+    public func forward(_ input: Tensor, into output: Tensor) -> Tensor {
+        checkElementwise(input, output)
         let derivative = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data, d = derivative.data
         ComputePool.forEachRange(count: input.count, grain: elementsPerThread) { range in
@@ -147,7 +156,8 @@ public final class GELU: Layer {
         return output
     }
 
-    private func backward(_ outputGradient: Tensor, into inputGradient: Tensor) -> Tensor {
+    public func backward(_ outputGradient: Tensor, into inputGradient: Tensor) -> Tensor {
+        checkElementwise(outputGradient, inputGradient)
         let derivative = cachedInput(derivative, matching: outputGradient, layer: "GELU")
         let d = derivative.data, dy = outputGradient.data, dx = inputGradient.data
         ComputePool.forEachRange(count: derivative.count, grain: elementsPerThread) { range in
