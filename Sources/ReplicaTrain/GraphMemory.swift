@@ -133,9 +133,10 @@ extension GATConfig {
     /// hidden): the `GraphAttention` caches (input N·W after the first, h and h after value
     /// dropout N·W each, node scores 2·N·H, α and α after attention dropout E·H each), the ELU's
     /// input N·W and a norm's N·W; the output layer's the same at its heads × classes, and the
-    /// logits, their softmax and gradient (3·N·K); the input projection's copy of the kept
-    /// feature entries when one dropout mask serves every head; the largest layer's backward
-    /// buffers; one layer more; and the task's copies of the features and graph (`GraphSize`).
+    /// logits and their softmax, which backward turns into their gradient (2·N·K); the input
+    /// projection's copy of the kept feature entries when one dropout mask serves every head; the
+    /// largest layer's backward buffers; one layer more; and the task's copies of the features and
+    /// graph (`GraphSize`).
     /// `subgraph`: a rank trains on a k-hop subgraph (several ranks, `--fanout` or micro-steps),
     /// at most the whole graph.
     public func activationBytes(graph g: GraphSize, subgraph: Bool = false) -> Int {
@@ -152,7 +153,7 @@ extension GATConfig {
         let lastLayer = g.attentionCache(inputs: layerCount > 1 ? W : 0, heads: Ho, width: Ho * K, valueDropout: values,
                                          attentionDropout: dropsAttention) + N * K
         let kept = projectionCopy + (layerCount > 1 ? hiddenLayer(first: true) : 0) + max(L - 2, 0) * hiddenLayer(first: false)
-            + lastLayer + 2 * N * K
+            + lastLayer + N * K
         // Backward of a hidden layer also holds the gradient arriving and the ELU's (or norm's) gradient.
         let hiddenBackward = layerCount > 1
             ? g.attentionBackward(inputs: layerCount > 2 ? W : 0, heads: H, width: W, averages: false, valueDropout: values) + 2 * N * W
@@ -248,7 +249,7 @@ extension GraphNetworkConfig {
         let first = layer(inputs: 0, heads: H, width: W, outputs: W, last: false)
         let middle = layer(inputs: W, heads: H, width: W, outputs: W, last: false)
         let last = layer(inputs: layerCount > 1 ? W : 0, heads: Ho, width: Ho * K, outputs: K, last: true)
-        var kept = projectionCopy + last.kept + 2 * N * K             // + the logits' softmax and gradient
+        var kept = projectionCopy + last.kept + N * K                 // + the logits' softmax, then gradient
         if layerCount > 1 { kept += first.kept + max(L - 2, 0) * middle.kept }
         if layerCount > 1 && dropout > 0 && kind == .gat { kept += N * W }   // lastHidden (the ReLU's output otherwise)
         if kind == .gcn { kept += g.e }                               // D^-1/2 Â D^-1/2's weights
