@@ -152,11 +152,7 @@ public final class MaskedLanguageModel {
         let V = config.vocabularySize
         let logits = Tensor(uninitialized: [rows.count, V])
         gemm(hidden, arena.value(tokenEmbedding.weight), transposingB: true, into: logits)
-        let bias = arena.value(outputBias).data
-        for row in 0..<rows.count {
-            let z = logits.data + row * V
-            for v in 0..<V { z[v] += bias[v] }
-        }
+        addRowVector(arena.value(outputBias), into: logits)
         phases?.phaseEnded("forward: final norm and logits")
         return logits
     }

@@ -188,13 +188,7 @@ public final class GraphConvolution: ProjectingGraphLayer {
         precondition(graph.columnCount == h.rowCount,
                      "GraphConvolution: graph is \(graph.rowCount)×\(graph.columnCount) for \(h.rowCount) source nodes")
         let output = graph.aggregating(h)
-        if let bias {
-            let b = arena.value(bias).data, O = outputCount
-            for n in 0..<output.rowCount {
-                let y = output.data + n * O
-                for k in 0..<O { y[k] += b[k] }
-            }
-        }
+        if let bias { addRowVector(arena.value(bias), into: output) }
         return output
     }
 

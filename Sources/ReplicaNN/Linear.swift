@@ -45,14 +45,12 @@ public final class Linear: Layer {
         precondition(input.columnCount == inputCount, "Linear expects [..., \(inputCount)], got \(input.shape)")
         self.input = input
         let output = Tensor(uninitialized: Array(input.shape.dropLast()) + [outputCount])
-        let rows = input.rowCount
         if let residual {
             precondition(residual.count == output.count, "Linear: a residual of \(residual.shape) for an output of \(output.shape)")
             output.data.update(from: residual.data, count: output.count)
             if let bias { addRowVector(arena.value(bias), into: output) }
         } else if let bias {
-            let b = arena.value(bias)
-            for row in 0..<rows { (output.data + row * outputCount).update(from: b.data, count: outputCount) }
+            fillRows(output, with: arena.value(bias))
         }
         gemm(input, arena.value(weight), transposingB: true, into: output, beta: residual != nil || bias != nil ? 1 : 0)
         return output
@@ -74,13 +72,21 @@ public final class Linear: Layer {
     }
 }
 
-/// m[i, j] += v[j] for m [rows, columns], v [columns].
-func addRowVector(_ v: Tensor, into m: Tensor) {
+/// m[i, j] += v[j] for m [rows, columns], v [columns]: a bias added to every row.
+public func addRowVector(_ v: Tensor, into m: Tensor) {
     let columns = m.columnCount
+    precondition(v.count == columns, "addRowVector: \(v.shape) into rows of \(columns)")
     for row in 0..<m.rowCount {
         let r = m.data + row * columns
         for j in 0..<columns { r[j] += v.data[j] }
     }
+}
+
+/// m[i, j] = v[j] for m [rows, columns], v [columns]: a bias in C before a product with β = 1.
+func fillRows(_ m: Tensor, with v: Tensor) {
+    let columns = m.columnCount
+    precondition(v.count == columns, "fillRows: \(v.shape) into rows of \(columns)")
+    for row in 0..<m.rowCount { (m.data + row * columns).update(from: v.data, count: columns) }
 }
 
 /// into[j] += Σ_i m[i, j] for m [rows, columns].

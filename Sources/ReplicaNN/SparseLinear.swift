@@ -187,10 +187,7 @@ extension SparseLinear {
     func denseForward(_ x: CSRMatrix, groups: Int, mask: (key: UInt64, threshold: UInt64, scale: Float)?) -> Tensor {
         let N = x.rowCount, F = inputCount, O = outputCount, width = O / groups
         let output = Tensor(uninitialized: [N, O])
-        if let bias {
-            let b = arena.value(bias).data
-            for n in 0..<N { (output.data + n * O).update(from: b, count: O) }
-        }
+        if let bias { fillRows(output, with: arena.value(bias)) }
         let block = Tensor(uninitialized: [N, F])
         let w = arena.value(weight).data
         for g in 0..<groups {
