@@ -23,8 +23,9 @@ extension BLAS {
     public static func preferFasterKernels() -> Bool {
         #if os(Linux)
         let named = getenv("OPENBLAS_CORETYPE").map { $0.pointee != 0 } ?? false   // empty: none, as for OpenBLAS
-        guard !named, CPUDescription.current?.isZen4 == true,
-              ["Cooperlake", "SkylakeX", "Sapphirerapids"].contains(kernelName) else { return false }
+        // The kernel name first: /proc/cpuinfo is read only where OpenBLAS chose AVX-512 kernels.
+        guard !named, ["Cooperlake", "SkylakeX", "Sapphirerapids"].contains(kernelName),
+              CPUDescription.current?.isZen4 == true else { return false }
         return switchKernels(to: "Haswell")
         #else
         return false

@@ -212,22 +212,16 @@ final class TransformerBlock {
 
     func forward(_ x: Tensor, batch B: Int, length T: Int) -> Tensor {
         shape = (B, T)
-        // Without dropout each residual is added in its branch's last product (β = 1); dropout
-        // still runs, as the identity, for its backward.
-        let attended: Tensor                  // the residual stream after attention
-        if attentionDropout.isActive {
-            attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T))
-            add(x, into: attended)
-        } else {
-            attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T, adding: x))
-        }
+        // Without dropout each residual is added in its branch's last product (β = 1); with
+        // dropout, after it. An inactive dropout still runs, as the identity, for its backward.
+        let inAttention = attentionDropout.isActive ? nil : x
+        let attended = attentionDropout.forward(attention.forward(norm1.forward(x), batch: B, length: T, adding: inAttention))
+        if inAttention == nil { add(x, into: attended) }      // attended is now the residual stream
+        let inMLP = mlpDropout.isActive ? nil : attended
         let hidden = activation.forward(overwriting: expand.forward(norm2.forward(attended)))
-        if mlpDropout.isActive {
-            let mlp = mlpDropout.forward(contract.forward(hidden))
-            add(attended, into: mlp)
-            return mlp
-        }
-        return mlpDropout.forward(contract.forward(hidden, adding: attended))
+        let mlp = mlpDropout.forward(contract.forward(hidden, adding: inMLP))
+        if inMLP == nil { add(attended, into: mlp) }
+        return mlp
     }
 
     /// Calls `gradientsReady(offset)` after each weight's gradient is final and after each of the

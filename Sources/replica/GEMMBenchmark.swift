@@ -10,9 +10,11 @@ enum GEMMBenchmark {
         public let seconds: Double
         /// The fastest call's seconds.
         public let fastestSeconds: Double
-        public var gflops: Double { 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9 }
+        /// GFLOP/s of the median call.
+        public var gflops: Double { flops / seconds / 1e9 }
         /// GFLOP/s of the fastest call.
-        public var peakGFLOPs: Double { 2 * Double(m) * Double(n) * Double(k) / fastestSeconds / 1e9 }
+        public var peakGFLOPs: Double { flops / fastestSeconds / 1e9 }
+        var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
     }
 
     /// Median time of `iterations` calls C = A·B after two warm-up calls.
