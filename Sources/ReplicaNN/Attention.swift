@@ -155,12 +155,30 @@ public final class AttentionKernel {
         .allocate(capacity: needed ? min(Self.tileRows, shape.Tq) * scratchStride : 0)
     }
 
+    /// Room for packing any product's operand (`TileProduct`); the caller deallocates it.
+    func packingRoom() -> UnsafeMutablePointer<Float> {
+        let rows = min(Self.tileRows, shape.Tq)
+        return .allocate(capacity: max(TileProduct.packCapacity(k: headSize, n: scratchStride),
+                                       TileProduct.packCapacity(k: max(rows, scratchStride), n: headSize)))
+    }
+
+    /// Which part of tile (rows, keys) the products need: with the causal mask, key j is visible
+    /// to query i when j − keys.lowerBound ≤ i − rows.lowerBound + diagonal.
+    @inline(__always)
+    func bands(_ rows: Range<Int>, _ keys: Range<Int>) -> (columns: TileProduct.Band, prefix: TileProduct.Band, suffix: TileProduct.Band) {
+        guard causal else { return (.full, .full, .full) }
+        let diagonal = rows.lowerBound - keys.lowerBound
+        return (.visibleColumns(diagonal: diagonal), .visiblePrefix(diagonal: diagonal), .visibleSuffix(diagonal: diagonal))
+    }
+
     /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows `ld` apart).
     @inline(__always)
     func tileScores(_ tile: UnsafeMutablePointer<Float>, ld: Int, rows: Range<Int>, keys: Range<Int>, batch b: Int,
-                    q qh: UnsafeMutablePointer<Float>, _ q: StridedOperand, k kh: UnsafeMutablePointer<Float>, _ k: StridedOperand) {
-        BLAS.sgemm(m: rows.count, n: keys.count, k: headSize, alpha: scoreScale, a: qh + rows.lowerBound * q.rowStride, lda: q.rowStride,
-                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true, c: tile, ldc: ld)
+                    q qh: UnsafeMutablePointer<Float>, _ q: StridedOperand, k kh: UnsafeMutablePointer<Float>, _ k: StridedOperand,
+                    pack: UnsafeMutablePointer<Float>) {
+        TileProduct.multiply(m: rows.count, n: keys.count, k: headSize, alpha: scoreScale, a: qh + rows.lowerBound * q.rowStride,
+                             lda: q.rowStride, b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true,
+                             c: tile, ldc: ld, band: bands(rows, keys).columns, pack: pack)
         for r in 0..<rows.count {
             hideKeys(tile + r * ld, query: rows.lowerBound + r, firstKey: keys.lowerBound, count: keys.count, batch: b)
         }
@@ -178,8 +196,8 @@ public final class AttentionKernel {
         let kept = keepsProbabilities ? Tensor(uninitialized: [B, NH, Tq, shape.Tk]) : nil
         // The (batch, head) pairs are independent: split across the rank's threads, each range with its own tile.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let scratch = scratchTile(needed: kept == nil)
-            defer { scratch.deallocate() }
+            let scratch = scratchTile(needed: kept == nil), pack = packingRoom()
+            defer { scratch.deallocate(); pack.deallocate() }
             var maxima = [Float](repeating: 0, count: Self.tileRows), sums = maxima
             for pair in pairs {
                 let b = pair / NH, h = pair % NH
@@ -197,7 +215,7 @@ public final class AttentionKernel {
                         (outH + (rows.lowerBound + r) * output.rowStride).update(repeating: 0, count: hs)
                     }
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
-                        tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                        tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                         for r in 0..<rows.count {
                             let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
                             let maximum = max(maxima[r], rowMaximum(p, count: n))
@@ -219,9 +237,10 @@ public final class AttentionKernel {
                                 for j in 0..<n { p[j] *= inverse }
                             }
                         }
-                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
-                                   b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, beta: 1,
-                                   c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride)
+                        TileProduct.multiply(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
+                                             b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, beta: 1,
+                                             c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride,
+                                             band: bands(rows, keys).prefix, pack: pack)
                     }
                     for r in 0..<rows.count {
                         let o = outH + (rows.lowerBound + r) * output.rowStride
@@ -248,8 +267,8 @@ public final class AttentionKernel {
         let NH = headCount, hs = headSize, scale = scoreScale
         // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let scratch = scratchTile(needed: tileProbabilities == nil)
-            defer { scratch.deallocate() }
+            let scratch = scratchTile(needed: tileProbabilities == nil), pack = packingRoom()
+            defer { scratch.deallocate(); pack.deallocate() }
             let gradientTile = scratchTile(), gradientStride = scratchStride
             defer { gradientTile.deallocate() }
             var D = [Float](repeating: 0, count: Tq)
@@ -267,8 +286,9 @@ public final class AttentionKernel {
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
+                        let band = bands(rows, keys)
                         if tileProbabilities == nil {                     // recompute P = exp(S − L)
-                            tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                            tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                             for r in 0..<rows.count {
                                 let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
                                 exponentiateRow(p, count: n, minus: L[rows.lowerBound + r])
@@ -276,23 +296,26 @@ public final class AttentionKernel {
                             }
                         }
                         // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
-                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, a: tile, lda: ld, transposingA: true,
-                                   b: dOutRows, ldb: dOut.rowStride, beta: 1, c: dvh + keys.lowerBound * dv.rowStride, ldc: dv.rowStride)
-                        BLAS.sgemm(m: rows.count, n: keys.count, k: hs, a: dOutRows, lda: dOut.rowStride,
-                                   b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, transposingB: true,
-                                   c: gradientTile, ldc: gradientStride)
-                        // dS = P ⊙ (dP − D), in the gradient tile
+                        TileProduct.multiply(m: keys.count, n: hs, k: rows.count, a: tile, lda: ld, transposingA: true,
+                                             b: dOutRows, ldb: dOut.rowStride, beta: 1, c: dvh + keys.lowerBound * dv.rowStride,
+                                             ldc: dv.rowStride, band: band.suffix, pack: pack)
+                        TileProduct.multiply(m: rows.count, n: keys.count, k: hs, a: dOutRows, lda: dOut.rowStride,
+                                             b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, transposingB: true,
+                                             c: gradientTile, ldc: gradientStride, band: band.columns, pack: pack)
+                        // dS = P ⊙ (dP − D), in the gradient tile; zero past the diagonal (dP is not computed there)
                         for r in 0..<rows.count {
                             let p = tile + r * ld, g = gradientTile + r * gradientStride, Di = D[rows.lowerBound + r]
-                            for j in 0..<keys.count { g[j] = p[j] * (g[j] - Di) }
+                            let n = causallyVisible(query: rows.lowerBound + r, keys: keys)
+                            for j in 0..<n { g[j] = p[j] * (g[j] - Di) }
+                            (g + n).update(repeating: 0, count: keys.count - n)
                         }
                         // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
-                        BLAS.sgemm(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: gradientStride,
-                                   b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, beta: 1,
-                                   c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride)
-                        BLAS.sgemm(m: keys.count, n: hs, k: rows.count, alpha: scale, a: gradientTile, lda: gradientStride, transposingA: true,
-                                   b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1,
-                                   c: dkh + keys.lowerBound * dk.rowStride, ldc: dk.rowStride)
+                        TileProduct.multiply(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: gradientStride,
+                                             b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, beta: 1,
+                                             c: dqh + rows.lowerBound * dq.rowStride, ldc: dq.rowStride, band: band.prefix, pack: pack)
+                        TileProduct.multiply(m: keys.count, n: hs, k: rows.count, alpha: scale, a: gradientTile, lda: gradientStride,
+                                             transposingA: true, b: qh + rows.lowerBound * q.rowStride, ldb: q.rowStride, beta: 1,
+                                             c: dkh + keys.lowerBound * dk.rowStride, ldc: dk.rowStride, band: band.suffix, pack: pack)
                     }
                 }
             }
@@ -309,14 +332,14 @@ public final class AttentionKernel {
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize
         let result = Tensor(zeros: [B, NH, Tq, Tk])
-        let tile = scratchTile()
-        defer { tile.deallocate() }
+        let tile = scratchTile(), pack = packingRoom()
+        defer { tile.deallocate(); pack.deallocate() }
         for pair in 0..<(B * NH) {
             let b = pair / NH, h = pair % NH
             let qh = q.head(batch: b, rows: Tq, head: h, headSize: hs), kh = k.head(batch: b, rows: Tk, head: h, headSize: hs)
             for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                 for keys in tiles(of: 0..<Tk, size: Self.tileKeys) {
-                    tileScores(tile, ld: scratchStride, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k)
+                    tileScores(tile, ld: scratchStride, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                     for r in rows {
                         let p = tile + (r - rows.lowerBound) * scratchStride
                         exponentiateRow(p, count: keys.count, minus: logSumExp.data[pair * Tq + r])

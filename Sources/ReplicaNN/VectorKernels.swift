@@ -93,6 +93,18 @@ func squareRoot8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     #endif
 }
 
+/// x · y + z lane by lane, one fused multiply-add (vfmadd). Swift makes no FMA from `x * y + z`,
+/// and SIMD8's `addingProduct` goes lane by lane.
+@inline(__always)
+func multiplyAdd8(_ x: SIMD8<Float>, _ y: SIMD8<Float>, _ z: SIMD8<Float>) -> SIMD8<Float> {
+    #if arch(x86_64)
+    return unsafeBitCast(_mm256_fmadd_ps(unsafeBitCast(x, to: __m256.self), unsafeBitCast(y, to: __m256.self),
+                                         unsafeBitCast(z, to: __m256.self)), to: SIMD8<Float>.self)
+    #else
+    return z.addingProduct(x, y)
+    #endif
+}
+
 // Float reductions do not vectorise on their own (the optimiser may not reassociate), so these
 // keep eight partial results.
 
