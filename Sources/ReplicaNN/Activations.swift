@@ -200,22 +200,74 @@ func multiplyAdd(_ a: Float, _ b: Float, _ c: Float) -> Float { c.addingProduct(
 /// eʳ by a degree-7 polynomial, 2ⁿ assembled in the exponent bits. Gives 0 below −87.34
 /// (where float32 results turn subnormal), +∞ above 88.38, NaN for NaN.
 @inline(__always)
-func fastExp(_ x: Float) -> Float {
-    let clamped = Swift.min(Swift.max(x, -87.336_55), 88.376_26)
+func fastExp(_ x: Float) -> Float { exponential(x) }
+
+/// `fastExp` on eight lanes at once, for loops the vectoriser leaves scalar (a row's exponentials
+/// and their sum in one pass).
+@inline(__always)
+func fastExp8(_ x: SIMD8<Float>) -> SIMD8<Float> { exponential(x) }
+
+/// A float or a vector of them, with what `exponential` needs.
+protocol ExponentialLanes {
+    static func splat(_ value: Float) -> Self
+    static func + (a: Self, b: Self) -> Self
+    static func - (a: Self, b: Self) -> Self
+    static func * (a: Self, b: Self) -> Self
+    /// a·b + c rounded once.
+    static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self
+    func clamped(_ low: Float, _ high: Float) -> Self
+    /// 2ⁿ from n + 1.5·2²³ (n an integer in the low mantissa bits).
+    static func twoToThe(shifted: Self) -> Self
+    /// 0 where x < low, +∞ where x > high (NaN stays), `value` elsewhere.
+    static func saturated(_ value: Self, at x: Self, below low: Float, above high: Float) -> Self
+}
+
+extension Float: ExponentialLanes {
+    @inline(__always) static func splat(_ value: Float) -> Float { value }
+    @inline(__always) static func fused(_ a: Float, _ b: Float, _ c: Float) -> Float { multiplyAdd(a, b, c) }
+    @inline(__always) func clamped(_ low: Float, _ high: Float) -> Float { Swift.min(Swift.max(self, low), high) }
+    @inline(__always) static func twoToThe(shifted: Float) -> Float {
+        Float(bitPattern: ((shifted.bitPattern &- 0x4B40_0000) &+ 127) << 23)
+    }
+    @inline(__always) static func saturated(_ value: Float, at x: Float, below low: Float, above high: Float) -> Float {
+        x < low ? 0 : (x > high ? .infinity : value)
+    }
+}
+
+extension SIMD8: ExponentialLanes where Scalar == Float {
+    @inline(__always) static func splat(_ value: Float) -> SIMD8<Float> { SIMD8(repeating: value) }
+    @inline(__always) static func fused(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> SIMD8<Float> {
+        multiplyAdd8(a, b, c)
+    }
+    /// Comparisons rather than pointwiseMin/Max, which return the other operand for NaN: NaN stays.
+    @inline(__always) func clamped(_ low: Float, _ high: Float) -> SIMD8<Float> {
+        replacing(with: low, where: self .< SIMD8(repeating: low)).replacing(with: high, where: self .> SIMD8(repeating: high))
+    }
+    @inline(__always) static func twoToThe(shifted: SIMD8<Float>) -> SIMD8<Float> {
+        let bits = unsafeBitCast(shifted, to: SIMD8<UInt32>.self)
+        return unsafeBitCast(((bits &- 0x4B40_0000) &+ 127) &<< 23, to: SIMD8<Float>.self)
+    }
+    @inline(__always) static func saturated(_ value: SIMD8<Float>, at x: SIMD8<Float>, below low: Float,
+                                            above high: Float) -> SIMD8<Float> {
+        value.replacing(with: 0, where: x .< SIMD8(repeating: low)).replacing(with: .infinity, where: x .> SIMD8(repeating: high))
+    }
+}
+
+@inline(__always)
+func exponential<T: ExponentialLanes>(_ x: T) -> T {
+    let clamped = x.clamped(-87.336_55, 88.376_26)
     // Adding 1.5·2²³ rounds to an integer n and leaves n in the low mantissa bits.
-    let shifted = clamped * 1.442_695_040_888_963_4 + 12_582_912
-    let n = shifted - 12_582_912
-    let r = multiplyAdd(n, 2.121_944_4e-4, multiplyAdd(n, -0.693_359_375, clamped))
-    var p: Float = 1.987_569_15e-4
-    p = multiplyAdd(p, r, 1.398_199_950_7e-3)
-    p = multiplyAdd(p, r, 8.333_451_907_3e-3)
-    p = multiplyAdd(p, r, 4.166_579_589_4e-2)
-    p = multiplyAdd(p, r, 1.666_666_545_9e-1)
-    p = multiplyAdd(p, r, 5.000_000_120_1e-1)
-    let expR = multiplyAdd(p, r * r, r + 1)
-    let twoToN = Float(bitPattern: ((shifted.bitPattern &- 0x4B40_0000) &+ 127) << 23)
-    let result = expR * twoToN
-    return x < -87.336_55 ? 0 : (x > 88.376_26 ? .infinity : result)
+    let shifted = clamped * .splat(1.442_695_040_888_963_4) + .splat(12_582_912)
+    let n = shifted - .splat(12_582_912)
+    let r = T.fused(n, .splat(2.121_944_4e-4), T.fused(n, .splat(-0.693_359_375), clamped))
+    var p = T.splat(1.987_569_15e-4)
+    p = T.fused(p, r, .splat(1.398_199_950_7e-3))
+    p = T.fused(p, r, .splat(8.333_451_907_3e-3))
+    p = T.fused(p, r, .splat(4.166_579_589_4e-2))
+    p = T.fused(p, r, .splat(1.666_666_545_9e-1))
+    p = T.fused(p, r, .splat(5.000_000_120_1e-1))
+    let expR = T.fused(p, r * r, r + .splat(1))
+    return T.saturated(expR * T.twoToThe(shifted: shifted), at: x, below: -87.336_55, above: 88.376_26)
 }
 
 /// Φ(x), the standard normal CDF, given `gaussian` = exp(−x²/2); absolute error ≤ 1e-7.

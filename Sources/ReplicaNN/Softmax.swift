@@ -70,8 +70,16 @@ func softmaxRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutableP
 /// and so does every entry when m is +∞. [count]
 @inline(__always) @discardableResult
 func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Float) -> Float {
-    for i in 0..<count { row[i] = fastExp(row[i] - m) }
-    return rowSum(row, count: count)
+    // Eight at a time, the sum in the same pass; the last chunk padded with −∞ (whose exponential
+    // is 0), so that no row ends in a scalar loop (attention's causal rows have every length).
+    let shift = SIMD8<Float>(repeating: m)
+    var sum = SIMD8<Float>()
+    forEachChunk(count: count) { offset, lanes in
+        let chunk = fastExp8(loadChunk(row + offset, lanes, padding: -.infinity) - shift)
+        storeChunk(chunk, row + offset, lanes)
+        sum += chunk
+    }
+    return sum.sum()
 }
 
 /// gradient = y ⊙ (gradient − ⟨y, gradient⟩) · inverseTemperature, in place. [count]

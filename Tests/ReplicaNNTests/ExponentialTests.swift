@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+@testable import ReplicaNN
+
+/// The exponential has one formula for one float and for eight lanes; the row kernel built on the
+/// eight-lane form must equal the scalar one entry by entry, whatever the row's length.
+@Suite struct ExponentialTests {
+    static let inputs: [Float] = [-.infinity, -100, -87.4, -87.3, -20.5, -1, -0.25, 0, 1e-8, 0.3, 1, 7.75, 88.3, 88.4, 1000,
+                                  .infinity, .nan, -3.1e-3, 42.125, -55.5, 2.5, -0.693, 0.693, 16]
+
+    @Test func eightLanesEqualTheScalarFormulaBitForBit() {
+        for start in stride(from: 0, to: Self.inputs.count, by: 8) {
+            var x = SIMD8<Float>()
+            for lane in 0..<8 { x[lane] = Self.inputs[start + lane] }
+            let y = fastExp8(x)
+            for lane in 0..<8 {
+                let expected = fastExp(x[lane])
+                #expect(y[lane].bitPattern == expected.bitPattern || (y[lane].isNaN && expected.isNaN), "exp(\(x[lane]))")
+            }
+        }
+    }
+
+    @Test func theScalarFormulaIsWithinTwoUlpsOfExp() {
+        for x in stride(from: Float(-87), through: 88, by: 0.37) {
+            let reference = Float(Foundation.exp(Double(x)))
+            #expect(abs(fastExp(x) - reference) <= 2 * reference.ulp, "exp(\(x))")
+        }
+        #expect(fastExp(-.infinity) == 0 && fastExp(-90) == 0 && fastExp(89) == .infinity && fastExp(.nan).isNaN)
+    }
+
+    /// Every length from 0 to 19 (full chunks and a padded last one), with masked (−∞) entries.
+    @Test func aRowsExponentialsAndSumEqualTheEntryByEntryOnes() {
+        for count in 0..<20 {
+            var row = (0..<count).map { i in i % 5 == 3 ? -Float.infinity : Float(i) * 0.75 - 6 }
+            let expected = row.map { fastExp($0 - 2) }
+            let sum = exponentiateRow(&row, count: count, minus: 2)
+            #expect(row == expected, "count \(count)")
+            #expect(abs(sum - expected.reduce(0, +)) <= 1e-6 * max(1, sum), "count \(count)")
+        }
+    }
+}
