@@ -212,7 +212,6 @@ public final class AttentionKernel {
                     for r in 0..<rows.count {
                         maxima[r] = -.infinity
                         sums[r] = 0
-                        (outH + (rows.lowerBound + r) * output.rowStride).update(repeating: 0, count: hs)
                     }
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
                         tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
@@ -227,28 +226,23 @@ public final class AttentionKernel {
                             let correction = fastExp(maxima[r] - maximum)
                             sums[r] = sums[r] * correction + exponentiateRow(p, count: n, minus: maximum)
                             (p + n).update(repeating: 0, count: keys.count - n)
-                            if correction != 1 {
-                                let o = outH + (rows.lowerBound + r) * output.rowStride
-                                for d in 0..<hs { o[d] *= correction }
+                            if correction != 1 && keys.lowerBound > 0 {
+                                scaleRow(outH + (rows.lowerBound + r) * output.rowStride, count: hs, by: correction)
                             }
                             maxima[r] = maximum
-                            if kept != nil {                             // one tile: normalise now, keep
-                                let inverse = 1 / sums[r]
-                                for j in 0..<n { p[j] *= inverse }
-                            }
+                            if kept != nil { scaleRow(p, count: n, by: 1 / sums[r]) }   // one tile: normalise now, keep
                         }
+                        // The first key tile writes the output (β = 0: no clearing first), the others add to it.
                         TileProduct.multiply(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
-                                             b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride, beta: 1,
+                                             b: vh + keys.lowerBound * v.rowStride, ldb: v.rowStride,
+                                             beta: keys.lowerBound == 0 ? 0 : 1,
                                              c: outH + rows.lowerBound * output.rowStride, ldc: output.rowStride,
                                              band: bands(rows, keys).prefix, pack: pack)
                     }
                     for r in 0..<rows.count {
                         let o = outH + (rows.lowerBound + r) * output.rowStride
                         guard sums[r] > 0 else { L[rows.lowerBound + r] = .infinity; continue }   // no key: output 0
-                        if kept == nil {
-                            let inverse = 1 / sums[r]
-                            for d in 0..<hs { o[d] *= inverse }
-                        }
+                        if kept == nil { scaleRow(o, count: hs, by: 1 / sums[r]) }
                         L[rows.lowerBound + r] = maxima[r] + log(sums[r])
                     }
                 }
