@@ -39,10 +39,10 @@ public final class CrossEntropy {
             for row in rows {
                 let z = logits.data + row * V, p = probabilities.data + row * V
                 let maximum = rowMaximum(z, count: V)
-                for v in 0..<V { p[v] = fastExp(z[v] - maximum) }
-                let sum = rowSumInDouble(p, count: V)   // the loss's rounding error stays far below its changes
-                let inverse = Float(1 / sum)
-                for v in 0..<V { p[v] *= inverse }
+                // the exponentials and their sum in one pass; the sum in Double, so that the loss's
+                // rounding error stays far below its changes
+                let sum = exponentiateRow(z, into: p, count: V, minus: maximum)
+                scaleRow(p, count: V, by: Float(1 / sum))
                 let target = targets[row]
                 if target == ignoreIndex { continue }
                 let logSum = Double(maximum) + log(sum)

@@ -82,6 +82,20 @@ func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Fl
     return sum.sum()
 }
 
+/// destination = exp(source − m), eight at a time; returns the sum, added in Double. [count]
+@inline(__always)
+func exponentiateRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int,
+                     minus m: Float) -> Double {
+    let shift = SIMD8<Float>(repeating: m)
+    var sum = SIMD8<Double>()
+    forEachChunk(count: count) { offset, lanes in
+        let chunk = fastExp8(loadChunk(source + offset, lanes, padding: -.infinity) - shift)
+        storeChunk(chunk, destination + offset, lanes)
+        sum += SIMD8<Double>(chunk)
+    }
+    return sum.sum()
+}
+
 /// gradient = y ⊙ (gradient − ⟨y, gradient⟩) · inverseTemperature, in place. [count]
 @inline(__always)
 func softmaxRowBackward(_ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int,

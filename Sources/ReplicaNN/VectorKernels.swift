@@ -66,7 +66,7 @@ func forEachChunk(count: Int, _ body: (Int, Int) -> Void) {
 
 /// `lanes` floats from `pointer`, padded to 8 with `padding`.
 @inline(__always)
-func loadChunk(_ pointer: UnsafeMutablePointer<Float>, _ lanes: Int, padding: Float = 0) -> SIMD8<Float> {
+func loadChunk(_ pointer: UnsafePointer<Float>, _ lanes: Int, padding: Float = 0) -> SIMD8<Float> {
     if lanes == 8 { return load8(pointer) }
     var chunk = SIMD8<Float>(repeating: padding)
     for lane in 0..<lanes { chunk[lane] = pointer[lane] }
