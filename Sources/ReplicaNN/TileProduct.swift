@@ -52,11 +52,19 @@ public enum TileProduct {
         if m == 0 || n == 0 { return }
         // op(A)[i, p] = a[i · aRow + p · aColumn]
         let (aRow, aColumn) = transposingA ? (1, lda) : (lda, 1)
-        // All of op(B) first, panel after panel (k × 16 floats each, contiguous).
+        // All of op(B) first, panel after panel (k × 16 floats each, contiguous); a short untransposed
+        // B of whole panels is read in place instead (its rows, ldb apart, stay in L1).
         let panels = (n + panelWidth - 1) / panelWidth
-        for panel in 0..<panels {
-            packPanel(b, ldb: ldb, transposed: transposingB, k: k, firstColumn: panel * panelWidth,
-                      columns: min(panelWidth, n - panel * panelWidth), into: pack + panel * k * panelWidth)
+        let inPlace = !transposingB && n % panelWidth == 0 && k <= 64
+        if !inPlace {
+            for panel in 0..<panels {
+                packPanel(b, ldb: ldb, transposed: transposingB, k: k, firstColumn: panel * panelWidth,
+                          columns: min(panelWidth, n - panel * panelWidth), into: pack + panel * k * panelWidth)
+            }
+        }
+        let panelStride = inPlace ? ldb : panelWidth
+        @inline(__always) func panelBase(_ panel: Int) -> UnsafePointer<Float> {
+            inPlace ? b + panel * panelWidth : UnsafePointer(pack + panel * k * panelWidth)
         }
         // Row blocks outside while the packed op(B) fits in L1 beside A's rows; panels outside
         // otherwise, so that each panel stays in L1 while A's rows stream past it from L2.
@@ -93,7 +101,7 @@ public enum TileProduct {
                 first = min(k, max(0, rowStart - diagonal))
             }
             let block = Block(a: a + rowStart * aRow + first * aColumn, aRow: aRow, aColumn: aColumn,
-                              panel: pack + (panel * k + first) * panelWidth, depth: end - first,
+                              panel: panelBase(panel) + first * panelStride, panelStride: panelStride, depth: end - first,
                               alpha: alpha, beta: beta, c: c + rowStart * ldc + panelStart, ldc: ldc,
                               columns: min(panelWidth, n - panelStart))
             switch rows {
@@ -212,7 +220,7 @@ enum Rows6: BlockRowCount { static var rows: Int { 6 } }
 /// + β · C over `depth` terms, with at most twelve 8-lane accumulators.
 struct Block {
     let a: UnsafePointer<Float>, aRow: Int, aColumn: Int
-    let panel: UnsafePointer<Float>, depth: Int
+    let panel: UnsafePointer<Float>, panelStride: Int, depth: Int
     let alpha: Float, beta: Float
     let c: UnsafeMutablePointer<Float>, ldc: Int, columns: Int
 
@@ -243,7 +251,7 @@ struct Block {
             for p in 0..<depth {
                 step(a[p], rows > 1 ? a1[p] : 0, rows > 2 ? a2[p] : 0, rows > 3 ? a3[p] : 0, rows > 4 ? a4[p] : 0,
                      rows > 5 ? a5[p] : 0, bp)
-                bp += TileProduct.panelWidth
+                bp += panelStride
             }
         } else {                                              // aRow == 1
             var ap = a
@@ -251,7 +259,7 @@ struct Block {
                 step(ap[0], rows > 1 ? ap[1] : 0, rows > 2 ? ap[2] : 0, rows > 3 ? ap[3] : 0, rows > 4 ? ap[4] : 0,
                      rows > 5 ? ap[5] : 0, bp)
                 ap += aColumn
-                bp += TileProduct.panelWidth
+                bp += panelStride
             }
         }
         write(c00, c01, row: 0)
