@@ -25,6 +25,7 @@ GROUPS = [
     ("sgemm: packing operands, scaling C", r"sgemm_\w*copy|sgemm_beta|sgemm_small_matrix_permit"),
     ("GELU", r"GELU"),
     ("LayerNorm", r"LayerNorm"),
+    ("attention's products (TileProduct)", r"TileProduct"),
     ("attention outside sgemm (softmax, masks)", r"AttentionKernel|SelfAttention|MultiHeadAttention"),
     ("optimizer, gradient norm and clipping", r"Adam|SGD|clipGradients|gradientSquaredSum|gradientNorm"),
     ("cross-entropy", r"CrossEntropy"),

@@ -216,79 +216,81 @@ enum Rows4: BlockRowCount { static var rows: Int { 4 } }
 enum Rows5: BlockRowCount { static var rows: Int { 5 } }
 enum Rows6: BlockRowCount { static var rows: Int { 6 } }
 
-/// One register block of `TileProduct`: C[0..<rows, 0..<columns] = α · Σ_p op(A)[r, p] · panel[p]
-/// + β · C over `depth` terms, with at most twelve 8-lane accumulators.
-struct Block {
-    let a: UnsafePointer<Float>, aRow: Int, aColumn: Int
-    let panel: UnsafePointer<Float>, panelStride: Int, depth: Int
-    let alpha: Float, beta: Float
-    let c: UnsafeMutablePointer<Float>, ldc: Int, columns: Int
+extension TileProduct {
+    /// One register block: C[0..<rows, 0..<columns] = α · Σ_p op(A)[r, p] · panel[p] + β · C over
+    /// `depth` terms, with at most twelve 8-lane accumulators.
+    struct Block {
+        let a: UnsafePointer<Float>, aRow: Int, aColumn: Int
+        let panel: UnsafePointer<Float>, panelStride: Int, depth: Int
+        let alpha: Float, beta: Float
+        let c: UnsafeMutablePointer<Float>, ldc: Int, columns: Int
 
-    func compute<R: BlockRowCount>(_: R.Type) {
-        let rows = R.rows
-        var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
-        var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
-        var c40 = SIMD8<Float>(), c41 = SIMD8<Float>(), c50 = SIMD8<Float>(), c51 = SIMD8<Float>()
-        // The addressing is fixed at compile time for each layout of A: an untransposed A is one
-        // pointer a row and a shared index, a transposed A one pointer whose rows are the next
-        // floats. (One pointer plus runtime row offsets became a chain of dependent additions.)
+        func compute<R: BlockRowCount>(_: R.Type) {
+            let rows = R.rows
+            var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+            var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+            var c40 = SIMD8<Float>(), c41 = SIMD8<Float>(), c50 = SIMD8<Float>(), c51 = SIMD8<Float>()
+            // The addressing is fixed at compile time for each layout of A: an untransposed A is one
+            // pointer a row and a shared index, a transposed A one pointer whose rows are the next
+            // floats. (One pointer plus runtime row offsets became a chain of dependent additions.)
+            @inline(__always)
+            func step(_ x0: Float, _ x1: Float, _ x2: Float, _ x3: Float, _ x4: Float, _ x5: Float, _ bp: UnsafePointer<Float>) {
+                let b0 = load8(bp), b1 = load8(bp + 8)
+                var x = SIMD8<Float>(repeating: x0)
+                c00 = multiplyAdd8(x, b0, c00); c01 = multiplyAdd8(x, b1, c01)
+                if rows > 1 { x = SIMD8(repeating: x1); c10 = multiplyAdd8(x, b0, c10); c11 = multiplyAdd8(x, b1, c11) }
+                if rows > 2 { x = SIMD8(repeating: x2); c20 = multiplyAdd8(x, b0, c20); c21 = multiplyAdd8(x, b1, c21) }
+                if rows > 3 { x = SIMD8(repeating: x3); c30 = multiplyAdd8(x, b0, c30); c31 = multiplyAdd8(x, b1, c31) }
+                if rows > 4 { x = SIMD8(repeating: x4); c40 = multiplyAdd8(x, b0, c40); c41 = multiplyAdd8(x, b1, c41) }
+                if rows > 5 { x = SIMD8(repeating: x5); c50 = multiplyAdd8(x, b0, c50); c51 = multiplyAdd8(x, b1, c51) }
+            }
+            var bp = panel
+            if aColumn == 1 {
+                // rows past `rows` repeat row 0: never read (their `step` arguments are dropped)
+                let a1 = rows > 1 ? a + aRow : a, a2 = rows > 2 ? a + 2 &* aRow : a, a3 = rows > 3 ? a + 3 &* aRow : a
+                let a4 = rows > 4 ? a + 4 &* aRow : a, a5 = rows > 5 ? a + 5 &* aRow : a
+                for p in 0..<depth {
+                    step(a[p], rows > 1 ? a1[p] : 0, rows > 2 ? a2[p] : 0, rows > 3 ? a3[p] : 0, rows > 4 ? a4[p] : 0,
+                         rows > 5 ? a5[p] : 0, bp)
+                    bp += panelStride
+                }
+            } else {                                              // aRow == 1
+                var ap = a
+                for _ in 0..<depth {
+                    step(ap[0], rows > 1 ? ap[1] : 0, rows > 2 ? ap[2] : 0, rows > 3 ? ap[3] : 0, rows > 4 ? ap[4] : 0,
+                         rows > 5 ? ap[5] : 0, bp)
+                    ap += aColumn
+                    bp += panelStride
+                }
+            }
+            write(c00, c01, row: 0)
+            if rows > 1 { write(c10, c11, row: 1) }
+            if rows > 2 { write(c20, c21, row: 2) }
+            if rows > 3 { write(c30, c31, row: 3) }
+            if rows > 4 { write(c40, c41, row: 4) }
+            if rows > 5 { write(c50, c51, row: 5) }
+        }
+
+        /// C's row `row` = α · (low, high) + β · C; β = 0 never reads C (it may hold anything).
         @inline(__always)
-        func step(_ x0: Float, _ x1: Float, _ x2: Float, _ x3: Float, _ x4: Float, _ x5: Float, _ bp: UnsafePointer<Float>) {
-            let b0 = load8(bp), b1 = load8(bp + 8)
-            var x = SIMD8<Float>(repeating: x0)
-            c00 = multiplyAdd8(x, b0, c00); c01 = multiplyAdd8(x, b1, c01)
-            if rows > 1 { x = SIMD8(repeating: x1); c10 = multiplyAdd8(x, b0, c10); c11 = multiplyAdd8(x, b1, c11) }
-            if rows > 2 { x = SIMD8(repeating: x2); c20 = multiplyAdd8(x, b0, c20); c21 = multiplyAdd8(x, b1, c21) }
-            if rows > 3 { x = SIMD8(repeating: x3); c30 = multiplyAdd8(x, b0, c30); c31 = multiplyAdd8(x, b1, c31) }
-            if rows > 4 { x = SIMD8(repeating: x4); c40 = multiplyAdd8(x, b0, c40); c41 = multiplyAdd8(x, b1, c41) }
-            if rows > 5 { x = SIMD8(repeating: x5); c50 = multiplyAdd8(x, b0, c50); c51 = multiplyAdd8(x, b1, c51) }
-        }
-        var bp = panel
-        if aColumn == 1 {
-            // rows past `rows` repeat row 0: never read (their `step` arguments are dropped)
-            let a1 = rows > 1 ? a + aRow : a, a2 = rows > 2 ? a + 2 &* aRow : a, a3 = rows > 3 ? a + 3 &* aRow : a
-            let a4 = rows > 4 ? a + 4 &* aRow : a, a5 = rows > 5 ? a + 5 &* aRow : a
-            for p in 0..<depth {
-                step(a[p], rows > 1 ? a1[p] : 0, rows > 2 ? a2[p] : 0, rows > 3 ? a3[p] : 0, rows > 4 ? a4[p] : 0,
-                     rows > 5 ? a5[p] : 0, bp)
-                bp += panelStride
+        func write(_ low: SIMD8<Float>, _ high: SIMD8<Float>, row: Int) {
+            let target = c + row * ldc
+            let scale = SIMD8<Float>(repeating: alpha)
+            if columns == TileProduct.panelWidth {
+                if beta == 0 {
+                    store8(low * scale, target)
+                    store8(high * scale, target + 8)
+                } else {
+                    let b = SIMD8<Float>(repeating: beta)
+                    store8(multiplyAdd8(low, scale, load8(target) * b), target)
+                    store8(multiplyAdd8(high, scale, load8(target + 8) * b), target + 8)
+                }
+                return
             }
-        } else {                                              // aRow == 1
-            var ap = a
-            for _ in 0..<depth {
-                step(ap[0], rows > 1 ? ap[1] : 0, rows > 2 ? ap[2] : 0, rows > 3 ? ap[3] : 0, rows > 4 ? ap[4] : 0,
-                     rows > 5 ? ap[5] : 0, bp)
-                ap += aColumn
-                bp += panelStride
+            for j in 0..<columns {
+                let value = alpha * (j < 8 ? low[j] : high[j - 8])
+                target[j] = beta == 0 ? value : value + beta * target[j]
             }
-        }
-        write(c00, c01, row: 0)
-        if rows > 1 { write(c10, c11, row: 1) }
-        if rows > 2 { write(c20, c21, row: 2) }
-        if rows > 3 { write(c30, c31, row: 3) }
-        if rows > 4 { write(c40, c41, row: 4) }
-        if rows > 5 { write(c50, c51, row: 5) }
-    }
-
-    /// C's row `row` = α · (low, high) + β · C; β = 0 never reads C (it may hold anything).
-    @inline(__always)
-    func write(_ low: SIMD8<Float>, _ high: SIMD8<Float>, row: Int) {
-        let target = c + row * ldc
-        let scale = SIMD8<Float>(repeating: alpha)
-        if columns == TileProduct.panelWidth {
-            if beta == 0 {
-                store8(low * scale, target)
-                store8(high * scale, target + 8)
-            } else {
-                let b = SIMD8<Float>(repeating: beta)
-                store8(multiplyAdd8(low, scale, load8(target) * b), target)
-                store8(multiplyAdd8(high, scale, load8(target + 8) * b), target + 8)
-            }
-            return
-        }
-        for j in 0..<columns {
-            let value = alpha * (j < 8 ? low[j] : high[j - 8])
-            target[j] = beta == 0 ? value : value + beta * target[j]
         }
     }
 }
