@@ -73,11 +73,13 @@ func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Fl
     // Eight at a time, the sum in the same pass; the last chunk padded with −∞ (whose exponential
     // is 0), so that no row ends in a scalar loop (attention's causal rows have every length).
     let shift = SIMD8<Float>(repeating: m)
-    var sum = SIMD8<Float>()
-    forEachChunk(count: count) { offset, lanes in
-        let chunk = fastExp8(loadChunk(row + offset, lanes, padding: -.infinity) - shift)
-        storeChunk(chunk, row + offset, lanes)
+    var sum = SIMD8<Float>(), i = 0
+    while i < count {                                  // one call site, so that fastExp8 is inlined
+        let lanes = min(8, count - i)
+        let chunk = fastExp8(loadChunk(row + i, lanes, padding: -.infinity) - shift)
+        storeChunk(chunk, row + i, lanes)
         sum += chunk
+        i += 8
     }
     return sum.sum()
 }
@@ -87,11 +89,13 @@ func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Fl
 func exponentiateRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int,
                      minus m: Float) -> Double {
     let shift = SIMD8<Float>(repeating: m)
-    var sum = SIMD8<Double>()
-    forEachChunk(count: count) { offset, lanes in
-        let chunk = fastExp8(loadChunk(source + offset, lanes, padding: -.infinity) - shift)
-        storeChunk(chunk, destination + offset, lanes)
-        sum += SIMD8<Double>(chunk)
+    var sum = SIMD8<Double>(), i = 0
+    while i < count {
+        let lanes = min(8, count - i)
+        let chunk = fastExp8(loadChunk(source + i, lanes, padding: -.infinity) - shift)
+        storeChunk(chunk, destination + i, lanes)
+        sum += widened(chunk)
+        i += 8
     }
     return sum.sum()
 }

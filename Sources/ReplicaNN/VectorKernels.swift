@@ -80,6 +80,19 @@ func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _
     for lane in 0..<lanes { pointer[lane] = chunk[lane] }
 }
 
+/// The eight lanes widened to Double (two vcvtps2pd; SIMD8<Double>'s generic initializer was left
+/// as a call in a loop).
+@inline(__always)
+func widened(_ x: SIMD8<Float>) -> SIMD8<Double> {
+    #if arch(x86_64)
+    let low = unsafeBitCast(_mm256_cvtps_pd(unsafeBitCast(x.lowHalf, to: __m128.self)), to: SIMD4<Double>.self)
+    let high = unsafeBitCast(_mm256_cvtps_pd(unsafeBitCast(x.highHalf, to: __m128.self)), to: SIMD4<Double>.self)
+    return SIMD8(lowHalf: low, highHalf: high)
+    #else
+    return SIMD8<Double>(x)
+    #endif
+}
+
 /// x *= factor, eight at a time with no scalar tail. [count]
 @inline(__always)
 func scaleRow(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
