@@ -1,8 +1,9 @@
 import CBLAS
 
-/// Every matrix product in Replica goes through OpenBLAS's sgemm, single-threaded; with more than
-/// one thread (`--threads`) a large product is split into one block of rows or columns a thread
-/// of the `ComputePool`, the pool the element-wise kernels use too.
+/// Every matrix product in Replica but attention's tiles (ReplicaNN's `TileProduct`) goes through
+/// OpenBLAS's sgemm, single-threaded; with more than one thread (`--threads`) a large product is
+/// split into one block of rows or columns a thread of the `ComputePool`, the pool the
+/// element-wise kernels use too.
 public enum BLAS {
     /// Sets the threads of this process's compute (the `ComputePool`); OpenBLAS keeps one.
     public static func setThreadCount(_ count: Int) {

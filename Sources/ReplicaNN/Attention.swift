@@ -34,7 +34,7 @@ public struct StridedOperand {
 /// Multi-head attention on projected queries, keys and values, with causal and key-padding masks.
 ///
 /// Q [B, Tq, NH·hs], K and V [B, Tk, NH·hs] are read in place through strides (the columns of a
-/// fused qkv projection), so no head is ever copied; every product is an sgemm.
+/// fused qkv projection), so no head is ever copied; every product is a `TileProduct`.
 /// B batch, Tq/Tk query/key length, NH heads, hs head size.
 ///
 /// The dot scorer runs one blocked kernel per (batch, head), FlashAttention's (Dao et al. 2022,
