@@ -85,9 +85,7 @@ func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _
 @inline(__always)
 func widened(_ x: SIMD8<Float>) -> SIMD8<Double> {
     #if arch(x86_64)
-    let low = unsafeBitCast(_mm256_cvtps_pd(unsafeBitCast(x.lowHalf, to: __m128.self)), to: SIMD4<Double>.self)
-    let high = unsafeBitCast(_mm256_cvtps_pd(unsafeBitCast(x.highHalf, to: __m128.self)), to: SIMD4<Double>.self)
-    return SIMD8(lowHalf: low, highHalf: high)
+    return SIMD8(lowHalf: _mm256_cvtps_pd(x.lowHalf), highHalf: _mm256_cvtps_pd(x.highHalf))
     #else
     return SIMD8<Double>(x)
     #endif
@@ -107,7 +105,7 @@ func scaleRow(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
 @inline(__always)
 func squareRoot8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     #if arch(x86_64)
-    return unsafeBitCast(_mm256_sqrt_ps(unsafeBitCast(x, to: __m256.self)), to: SIMD8<Float>.self)
+    return _mm256_sqrt_ps(x)
     #else
     return x.squareRoot()
     #endif
@@ -118,8 +116,7 @@ func squareRoot8(_ x: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 func multiplyAdd8(_ x: SIMD8<Float>, _ y: SIMD8<Float>, _ z: SIMD8<Float>) -> SIMD8<Float> {
     #if arch(x86_64)
-    return unsafeBitCast(_mm256_fmadd_ps(unsafeBitCast(x, to: __m256.self), unsafeBitCast(y, to: __m256.self),
-                                         unsafeBitCast(z, to: __m256.self)), to: SIMD8<Float>.self)
+    return _mm256_fmadd_ps(x, y, z)
     #else
     return z.addingProduct(x, y)
     #endif
