@@ -1,7 +1,4 @@
 import ReplicaCore
-#if arch(x86_64)
-import _Builtin_intrinsics.intel
-#endif
 
 /// The matrix products of attention's tiles, C = α·op(A)·op(B) + β·C, with the causal mask's
 /// structure: a causal tile skips the entries and the terms the mask makes zero.
@@ -10,10 +7,10 @@ import _Builtin_intrinsics.intel
 /// (six a (batch, head): scores, the value product, and four in backward). OpenBLAS runs each as
 /// a large product would: a pass clearing C, both operands packed, one kernel call a 16 × 4 block;
 /// they ran at about 60 GFLOP/s in the step against 100 for large products. Here B is packed
-/// into panels of 16 columns (zero-padded, transposed on the way when op(B) = Bᵀ), A is read in
-/// place (a transposed A costs nothing: its entries are broadcast one at a time), and a register
-/// block of 6 × 16 (twelve 8-lane accumulators) writes C once, with α and β, so β = 0 needs no
-/// clearing pass.
+/// into panels of 16 columns (zero-padded, transposed on the way when op(B) = Bᵀ; a short
+/// untransposed B of whole panels is read in place instead), A is read in place (a transposed A
+/// costs nothing: its entries are broadcast one at a time), and a register block of 6 × 16
+/// (twelve 8-lane accumulators) writes C once, with α and β, so β = 0 needs no clearing pass.
 ///
 /// With a causal mask (key j visible to query i when j ≤ i + diagonal), the probabilities and
 /// their gradient are zero past the diagonal, so about half of every product can be skipped:
@@ -55,7 +52,7 @@ public enum TileProduct {
         // All of op(B) first, panel after panel (k × 16 floats each, contiguous); a short untransposed
         // B of whole panels is read in place instead (its rows, ldb apart, stay in L1).
         let panels = (n + panelWidth - 1) / panelWidth
-        let inPlace = !transposingB && n % panelWidth == 0 && k <= 64
+        let inPlace = !transposingB && n % panelWidth == 0 && k <= rowsReadInPlace
         if !inPlace {
             for panel in 0..<panels {
                 packPanel(b, ldb: ldb, transposed: transposingB, k: k, firstColumn: panel * panelWidth,
@@ -117,6 +114,9 @@ public enum TileProduct {
 
     /// Floats of packed op(B) kept in L1 (16 KiB of a core's 32 KiB or more).
     static let panelsInL1 = 4096
+    /// The most rows of an untransposed B read in place rather than packed: 64 rows of a panel,
+    /// a cache line each, stay in L1 even at the strides of a qkv buffer.
+    static let rowsReadInPlace = 64
 
     /// op(B)'s columns firstColumn ..< firstColumn + columns, as k rows of 16 floats (zeros past
     /// `columns`). A transposed B goes through 8 × 8 blocks in registers.
@@ -139,8 +139,11 @@ public enum TileProduct {
             }
             return
         }
-        // op(B)[p, j] = b[j · ldb + p]
+        // op(B)[p, j] = b[j · ldb + p]: 8 × 8 blocks, then one entry at a time for what is left
         let source = b + firstColumn * ldb
+        func copyTransposed(columns: Range<Int>, depths: Range<Int>) {
+            for j in columns { for p in depths { pack[p * panelWidth + j] = source[j * ldb + p] } }
+        }
         var j = 0
         while j + 8 <= columns {
             var p = 0
@@ -148,14 +151,10 @@ public enum TileProduct {
                 transpose8x8(source + j * ldb + p, ldb, pack + p * panelWidth + j, panelWidth)
                 p += 8
             }
-            for j2 in j..<(j + 8) {
-                for p2 in p..<k { pack[p2 * panelWidth + j2] = source[j2 * ldb + p2] }
-            }
+            copyTransposed(columns: j..<(j + 8), depths: p..<k)
             j += 8
         }
-        for j2 in j..<columns {
-            for p in 0..<k { pack[p * panelWidth + j2] = source[j2 * ldb + p] }
-        }
+        copyTransposed(columns: j..<columns, depths: 0..<k)
     }
 
     /// Writes the transpose of the 8 × 8 block at `source` (rows `sourceStride` apart) at
