@@ -64,7 +64,7 @@ public final class SelfAttention {
         let dAttended = try projection.backward(outputGradient.reshaped([shape.B * shape.T, C])) {
             try gradientsReady(projectionOffset)
         }
-        let dFused = Tensor(zeros: fused.shape)
+        let dFused = Tensor(uninitialized: fused.shape)      // the kernel writes every row of it
         kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C), output: StridedOperand(attended.data, rowStride: C),
                         q: StridedOperand(fused.data, rowStride: 3 * C, offset: 0),
                         k: StridedOperand(fused.data, rowStride: 3 * C, offset: C),
@@ -131,7 +131,7 @@ public final class CrossAttention {
         guard let q = queries, let kv = keysValues, let attended else { preconditionFailure("CrossAttention.backward before forward") }
         let C = embedding
         let dAttended = projection.backward(outputGradient.reshaped([shape.B * shape.Tq, C]))
-        let dq = Tensor(zeros: q.shape), dkv = Tensor(zeros: kv.shape)
+        let dq = Tensor(uninitialized: q.shape), dkv = Tensor(uninitialized: kv.shape)   // the kernel writes them
         kernel.backward(outputGradient: StridedOperand(dAttended.data, rowStride: C), output: StridedOperand(attended.data, rowStride: C),
                         q: StridedOperand(q.data, rowStride: C),
                         k: StridedOperand(kv.data, rowStride: 2 * C, offset: 0),

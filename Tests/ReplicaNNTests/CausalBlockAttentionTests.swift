@@ -51,7 +51,9 @@ import _ReplicaTestSupport
         let v = randomTensor([T, width], seed: 33), upstream = randomTensor([T, width], seed: 34)
         let kernel = AttentionKernel("a", heads: NH, headSize: hs, scorer: .dot, arena: ParameterArena())
         let output = Tensor(zeros: [T, width])
+        // NaN in the gradients' buffers: the kernel writes them, it does not add to them.
         let dq = Tensor(zeros: [T, width]), dk = Tensor(zeros: [T, width]), dv = Tensor(zeros: [T, width])
+        for gradient in [dq, dk, dv] { gradient.fill(.nan) }
         func operand(_ t: Tensor) -> StridedOperand { StridedOperand(t.data, rowStride: width) }
         kernel.forward(q: operand(q), k: operand(k), v: operand(v), output: operand(output),
                        batch: 1, queryLength: T, keyLength: T, causal: true, keyMask: nil)
@@ -84,6 +86,7 @@ import _ReplicaTestSupport
         let kernel = AttentionKernel("a", heads: NH, headSize: hs, scorer: .dot, arena: ParameterArena())
         let output = Tensor(zeros: [B, Tq, width])
         let dq = Tensor(zeros: [B, Tq, width]), dk = Tensor(zeros: [B, Tk, width]), dv = Tensor(zeros: [B, Tk, width])
+        for gradient in [dq, dk, dv] { gradient.fill(.nan) }     // written, not added to
         func operand(_ t: Tensor) -> StridedOperand { StridedOperand(t.data, rowStride: width) }
         kernel.forward(q: operand(q), k: operand(k), v: operand(v), output: operand(output),
                        batch: B, queryLength: Tq, keyLength: Tk, causal: false, keyMask: keyMask)
