@@ -229,17 +229,16 @@ final class TransformerBlock {
     /// poll, so an all-reduce in flight makes progress after nearly every GEMM (at 1 Gbit/s a
     /// 25 MiB bucket outlasts a whole block's backward; with one poll a block, most of it waited).
     func backward(_ outputGradient: Tensor, gradientsReady: (Int) throws -> Void) rethrows -> Tensor {
-        // Through the MLP branch, then add the skip connection's gradient.
+        // Through each branch; its norm's backward adds the skip connection's gradient.
         let dHidden = try contract.backward(mlpDropout.backward(outputGradient)) { try gradientsReady(contractOffset) }
         try gradientsReady(contractOffset)
         let dNormed2 = try expand.backward(activation.backward(overwriting: dHidden)) { try gradientsReady(expandOffset) }
         try gradientsReady(expandOffset)
-        let dMLP = norm2.backward(dNormed2)
+        let dMLP = norm2.backward(dNormed2, adding: outputGradient)
         try gradientsReady(norm2Offset)
-        add(outputGradient, into: dMLP)
-        let dAttention = norm1.backward(try attention.backward(attentionDropout.backward(dMLP), gradientsReady: gradientsReady))
+        let dAttention = norm1.backward(try attention.backward(attentionDropout.backward(dMLP), gradientsReady: gradientsReady),
+                                        adding: dMLP)
         try gradientsReady(offset)
-        add(dMLP, into: dAttention)
         return dAttention
     }
 }

@@ -5,6 +5,16 @@ import ReplicaNN
 public protocol FeatureNormalization: Layer {
     func initialize()
     var mode: Mode { get set }
+    /// backward(outputGradient) + residualGradient: a pre-norm block's skip connection.
+    func backward(_ outputGradient: Tensor, adding residualGradient: Tensor) -> Tensor
+}
+
+extension FeatureNormalization {
+    public func backward(_ outputGradient: Tensor, adding residualGradient: Tensor) -> Tensor {
+        let inputGradient = backward(outputGradient)
+        add(residualGradient, into: inputGradient)
+        return inputGradient
+    }
 }
 
 extension LayerNorm: FeatureNormalization {

@@ -72,11 +72,8 @@ final class EncoderLayer {
     }
 
     func backward(_ g: Tensor) -> Tensor {
-        let dMiddle = norm2.backward(feedForward.backward(feedForwardDropout.backward(g)))
-        add(g, into: dMiddle)
-        let dInput = norm1.backward(attention.backward(attentionDropout.backward(dMiddle)))
-        add(dMiddle, into: dInput)
-        return dInput
+        let dMiddle = norm2.backward(feedForward.backward(feedForwardDropout.backward(g)), adding: g)
+        return norm1.backward(attention.backward(attentionDropout.backward(dMiddle)), adding: dMiddle)
     }
 }
 
@@ -140,13 +137,10 @@ final class DecoderLayer {
 
     /// Returns the gradients of the layer's input and of the memory.
     func backward(_ g: Tensor) -> (input: Tensor, memory: Tensor) {
-        let dCrossed = norm3.backward(feedForward.backward(dropouts[2].backward(g)))
-        add(g, into: dCrossed)
+        let dCrossed = norm3.backward(feedForward.backward(dropouts[2].backward(g)), adding: g)
         let (dQuery, dMemory) = crossAttention.backward(dropouts[1].backward(dCrossed))
-        let dAttended = norm2.backward(dQuery)
-        add(dCrossed, into: dAttended)
-        let dInput = norm1.backward(selfAttention.backward(dropouts[0].backward(dAttended)))
-        add(dAttended, into: dInput)
+        let dAttended = norm2.backward(dQuery, adding: dCrossed)
+        let dInput = norm1.backward(selfAttention.backward(dropouts[0].backward(dAttended)), adding: dAttended)
         return (dInput, dMemory.reshaped(memoryShape))
     }
 }

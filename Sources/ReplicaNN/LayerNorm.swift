@@ -54,7 +54,17 @@ public final class LayerNorm: Layer {
         return output
     }
 
-    public func backward(_ outputGradient: Tensor) -> Tensor {
+    public func backward(_ outputGradient: Tensor) -> Tensor { backward(outputGradient, residual: nil) }
+
+    /// The input's gradient plus `residualGradient` (a pre-norm block's skip connection, [N, C]),
+    /// added in the same pass: a separate addition had read and written the rows once more.
+    public func backward(_ outputGradient: Tensor, adding residualGradient: Tensor) -> Tensor {
+        precondition(residualGradient.count == outputGradient.count,
+                     "LayerNorm: a residual gradient of \(residualGradient.shape) for \(outputGradient.shape)")
+        return backward(outputGradient, residual: residualGradient)
+    }
+
+    private func backward(_ outputGradient: Tensor, residual: Tensor?) -> Tensor {
         guard let normalized, let reciprocalStandardDeviation else { preconditionFailure("LayerNorm.backward before forward") }
         let C = featureCount, N = normalized.rowCount
         let inputGradient = Tensor(uninitialized: normalized.shape)
@@ -69,7 +79,7 @@ public final class LayerNorm: Layer {
             let dGamma = part == 0 ? dGamma : partials.data + (part - 1) * 2 * C
             let dBeta = part == 0 ? dBeta : dBeta.map { _ in partials.data + (part - 1) * 2 * C + C }
             backwardRows(ComputePool.range(part, of: parts, count: N), outputGradient: outputGradient, normalized: normalized,
-                         rstds: rstds, inputGradient: inputGradient, dGamma: dGamma, dBeta: dBeta)
+                         rstds: rstds, residual: residual, inputGradient: inputGradient, dGamma: dGamma, dBeta: dBeta)
         }
         for part in 1..<max(parts, 1) {
             let partial = partials.data + (part - 1) * 2 * C
@@ -79,9 +89,10 @@ public final class LayerNorm: Layer {
         return inputGradient
     }
 
-    /// Backward of `rows`: their input gradient, and their dγ (and dβ) added into the buffers given.
+    /// Backward of `rows`: their input gradient (plus `residual`'s rows), and their dγ (and dβ)
+    /// added into the buffers given.
     private func backwardRows(_ rows: Range<Int>, outputGradient: Tensor, normalized: Tensor, rstds: UnsafeMutablePointer<Float>,
-                              inputGradient: Tensor, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>?) {
+                              residual: Tensor?, inputGradient: Tensor, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>?) {
         let C = featureCount
         let gamma = arena.value(weight).data
         // dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)) with g = dy·γ (llm.c layernorm_backward).
@@ -109,7 +120,12 @@ public final class LayerNorm: Layer {
             meanG /= Float(C)
             meanGX /= Float(C)
             let rstd = rstds[row]
-            for j in 0..<C { dx[j] = rstd * (dy[j] * gamma[j] - meanG - xhat[j] * meanGX) }
+            if let residual {
+                let r = residual.data + row * C
+                for j in 0..<C { dx[j] = multiplyAdd(rstd, dy[j] * gamma[j] - meanG - xhat[j] * meanGX, r[j]) }
+            } else {
+                for j in 0..<C { dx[j] = rstd * (dy[j] * gamma[j] - meanG - xhat[j] * meanGX) }
+            }
         }
     }
 }

@@ -21,6 +21,25 @@ func expectGradientsMatch(_ results: [GradientCheckResult], _ comment: Comment? 
             loss: { dot(layer.forward(x), r) }, gradients: { _ = layer.forward(x); return [layer.backward(r)] }))
     }
 
+    /// A pre-norm block's skip connection added in the backward pass itself: the same as adding it
+    /// after, to one rounding (one multiply-add instead of a product and a sum).
+    @Test func backwardAddingAResidualEqualsAddingItAfter() {
+        let arena = ParameterArena()
+        let layer = LayerNorm("ln", features: 20, arena: arena)    // two 8-wide chunks and 4 more
+        arena.allocate()
+        var generator = SeededGenerator(seed: 7)
+        arena.allValues.fillUniform(bound: 1, using: &generator)
+        let x = randomTensor([4, 20], seed: 5), g = randomTensor([4, 20], seed: 6), skip = randomTensor([4, 20], seed: 8)
+        _ = layer.forward(x)
+        let separate = layer.backward(g)
+        add(skip, into: separate)
+        let fused = layer.backward(g, adding: skip)
+        // The two ways round p = rstd·(…) and p + r differently, each by half an ulp of values of
+        // order 1; where p and r cancel a relative comparison would magnify that, so the floor is 1.
+        #expect(maximumRelativeDifference(fused.scalars, separate.scalars, floor: 1) < 1e-6)
+        #expect(fused.scalars != layer.backward(g).scalars)      // the residual is there
+    }
+
     @Test func rowsComeOutWithZeroMeanAndUnitVariance() {
         let arena = ParameterArena()
         let layer = LayerNorm("ln", features: 8, arena: arena)
