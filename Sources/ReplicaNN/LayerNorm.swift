@@ -41,11 +41,11 @@ public final class LayerNorm: Layer {
                 let mean = rowSum(x, count: C) / Float(C)
                 let rstd = 1 / (rowSquaredDeviations(x, count: C, from: mean) / Float(C) + epsilon).squareRoot()
                 rstds[row] = rstd
-                for j in 0..<C { xhat[j] = (x[j] - mean) * rstd }
+                // x̂ and y in one loop: x̂ is not read back
                 if let beta {
-                    for j in 0..<C { y[j] = xhat[j] * gamma[j] + beta[j] }
+                    for j in 0..<C { let h = (x[j] - mean) * rstd; xhat[j] = h; y[j] = multiplyAdd(h, gamma[j], beta[j]) }
                 } else {
-                    for j in 0..<C { y[j] = xhat[j] * gamma[j] }
+                    for j in 0..<C { let h = (x[j] - mean) * rstd; xhat[j] = h; y[j] = h * gamma[j] }
                 }
             }
         }
