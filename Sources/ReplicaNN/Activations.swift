@@ -174,7 +174,7 @@ public final class GELU: ElementwiseLayer {
 /// x·Φ(x) and its derivative Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π).
 @inline(__always)
 func geluAndDerivative(_ x: Float) -> (value: Float, derivative: Float) {
-    let gaussian = fastExp(-0.5 * x * x)
+    let gaussian = exponential(-0.5 * x * x, guardsOverflow: false)     // −x²/2 ≤ 0
     let phi = normalCDF(x, gaussian: gaussian)
     return (x * phi, phi + x * 0.39894228040143268 * gaussian)
 }
@@ -215,22 +215,26 @@ protocol ExponentialLanes {
     static func * (a: Self, b: Self) -> Self
     /// a·b + c rounded once.
     static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self
-    func clamped(_ low: Float, _ high: Float) -> Self
+    /// Within [low, high] (or ≥ low when high is nil); NaN stays.
+    func clamped(_ low: Float, _ high: Float?) -> Self
     /// 2ⁿ from n + 1.5·2²³ (n an integer in the low mantissa bits).
     static func twoToThe(shifted: Self) -> Self
     /// 0 where x < low, +∞ where x > high (NaN stays), `value` elsewhere.
-    static func saturated(_ value: Self, at x: Self, below low: Float, above high: Float) -> Self
+    static func saturated(_ value: Self, at x: Self, below low: Float, above high: Float?) -> Self
 }
 
 extension Float: ExponentialLanes {
     @inline(__always) static func splat(_ value: Float) -> Float { value }
     @inline(__always) static func fused(_ a: Float, _ b: Float, _ c: Float) -> Float { multiplyAdd(a, b, c) }
-    @inline(__always) func clamped(_ low: Float, _ high: Float) -> Float { Swift.min(Swift.max(self, low), high) }
+    @inline(__always) func clamped(_ low: Float, _ high: Float?) -> Float {
+        let atLeastLow = Swift.max(self, low)
+        return high.map { Swift.min(atLeastLow, $0) } ?? atLeastLow
+    }
     @inline(__always) static func twoToThe(shifted: Float) -> Float {
         Float(bitPattern: ((shifted.bitPattern &- 0x4B40_0000) &+ 127) << 23)
     }
-    @inline(__always) static func saturated(_ value: Float, at x: Float, below low: Float, above high: Float) -> Float {
-        x < low ? 0 : (x > high ? .infinity : value)
+    @inline(__always) static func saturated(_ value: Float, at x: Float, below low: Float, above high: Float?) -> Float {
+        x < low ? 0 : (high.map { x > $0 } == true ? .infinity : value)
     }
 }
 
@@ -240,22 +244,27 @@ extension SIMD8: ExponentialLanes where Scalar == Float {
         multiplyAdd8(a, b, c)
     }
     /// Comparisons rather than pointwiseMin/Max, which return the other operand for NaN: NaN stays.
-    @inline(__always) func clamped(_ low: Float, _ high: Float) -> SIMD8<Float> {
-        replacing(with: low, where: self .< SIMD8(repeating: low)).replacing(with: high, where: self .> SIMD8(repeating: high))
+    @inline(__always) func clamped(_ low: Float, _ high: Float?) -> SIMD8<Float> {
+        let atLeastLow = replacing(with: low, where: self .< SIMD8(repeating: low))
+        return high.map { atLeastLow.replacing(with: $0, where: atLeastLow .> SIMD8(repeating: $0)) } ?? atLeastLow
     }
     @inline(__always) static func twoToThe(shifted: SIMD8<Float>) -> SIMD8<Float> {
         let bits = unsafeBitCast(shifted, to: SIMD8<UInt32>.self)
         return unsafeBitCast(((bits &- 0x4B40_0000) &+ 127) &<< 23, to: SIMD8<Float>.self)
     }
     @inline(__always) static func saturated(_ value: SIMD8<Float>, at x: SIMD8<Float>, below low: Float,
-                                            above high: Float) -> SIMD8<Float> {
-        value.replacing(with: 0, where: x .< SIMD8(repeating: low)).replacing(with: .infinity, where: x .> SIMD8(repeating: high))
+                                            above high: Float?) -> SIMD8<Float> {
+        let belowLow = value.replacing(with: 0, where: x .< SIMD8(repeating: low))
+        return high.map { belowLow.replacing(with: .infinity, where: x .> SIMD8(repeating: $0)) } ?? belowLow
     }
 }
 
+/// eˣ (`fastExp`); with `guardsOverflow` false, for x ≤ 0 only (or NaN), without the clamp and
+/// the +∞ above 88.38: a comparison and a blend less a vector, 6% of GELU's forward.
 @inline(__always)
-func exponential<T: ExponentialLanes>(_ x: T) -> T {
-    let clamped = x.clamped(-87.336_55, 88.376_26)
+func exponential<T: ExponentialLanes>(_ x: T, guardsOverflow: Bool = true) -> T {
+    let high: Float? = guardsOverflow ? 88.376_26 : nil
+    let clamped = x.clamped(-87.336_55, high)
     // Adding 1.5·2²³ rounds to an integer n and leaves n in the low mantissa bits.
     let shifted = clamped * .splat(1.442_695_040_888_963_4) + .splat(12_582_912)
     let n = shifted - .splat(12_582_912)
@@ -267,7 +276,7 @@ func exponential<T: ExponentialLanes>(_ x: T) -> T {
     p = T.fused(p, r, .splat(1.666_666_545_9e-1))
     p = T.fused(p, r, .splat(5.000_000_120_1e-1))
     let expR = T.fused(p, r * r, r + .splat(1))
-    return T.saturated(expR * T.twoToThe(shifted: shifted), at: x, below: -87.336_55, above: 88.376_26)
+    return T.saturated(expR * T.twoToThe(shifted: shifted), at: x, below: -87.336_55, above: high)
 }
 
 /// Φ(x), the standard normal CDF, given `gaussian` = exp(−x²/2); absolute error ≤ 1e-7.

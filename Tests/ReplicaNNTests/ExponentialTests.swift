@@ -28,6 +28,16 @@ import Testing
         #expect(fastExp(-.infinity) == 0 && fastExp(-90) == 0 && fastExp(89) == .infinity && fastExp(.nan).isNaN)
     }
 
+    /// Without the overflow guard (GELU's exp(−x²/2)), every x ≤ 0 and NaN give what `fastExp` gives.
+    @Test func theUnguardedFormulaEqualsTheGuardedOneWhereXIsNotPositive() {
+        for x in Self.inputs where !(x > 0) {
+            let expected = fastExp(x), scalar = exponential(x, guardsOverflow: false)
+            let lanes = exponential(SIMD8<Float>(repeating: x), guardsOverflow: false)
+            #expect(scalar.bitPattern == expected.bitPattern || (scalar.isNaN && expected.isNaN), "exp(\(x))")
+            #expect(lanes[3].bitPattern == expected.bitPattern || (lanes[3].isNaN && expected.isNaN), "exp(\(x)), eight lanes")
+        }
+    }
+
     /// Every length from 0 to 19 (full chunks and a padded last one), with masked (−∞) entries.
     @Test func aRowsExponentialsAndSumEqualTheEntryByEntryOnes() {
         for count in 0..<20 {
