@@ -5,7 +5,8 @@ import ReplicaNN
 public protocol FeatureNormalization: Layer {
     func initialize()
     var mode: Mode { get set }
-    /// backward(outputGradient) + residualGradient: a pre-norm block's skip connection.
+    /// backward(outputGradient) + residualGradient: a pre-norm block's skip connection. The result
+    /// may be `outputGradient` itself (IdentityNormalization's backward returns its argument).
     func backward(_ outputGradient: Tensor, adding residualGradient: Tensor) -> Tensor
 }
 
