@@ -186,6 +186,8 @@ public final class AttentionKernel {
     }
 
     /// The scores of a tile, scaled and masked: scale · Q[rows] · K[keys]ᵀ into `tile` (rows `ld` apart).
+    /// A row's entries past its `causallyVisible` count are left unspecified (not computed, not
+    /// written): every caller reads only the visible ones and writes zeros after them.
     @inline(__always)
     func tileScores(_ tile: UnsafeMutablePointer<Float>, ld: Int, rows: Range<Int>, keys: Range<Int>, batch b: Int,
                     q qh: UnsafeMutablePointer<Float>, _ q: StridedOperand, k kh: UnsafeMutablePointer<Float>, _ k: StridedOperand,
@@ -193,8 +195,10 @@ public final class AttentionKernel {
         TileProduct.multiply(m: rows.count, n: keys.count, k: headSize, alpha: scoreScale, a: qh + rows.lowerBound * q.rowStride,
                              lda: q.rowStride, b: kh + keys.lowerBound * k.rowStride, ldb: k.rowStride, transposingB: true,
                              c: tile, ldc: ld, band: bands(rows, keys).columns, pack: pack)
+        guard keyMask != nil else { return }         // the causal mask is the visible count itself
         for r in 0..<rows.count {
-            hideKeys(tile + r * ld, query: rows.lowerBound + r, firstKey: keys.lowerBound, count: keys.count, batch: b)
+            let query = rows.lowerBound + r
+            hideKeys(tile + r * ld, query: query, firstKey: keys.lowerBound, count: causallyVisible(query: query, keys: keys), batch: b)
         }
     }
 
@@ -362,9 +366,9 @@ public final class AttentionKernel {
                 for keys in tiles(of: 0..<Tk, size: Self.tileKeys) {
                     tileScores(tile, ld: scratchStride, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                     for r in rows {
-                        let p = tile + (r - rows.lowerBound) * scratchStride
-                        exponentiateRow(p, count: keys.count, minus: logSumExp.data[pair * Tq + r])
-                        (result.data + (pair * Tq + r) * Tk + keys.lowerBound).update(from: p, count: keys.count)
+                        let p = tile + (r - rows.lowerBound) * scratchStride, n = causallyVisible(query: r, keys: keys)
+                        exponentiateRow(p, count: n, minus: logSumExp.data[pair * Tq + r])
+                        (result.data + (pair * Tq + r) * Tk + keys.lowerBound).update(from: p, count: n)   // zeros after
                     }
                 }
             }

@@ -66,9 +66,11 @@ import _ReplicaTestSupport
                 #expect(maximumRelativeDifference(got.map(Float.init), want.map(Float.init), floor: 1e-3) < float32SummationTolerance * 10)
             }
         }
-        // The hidden upper triangle is exactly zero in the probabilities.
+        // The hidden upper triangle is exactly zero in the probabilities, and each row's visible
+        // part sums to 1 (recomputed tile by tile from the scores and the log-sum-exp).
         let P = kernel.lastProbabilities!
         #expect((0..<T).allSatisfy { i in ((i + 1)..<T).allSatisfy { P[i * T + $0] == 0 } })
+        #expect((0..<T).allSatisfy { i in abs((0...i).reduce(0.0) { $0 + Double(P[i * T + $1]) } - 1) < 1e-5 })
     }
 
     /// Cross-attention of two sentences whose first has its last sixth of keys as padding and whose
