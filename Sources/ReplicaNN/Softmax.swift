@@ -67,16 +67,18 @@ func softmaxRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutableP
 }
 
 /// row = exp(row − m), in place; returns the new row's sum. −∞ entries (masked scores) become 0,
-/// and so does every entry when m is +∞. [count]
+/// and so does every entry when m is +∞. m must be at least every entry (each caller's is its
+/// row's maximum or log-sum-exp), so row − m ≤ 0 and the exponential's overflow guard is left
+/// out (`guardsOverflow: false`, the same bits there). [count]
 @inline(__always) @discardableResult
 func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Float) -> Float {
     // Eight at a time, the sum in the same pass; the last chunk padded with −∞ (whose exponential
     // is 0), so that no row ends in a scalar loop (attention's causal rows have every length).
     let shift = SIMD8<Float>(repeating: m)
     var sum = SIMD8<Float>(), i = 0
-    while i < count {                                  // one call site, so that fastExp8 is inlined
+    while i < count {                                  // one call site, so that the exponential is inlined
         let lanes = min(8, count - i)
-        let chunk = fastExp8(loadChunk(row + i, lanes, padding: -.infinity) - shift)
+        let chunk = exponential(loadChunk(row + i, lanes, padding: -.infinity) - shift, guardsOverflow: false)
         storeChunk(chunk, row + i, lanes)
         sum += chunk
         i += 8
@@ -84,7 +86,8 @@ func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Fl
     return sum.sum()
 }
 
-/// destination = exp(source − m), eight at a time; returns the sum, added in Double. [count]
+/// destination = exp(source − m), eight at a time; returns the sum, added in Double. m must be at
+/// least every entry (cross-entropy's row maximum), as for `exponentiateRow(_:count:minus:)`. [count]
 @inline(__always)
 func exponentiateRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int,
                      minus m: Float) -> Double {
@@ -92,7 +95,7 @@ func exponentiateRow(_ source: UnsafePointer<Float>, into destination: UnsafeMut
     var sum = SIMD8<Double>(), i = 0
     while i < count {
         let lanes = min(8, count - i)
-        let chunk = fastExp8(loadChunk(source + i, lanes, padding: -.infinity) - shift)
+        let chunk = exponential(loadChunk(source + i, lanes, padding: -.infinity) - shift, guardsOverflow: false)
         storeChunk(chunk, destination + i, lanes)
         sum += widened(chunk)
         i += 8

@@ -38,14 +38,21 @@ import Testing
         }
     }
 
-    /// Every length from 0 to 19 (full chunks and a padded last one), with masked (−∞) entries.
+    /// Every length from 0 to 19 (full chunks and a padded last one), with masked (−∞) entries,
+    /// minus the row's maximum (or more, as a log-sum-exp): what every caller passes, so the
+    /// row's exponential may leave out the overflow guard. A shift of +∞ makes every entry 0.
     @Test func aRowsExponentialsAndSumEqualTheEntryByEntryOnes() {
         for count in 0..<20 {
-            var row = (0..<count).map { i in i % 5 == 3 ? -Float.infinity : Float(i) * 0.75 - 6 }
-            let expected = row.map { fastExp($0 - 2) }
-            let sum = exponentiateRow(&row, count: count, minus: 2)
-            #expect(row == expected, "count \(count)")
-            #expect(abs(sum - expected.reduce(0, +)) <= 1e-6 * max(1, sum), "count \(count)")
+            for extra: Float in [0, 1.5] {
+                var row = (0..<count).map { i in i % 5 == 3 ? -Float.infinity : Float(i) * 0.75 - 6 }
+                let shift = (row.max() ?? 0) + extra
+                let expected = row.map { fastExp($0 - shift) }
+                let sum = exponentiateRow(&row, count: count, minus: shift)
+                #expect(row == expected, "count \(count), shift \(shift)")
+                #expect(abs(sum - expected.reduce(0, +)) <= 1e-6 * max(1, sum), "count \(count)")
+            }
         }
+        var row: [Float] = [3, -.infinity, 80, -2]
+        #expect(exponentiateRow(&row, count: 4, minus: .infinity) == 0 && row == [0, 0, 0, 0])
     }
 }
