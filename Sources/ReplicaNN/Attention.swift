@@ -476,15 +476,10 @@ public final class AttentionKernel {
     }
 }
 
-/// Zeroes `rows` rows of `width` floats, `stride` apart: one head of a strided gradient. Vector
-/// stores, not memset: a call per row of 32 floats costs more than the stores.
+/// Zeroes `rows` rows of `width` floats, `stride` apart: one head of a strided gradient (the
+/// additive scorer's, and a sequence with no query or no key; the dot scorer's products write theirs).
 func clearHead(_ head: UnsafeMutablePointer<Float>, rows: Int, stride: Int, width: Int) {
-    for row in 0..<rows {
-        let p = head + row * stride
-        var j = 0
-        while j + 8 <= width { store8(SIMD8(), p + j); j += 8 }
-        while j < width { p[j] = 0; j += 1 }
-    }
+    for row in 0..<rows { (head + row * stride).update(repeating: 0, count: width) }
 }
 
 /// Consecutive ranges of at most `size` covering `range`.
