@@ -62,8 +62,7 @@ func softmaxRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutableP
         return
     }
     for i in 0..<count { destination[i] = fastExp((source[i] - maximum) * inverseTemperature) }
-    let scale = 1 / rowSum(destination, count: count)
-    for i in 0..<count { destination[i] *= scale }
+    scaleRow(destination, count: count, by: 1 / rowSum(destination, count: count))
 }
 
 /// row = exp(row − m), in place; returns the new row's sum. −∞ entries (masked scores) become 0,
