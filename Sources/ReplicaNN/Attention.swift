@@ -216,7 +216,9 @@ public final class AttentionKernel {
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
             let scratch = scratchTile(needed: kept == nil), pack = packingRoom()
             defer { scratch.deallocate(); pack.deallocate() }
-            var maxima = [Float](repeating: 0, count: Self.tileRows), sums = maxima
+            let maxima = UnsafeMutablePointer<Float>.allocate(capacity: 3 * Self.tileRows)
+            let sums = maxima + Self.tileRows, newMaxima = sums + Self.tileRows
+            defer { maxima.deallocate() }
             for pair in pairs {
                 let b = pair / NH, h = pair % NH
                 // The one tile of a kept pair is its slice of the kept probabilities.
@@ -233,9 +235,14 @@ public final class AttentionKernel {
                     }
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
                         tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
+                        // Each step a loop of its own over the rows: a row's maximum, exponentials and
+                        // normalisation wait on each other, different rows' do not.
+                        for r in 0..<rows.count {
+                            newMaxima[r] = max(maxima[r], rowMaximum(tile + r * ld, count: causallyVisible(query: rows.lowerBound + r, keys: keys)))
+                        }
                         for r in 0..<rows.count {
                             let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
-                            let maximum = max(maxima[r], rowMaximum(p, count: n))
+                            let maximum = newMaxima[r]
                             if maximum == -.infinity {                   // no visible key yet
                                 p.update(repeating: 0, count: keys.count)
                                 continue
@@ -248,7 +255,11 @@ public final class AttentionKernel {
                                 scaleRow(outH + (rows.lowerBound + r) * output.rowStride, count: hs, by: correction)
                             }
                             maxima[r] = maximum
-                            if kept != nil { scaleRow(p, count: n, by: 1 / sums[r]) }   // one tile: normalise now, keep
+                        }
+                        if kept != nil {                                 // one tile: normalise now, keep
+                            for r in 0..<rows.count where sums[r] > 0 {
+                                scaleRow(tile + r * ld, count: causallyVisible(query: rows.lowerBound + r, keys: keys), by: 1 / sums[r])
+                            }
                         }
                         // The first key tile writes the output (β = 0: no clearing first), the others add to it.
                         TileProduct.multiply(m: rows.count, n: hs, k: keys.count, a: tile, lda: ld,
@@ -277,9 +288,10 @@ public final class AttentionKernel {
         guard let logSumExp else { preconditionFailure("AttentionKernel.backward before forward") }
         let (B, Tq, Tk) = shape
         let NH = headCount, hs = headSize, scale = scoreScale
+        let kept = tileProbabilities?.data
         // The (batch, head) pairs write disjoint gradient columns: split across the rank's threads.
         ComputePool.forEachRange(count: B * NH, grain: headsPerThread) { pairs in
-            let scratch = scratchTile(needed: tileProbabilities == nil), pack = packingRoom()
+            let scratch = scratchTile(needed: kept == nil), pack = packingRoom()
             defer { scratch.deallocate(); pack.deallocate() }
             let gradientTile = scratchTile(), gradientStride = scratchStride
             defer { gradientTile.deallocate() }
@@ -299,13 +311,13 @@ public final class AttentionKernel {
                     continue
                 }
                 let L = logSumExp.data + pair * Tq
-                let (tile, ld) = tileProbabilities.map { ($0.data + pair * Tq * Tk, Tk) } ?? (scratch, scratchStride)
+                let (tile, ld) = kept.map { ($0 + pair * Tq * Tk, Tk) } ?? (scratch, scratchStride)
                 for i in 0..<Tq { D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs) }
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
                         let band = bands(rows, keys)
-                        if tileProbabilities == nil {                     // recompute P = exp(S − L)
+                        if kept == nil {                                  // recompute P = exp(S − L)
                             tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                             for r in 0..<rows.count {
                                 let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
