@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "ReplicaCore", dependencies: ["CBLAS"], swiftSettings: hotLoopSettings),
 
         /// Layers with explicit forward and backward passes, optimisers, schedules.
-        .target(name: "ReplicaNN", dependencies: ["ReplicaCore"], swiftSettings: hotLoopSettings),
+        .target(name: "ReplicaNN", dependencies: ["ReplicaCore", "CPrefetch"], swiftSettings: hotLoopSettings),
 
         /// Data sets, tokenisers (BPE, 13a), BLEU, the sampler. Embeds Tiny Shakespeare, Cora, Multi30k.
         .target(
@@ -80,6 +80,9 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+
+        /// A cache-line prefetch (one header; nothing to link).
+        .systemLibrary(name: "CPrefetch"),
 
         /// OpenBLAS's CBLAS interface found through pkg-config.
         .systemLibrary(

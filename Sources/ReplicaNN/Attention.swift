@@ -1,5 +1,6 @@
 import Foundation
 import ReplicaCore
+import CPrefetch
 
 /// How attention scores a query against a key.
 public enum AttentionScorer: String, Codable, CaseIterable, Sendable {
@@ -205,6 +206,14 @@ public final class AttentionKernel {
     /// Whether a (batch, head) of this shape is a single tile, whose probabilities forward keeps.
     var keepsProbabilities: Bool { shape.Tq <= Self.tileRows && shape.Tk <= Self.tileKeys }
 
+    /// The prefetcher for the pair after `pair` in this thread's `pairs`, if there is one.
+    @inline(__always)
+    func prefetcher(after pair: Int, in pairs: Range<Int>) -> HeadPrefetcher? {
+        let next = pair + 1
+        guard next < pairs.upperBound else { return nil }
+        return HeadPrefetcher(pair: next, batch: next / headCount, head: next % headCount, headSize: headSize)
+    }
+
     // MARK: - Dot scorer: the tiled kernel
 
     func tiledForward(q: StridedOperand, k: StridedOperand, v: StridedOperand, output: StridedOperand) {
@@ -228,6 +237,7 @@ public final class AttentionKernel {
                 let vh = v.head(batch: b, rows: shape.Tk, head: h, headSize: hs)
                 let outH = output.head(batch: b, rows: Tq, head: h, headSize: hs)
                 let L = logSumExp.data + pair * Tq
+                let next = prefetcher(after: pair, in: pairs)
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     for r in 0..<rows.count {
                         maxima[r] = -.infinity
@@ -239,6 +249,10 @@ public final class AttentionKernel {
                         // normalisation wait on each other, different rows' do not.
                         for r in 0..<rows.count {
                             newMaxima[r] = max(maxima[r], rowMaximum(tile + r * ld, count: causallyVisible(query: rows.lowerBound + r, keys: keys)))
+                            if let next, keys.lowerBound == 0 {
+                                let i = rows.lowerBound + r
+                                next.row(i, of: q, rows: Tq); next.row(i, of: k, rows: shape.Tk); next.row(i, of: v, rows: shape.Tk)
+                            }
                         }
                         for r in 0..<rows.count {
                             let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
@@ -312,7 +326,11 @@ public final class AttentionKernel {
                 }
                 let L = logSumExp.data + pair * Tq
                 let (tile, ld) = kept.map { ($0 + pair * Tq * Tk, Tk) } ?? (scratch, scratchStride)
-                for i in 0..<Tq { D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs) }
+                let next = prefetcher(after: pair, in: pairs)
+                for i in 0..<Tq {
+                    D[i] = rowDot(dOutH + i * dOut.rowStride, outH + i * output.rowStride, count: hs)
+                    if let next { next.row(i, of: dOut, rows: Tq); next.row(i, of: output, rows: Tq) }
+                }
                 for rows in tiles(of: 0..<Tq, size: Self.tileRows) {
                     let dOutRows = dOutH + rows.lowerBound * dOut.rowStride
                     for keys in tiles(of: 0..<visibleKeys(rows), size: Self.tileKeys) {
@@ -341,6 +359,11 @@ public final class AttentionKernel {
                             let n = causallyVisible(query: rows.lowerBound + r, keys: keys)
                             for j in 0..<n { g[j] = p[j] * (g[j] - Di) }
                             (g + n).update(repeating: 0, count: keys.count - n)
+                            if let next, keys.lowerBound == 0 {
+                                let i = rows.lowerBound + r
+                                next.row(i, of: q, rows: Tq); next.row(i, of: k, rows: Tk); next.row(i, of: v, rows: Tk)
+                                if let kept { next.row(i, ofProbabilities: kept, Tq, Tk) }
+                            }
                         }
                         // dQ += scale · dS · K ; dK += scale · dSᵀ · Q
                         TileProduct.multiply(m: rows.count, n: hs, k: keys.count, alpha: scale, a: gradientTile, lda: gradientStride,
@@ -497,4 +520,41 @@ func clearHead(_ head: UnsafeMutablePointer<Float>, rows: Int, stride: Int, widt
 /// Consecutive ranges of at most `size` covering `range`.
 func tiles(of range: Range<Int>, size: Int) -> [Range<Int>] {
     stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min($0 + size, range.upperBound) }
+}
+
+/// Asks for one (batch, head) pair's rows to be brought into the cache ahead of their use: the
+/// next pair's, a row at a time in the loops over this pair's rows, so that the requests are
+/// spread over its work. A head's rows are short and strided, which the hardware's prefetchers
+/// do not follow, and in the training step they often come from memory (backward reads heads,
+/// outputs and probabilities written long before). One layer of the baby model with 64 MiB
+/// flushed from the cache first: forward 659 → 518 µs, backward 790 → 597 µs; warm, backward
+/// 383 → 391 µs (best of 300). The baby model's step: 45.2 → 44.4 ms (medians of ten rounds
+/// alternating; earlier versions of it 0.5–1.5% in three more sittings).
+struct HeadPrefetcher {
+    let pair: Int, batch: Int, head: Int, headSize: Int
+
+    /// Row i of this pair's head in `operand` (which has `rows` rows a batch), if it has one.
+    @inline(__always)
+    func row(_ i: Int, of operand: StridedOperand, rows: Int) {
+        guard i < rows else { return }
+        lines(operand.head(batch: batch, rows: rows, head: head, headSize: headSize) + i * operand.rowStride,
+              bytes: headSize * MemoryLayout<Float>.stride)
+    }
+
+    /// Row i of this pair's kept probabilities, [B·NH, Tq, Tk] at `probabilities`.
+    @inline(__always)
+    func row(_ i: Int, ofProbabilities probabilities: UnsafePointer<Float>, _ Tq: Int, _ Tk: Int) {
+        lines(probabilities + (pair * Tq + i) * Tk, bytes: Tk * MemoryLayout<Float>.stride)
+    }
+
+    /// Every cache line of the `bytes` bytes from `start`.
+    @inline(__always)
+    func lines(_ start: UnsafePointer<Float>, bytes: Int) {
+        let end = UInt(bitPattern: start) &+ UInt(bytes)
+        var line = UInt(bitPattern: start) & ~63
+        while line < end {
+            replica_prefetch(UnsafeRawPointer(bitPattern: line))
+            line &+= 64
+        }
+    }
 }
