@@ -263,8 +263,7 @@ public final class AttentionKernel {
                             }
                             // Online softmax: the sum and output so far were relative to the old maximum.
                             let correction = fastExp(maxima[r] - maximum)
-                            sums[r] = sums[r] * correction + exponentiateRow(p, count: n, minus: maximum)
-                            (p + n).update(repeating: 0, count: keys.count - n)
+                            sums[r] = sums[r] * correction + exponentiateRow(p, count: n, width: keys.count, minus: maximum)
                             if correction != 1 && keys.lowerBound > 0 {
                                 scaleRow(outH + (rows.lowerBound + r) * output.rowStride, count: hs, by: correction)
                             }
@@ -339,8 +338,7 @@ public final class AttentionKernel {
                             tileScores(tile, ld: ld, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                             for r in 0..<rows.count {
                                 let p = tile + r * ld, n = causallyVisible(query: rows.lowerBound + r, keys: keys)
-                                exponentiateRow(p, count: n, minus: L[rows.lowerBound + r])
-                                (p + n).update(repeating: 0, count: keys.count - n)
+                                exponentiateRow(p, count: n, width: keys.count, minus: L[rows.lowerBound + r])
                             }
                         }
                         // dV += Pᵀ · dOut ; dP = dOut · Vᵀ
@@ -402,7 +400,7 @@ public final class AttentionKernel {
                     tileScores(tile, ld: scratchStride, rows: rows, keys: keys, batch: b, q: qh, q, k: kh, k, pack: pack)
                     for r in rows {
                         let p = tile + (r - rows.lowerBound) * scratchStride, n = causallyVisible(query: r, keys: keys)
-                        exponentiateRow(p, count: n, minus: logSumExp.data[pair * Tq + r])
+                        exponentiateRow(p, count: n, width: n, minus: logSumExp.data[pair * Tq + r])
                         (result.data + (pair * Tq + r) * Tk + keys.lowerBound).update(from: p, count: n)   // zeros after
                     }
                 }

@@ -65,28 +65,36 @@ func softmaxRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutableP
     scaleRow(destination, count: count, by: 1 / rowSum(destination, count: count))
 }
 
-/// row = exp(row − m), in place; returns the new row's sum. −∞ entries (masked scores) become 0,
-/// and so does every entry when m is +∞. m must be at least every entry (each caller's is its
-/// row's maximum or log-sum-exp), so row − m ≤ 0 and the exponential's overflow guard is left
-/// out (`guardsOverflow: false`, the same bits there). [count]
+/// row = exp(row − m) for the first `count` entries, in place, and 0 for the rest of its `width`
+/// (≥ count; attention's causal rows, whose entries past the diagonal are not computed); returns
+/// the sum. −∞ entries (masked scores) become 0, and so does every entry when m is +∞. m must be
+/// at least every entry (each caller's is its row's maximum or log-sum-exp), so row − m ≤ 0 and
+/// the exponential's overflow guard is left out (`guardsOverflow: false`, the same bits there).
+/// [width]
 @inline(__always) @discardableResult
-func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, minus m: Float) -> Float {
-    // Eight at a time, the sum in the same pass; the last chunk padded with −∞ (whose exponential
-    // is 0), so that no row ends in a scalar loop (attention's causal rows have every length).
+func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, width: Int, minus m: Float) -> Float {
+    // Eight at a time, the sum in the same pass. A last chunk with room for eight in the row is
+    // read whole, its lanes past `count` set to −∞ (whatever the row held there) and written
+    // whole as zeros; only a last chunk without room is loaded and stored a lane at a time.
+    // Attention's causal rows have every length, so nearly every row ends in such a chunk.
     let shift = SIMD8<Float>(repeating: m)
-    var sum = SIMD8<Float>(), i = 0
-    while i < count {                                  // one call site, so that the exponential is inlined
-        let lanes = min(8, count - i)
-        let chunk = exponential(loadChunk(row + i, lanes, padding: -.infinity) - shift, guardsOverflow: false)
-        storeChunk(chunk, row + i, lanes)
+    var sum = SIMD8<Float>(), i = 0, written = 0
+    while i < count {
+        let whole = i + 8 <= width, lanes = min(8, count - i)
+        let x = whole ? load8(row + i) : loadChunk(row + i, lanes, padding: -.infinity)
+        let visible = lanes == 8 || !whole ? x : firstLanes(x, lanes, padding: -.infinity)
+        let chunk = exponential(visible - shift, guardsOverflow: false)   // one call site, so that it is inlined
+        if whole { store8(chunk, row + i) } else { storeChunk(chunk, row + i, lanes) }
+        written = whole ? i + 8 : count
         sum += chunk
         i += 8
     }
+    if written < width { (row + written).update(repeating: 0, count: width - written) }
     return sum.sum()
 }
 
 /// destination = exp(source − m), eight at a time; returns the sum, added in Double. m must be at
-/// least every entry (cross-entropy's row maximum), as for `exponentiateRow(_:count:minus:)`. [count]
+/// least every entry (cross-entropy's row maximum), as for `exponentiateRow(_:count:width:minus:)`. [count]
 @inline(__always)
 func exponentiateRow(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int,
                      minus m: Float) -> Double {

@@ -81,6 +81,18 @@ func loadChunk(_ pointer: UnsafePointer<Float>, _ lanes: Int, padding: Float = 0
     return chunk
 }
 
+/// `chunk`'s first `lanes` lanes, the others set to `padding`: a mask from integer lane
+/// arithmetic and two bitwise operations (SIMD8's comparisons and `replacing` compiled to a loop
+/// through the stack, lane by lane).
+@inline(__always)
+func firstLanes(_ chunk: SIMD8<Float>, _ lanes: Int, padding: Float) -> SIMD8<Float> {
+    // lane − lanes is negative, so its sign bit shifted down arithmetically is all ones, exactly
+    // for the lanes below `lanes`.
+    let keep = unsafeBitCast((SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &- Int32(truncatingIfNeeded: lanes)) &>> 31, to: SIMD8<UInt32>.self)
+    let bits = unsafeBitCast(chunk, to: SIMD8<UInt32>.self) & keep | SIMD8(repeating: padding.bitPattern) & ~keep
+    return unsafeBitCast(bits, to: SIMD8<Float>.self)
+}
+
 /// Stores the first `lanes` floats of `chunk` at `pointer`.
 @inline(__always)
 func storeChunk(_ chunk: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>, _ lanes: Int) {

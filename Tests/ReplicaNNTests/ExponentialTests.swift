@@ -40,19 +40,34 @@ import Testing
 
     /// Every length from 0 to 19 (full chunks and a padded last one), with masked (−∞) entries,
     /// minus the row's maximum (or more, as a log-sum-exp): what every caller passes, so the
-    /// row's exponential may leave out the overflow guard. A shift of +∞ makes every entry 0.
+    /// row's exponential may leave out the overflow guard. The row's width past its count (as
+    /// a causal row's past the diagonal) holds NaN, which must become zeros, with room for the
+    /// last chunk read whole or (width − count < 8 past a chunk boundary) a lane at a time. A
+    /// shift of +∞ makes every entry 0.
     @Test func aRowsExponentialsAndSumEqualTheEntryByEntryOnes() {
         for count in 0..<20 {
-            for extra: Float in [0, 1.5] {
-                var row = (0..<count).map { i in i % 5 == 3 ? -Float.infinity : Float(i) * 0.75 - 6 }
-                let shift = (row.max() ?? 0) + extra
-                let expected = row.map { fastExp($0 - shift) }
-                let sum = exponentiateRow(&row, count: count, minus: shift)
-                #expect(row == expected, "count \(count), shift \(shift)")
-                #expect(abs(sum - expected.reduce(0, +)) <= 1e-6 * max(1, sum), "count \(count)")
+            for width in [count, count + 3, count + 11] {
+                for extra: Float in [0, 1.5] {
+                    let visible = (0..<count).map { i in i % 5 == 3 ? -Float.infinity : Float(i) * 0.75 - 6 }
+                    var row = visible + [Float](repeating: .nan, count: width - count)
+                    let shift = (visible.max() ?? 0) + extra
+                    let expected = visible.map { fastExp($0 - shift) } + [Float](repeating: 0, count: width - count)
+                    let sum = exponentiateRow(&row, count: count, width: width, minus: shift)
+                    #expect(row == expected, "count \(count), width \(width), shift \(shift)")
+                    #expect(abs(sum - expected.reduce(0, +)) <= 1e-6 * max(1, sum), "count \(count), width \(width)")
+                }
             }
         }
         var row: [Float] = [3, -.infinity, 80, -2]
-        #expect(exponentiateRow(&row, count: 4, minus: .infinity) == 0 && row == [0, 0, 0, 0])
+        #expect(exponentiateRow(&row, count: 4, width: 4, minus: .infinity) == 0 && row == [0, 0, 0, 0])
+    }
+
+    /// A chunk's first lanes kept, the others set to the padding, for every count of lanes.
+    @Test func firstLanesKeepsTheLanesBelowItsCount() {
+        let chunk = SIMD8<Float>(1, 2, 3, 4, 5, 6, 7, 8)
+        for lanes in 0...8 {
+            let kept = firstLanes(chunk, lanes, padding: -.infinity)
+            #expect((0..<8).allSatisfy { kept[$0] == ($0 < lanes ? chunk[$0] : -.infinity) }, "\(lanes) lanes")
+        }
     }
 }
