@@ -271,7 +271,9 @@ public final class AttentionKernel {
                         }
                         if kept != nil {                                 // one tile: normalise now, keep
                             for r in 0..<rows.count where sums[r] > 0 {
-                                scaleRow(tile + r * ld, count: causallyVisible(query: rows.lowerBound + r, keys: keys), by: 1 / sums[r])
+                                // Whole chunks where the row has room: the entries past the visible ones are zeros.
+                                let n = causallyVisible(query: rows.lowerBound + r, keys: keys)
+                                scaleRow(tile + r * ld, count: min((n + 7) & ~7, keys.count), by: 1 / sums[r])
                             }
                         }
                         // The first key tile writes the output (β = 0: no clearing first), the others add to it.
