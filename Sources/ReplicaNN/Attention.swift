@@ -517,9 +517,9 @@ func clearHead(_ head: UnsafeMutablePointer<Float>, rows: Int, stride: Int, widt
     for row in 0..<rows { (head + row * stride).update(repeating: 0, count: width) }
 }
 
-/// Consecutive ranges of at most `size` covering `range`.
-func tiles(of range: Range<Int>, size: Int) -> [Range<Int>] {
-    stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0..<min($0 + size, range.upperBound) }
+/// Consecutive ranges of at most `size` covering `range`, made as they are read (not an array a pair).
+func tiles(of range: Range<Int>, size: Int) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+    stride(from: range.lowerBound, to: range.upperBound, by: size).lazy.map { $0..<min($0 + size, range.upperBound) }
 }
 
 /// Asks for one (batch, head) pair's rows to be brought into the cache ahead of their use: the
