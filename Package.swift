@@ -38,7 +38,10 @@ let package = Package(
         .target(name: "ReplicaCore", dependencies: ["CBLAS"], swiftSettings: hotLoopSettings),
 
         /// Layers with explicit forward and backward passes, optimisers, schedules.
-        .target(name: "ReplicaNN", dependencies: ["ReplicaCore", "CPrefetch"], swiftSettings: hotLoopSettings),
+        .target(name: "ReplicaNN", dependencies: ["ReplicaCore", "ReplicaMath", "CPrefetch"], swiftSettings: hotLoopSettings),
+
+        /// The elementary functions of the element-wise kernels (exp, the normal CDF, GELU), inlinable.
+        .target(name: "ReplicaMath", swiftSettings: hotLoopSettings),
 
         /// Data sets, tokenisers (BPE, 13a), BLEU, the sampler. Embeds Tiny Shakespeare, Cora, Multi30k.
         .target(

@@ -1,4 +1,5 @@
 import ReplicaCore
+@_exported import ReplicaMath      // the elementary functions, for every file here and the tests
 #if arch(x86_64)
 import _Builtin_intrinsics.intel
 #endif
@@ -128,17 +129,6 @@ func squareRoot8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     return _mm256_sqrt_ps(x)
     #else
     return x.squareRoot()
-    #endif
-}
-
-/// x · y + z lane by lane, one fused multiply-add (vfmadd). Swift makes no FMA from `x * y + z`,
-/// and SIMD8's `addingProduct` goes lane by lane.
-@inline(__always)
-func multiplyAdd8(_ x: SIMD8<Float>, _ y: SIMD8<Float>, _ z: SIMD8<Float>) -> SIMD8<Float> {
-    #if arch(x86_64)
-    return _mm256_fmadd_ps(x, y, z)
-    #else
-    return z.addingProduct(x, y)
     #endif
 }
 
