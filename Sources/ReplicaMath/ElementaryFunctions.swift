@@ -4,7 +4,7 @@ import _Builtin_intrinsics.intel
 
 // The elementary functions of the element-wise kernels: exp, the normal CDF, GELU, the fused
 // multiply-add. All inlinable, so that each kernel's loop is compiled where it is written, for
-// that module's CPU (Package.swift).
+// that module's CPU: ReplicaNN's for AVX2, ReplicaAVX512's for AVX-512 (Package.swift).
 
 /// a·b + c rounded once: one FMA instruction, which the loop vectoriser keeps (Swift never fuses
 /// `a * b + c` on its own).
@@ -131,7 +131,7 @@ public func multiplyAdd8(_ x: SIMD8<Float>, _ y: SIMD8<Float>, _ z: SIMD8<Float>
 }
 
 /// GELU's forward over elements `range`: y = x·Φ(x) and d = Φ(x) + x·φ(x), y == x allowed (in
-/// place).
+/// place). The loop that ReplicaNN compiles for AVX2 and ReplicaAVX512 for AVX-512.
 @inlinable @inline(__always)
 public func geluAndDerivative(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>,
                               derivative d: UnsafeMutablePointer<Float>, range: Range<Int>) {

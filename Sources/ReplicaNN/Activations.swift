@@ -1,4 +1,5 @@
 import ReplicaCore
+import ReplicaAVX512
 
 // Element-wise activations. Each sees its input as a flat run of elements, so any shape works
 // ([N, C] or [B, T, C]); each caches in `forward` what its backward needs (its input; ReLU its
@@ -134,7 +135,8 @@ public final class ELU: Layer {
 /// multiplication: the derivative costs two multiply-adds in forward, where recomputing it in
 /// backward cost as much as the forward itself (an exp and a rational function per element).
 /// The `overwriting:` forms write their result over their argument, saving a buffer (a
-/// Transformer's [B·T, 4C]) and the cache misses of writing a cold one.
+/// Transformer's [B·T, 4C]) and the cache misses of writing a cold one. Forward's loop runs as
+/// ReplicaAVX512 compiled it where the processor has AVX-512 (the same results, bit for bit).
 public final class GELU: ElementwiseLayer {
     var derivative: Tensor?               // [...] dy/dx, cached by forward
 
@@ -144,8 +146,13 @@ public final class GELU: ElementwiseLayer {
         checkElementwise(input, output)
         let derivative = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data, d = derivative.data
+        let wide = ProcessorFeatures.avx512
         ComputePool.forEachRange(count: input.count, grain: elementsPerThread) { range in
-            geluAndDerivative(x, into: y, derivative: d, range: range)
+            if wide {
+                geluAndDerivativeAVX512(x, into: y, derivative: d, range: range)
+            } else {
+                geluAndDerivative(x, into: y, derivative: d, range: range)
+            }
         }
         self.derivative = derivative
         return output

@@ -34,6 +34,17 @@ struct BLASKernelChoiceTests {
         #expect(!zen3.isZen4 && !zen5.isZen4 && !sapphireRapids.isZen4)
     }
 
+    /// ReplicaAVX512's loops run only where all five of Skylake-SP's AVX-512 subsets are listed.
+    @Test func avx512NeedsSkylakeSPsFiveSubsets() throws {
+        let all = "fpu avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16"
+        #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: all))).hasAVX512)
+        for missing in ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"] {
+            let flags = all.split(separator: " ").filter { $0 != missing }.joined(separator: " ")
+            #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "GenuineIntel", family: 6, flags: flags))).hasAVX512 == false,
+                    "without \(missing)")
+        }
+    }
+
     @Test func aTextWithoutTheFieldsDescribesNoCPU() {
         #expect(CPUDescription.parse("") == nil)
         #expect(CPUDescription.parse("processor\t: 0\nvendor_id\t: AuthenticAMD\n") == nil)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ReplicaCore
 import ReplicaNN
+import ReplicaAVX512
 import _ReplicaTestSupport
 
 /// Known values (PyTorch prints them to 7 digits) compared in float32.
@@ -98,6 +99,32 @@ private func referenceNormalCDF(_ x: Double) -> Double { 0.5 * erfc(-x / 2.0.squ
         }
         #expect(worstCDF < normalCDFTolerance, "Φ max absolute error \(worstCDF)")
         #expect(worstTail < geluLeftTailTolerance, "left tail max relative error \(worstTail)")
+    }
+
+    /// GELU's AVX-512 loop (used where the processor has it) gives the AVX2 loop's results bit for
+    /// bit, out of place and in place, on a range that starts and ends off a vector's boundary,
+    /// including ±0, ±∞, NaN and the far tails: the same operations on each lane. (Only a release
+    /// build compiles it for AVX-512; a debug build compiles both alike.)
+    @Test(.enabled(if: ProcessorFeatures.avx512, "the processor has no AVX-512"))
+    func geluAVX512LoopEqualsTheAVX2LoopBitForBit() {
+        var xs = stride(from: -14.0, through: 14, by: 0.0013).map { Float($0) }
+        xs += [0, -0, .infinity, -.infinity, .nan, 1e30, -1e30, .leastNonzeroMagnitude, -.leastNormalMagnitude]
+        let n = xs.count, range = 3..<(n - 5)
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: n), y = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: n), y2 = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let d2 = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { [x, y, d, y2, d2].forEach { $0.deallocate() } }
+        x.initialize(from: xs, count: n)
+        for p in [y, d, y2, d2] { p.initialize(repeating: 7, count: n) }
+        geluAndDerivative(x, into: y, derivative: d, range: range)
+        geluAndDerivativeAVX512(x, into: y2, derivative: d2, range: range)
+        let same = { (a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, indices: Range<Int>) in
+            indices.allSatisfy { a[$0].bitPattern == b[$0].bitPattern }
+        }
+        #expect(same(y, y2, 0..<n) && same(d, d2, 0..<n))
+        #expect(y2[0] == 7 && y2[n - 1] == 7, "outside the range untouched")
+        geluAndDerivativeAVX512(x, into: x, derivative: d2, range: range)          // in place
+        #expect(same(x, y, range) && same(d, d2, 0..<n))
     }
 
     @Test func geluDerivativeMatchesTheExactFormula() {

@@ -1,0 +1,12 @@
+/// What the processor this process runs on executes beyond the build's baseline (AVX2 and FMA),
+/// for the loops compiled for more (ReplicaAVX512).
+public enum ProcessorFeatures {
+    /// AVX-512 F, CD, BW, DQ and VL, Skylake-SP's set, which every AVX-512 processor since has
+    /// (Zen 4 included): what ReplicaAVX512 is compiled for. Linux lists them in /proc/cpuinfo
+    /// only when it saves the 512-bit registers. Read once.
+    public static let avx512: Bool = CPUDescription.current?.hasAVX512 ?? false
+}
+
+extension CPUDescription {
+    var hasAVX512: Bool { ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) }
+}
