@@ -23,7 +23,7 @@ import tempfile
 GROUPS = [
     ("sgemm: kernel", r"sgemm_(small_)?kernel"),
     ("sgemm: packing operands, scaling C", r"sgemm_\w*copy|sgemm_beta|sgemm_small_matrix_permit"),
-    ("GELU", r"GELU"),
+    ("GELU", r"GELU|gelu"),
     ("LayerNorm", r"LayerNorm"),
     ("attention's products (TileProduct)", r"TileProduct"),
     ("attention outside sgemm (softmax, masks)", r"AttentionKernel|SelfAttention|MultiHeadAttention"),
