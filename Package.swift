@@ -48,8 +48,8 @@ let package = Package(
         .target(name: "ReplicaNN", dependencies: ["ReplicaCore", "ReplicaMath", "ReplicaAVX512", "CPrefetch"],
                 swiftSettings: hotLoopSettings),
 
-        /// The elementary functions of the element-wise kernels (exp, the normal CDF, GELU), inlinable.
-        .target(name: "ReplicaMath", swiftSettings: hotLoopSettings),
+        /// The elementary functions of the element-wise kernels (exp, the normal CDF, GELU, dropout's mask), inlinable.
+        .target(name: "ReplicaMath", dependencies: ["ReplicaCore"], swiftSettings: hotLoopSettings),
 
         /// ReplicaMath's loops compiled for AVX-512, called where the processor has it.
         .target(name: "ReplicaAVX512", dependencies: ["ReplicaMath"], swiftSettings: avx512Settings),

@@ -1,4 +1,5 @@
 import ReplicaCore
+import ReplicaAVX512
 
 /// Inverted dropout: zeroes each element with probability p, scales the rest by 1/(1 − p). [...] -> [...]
 ///
@@ -70,11 +71,12 @@ public final class Dropout: Layer {
                    count: Int) {
         let threshold = threshold
         let scale = 1 / (1 - probability)
+        let wide = ProcessorFeatures.avx512
         ComputePool.forEachRange(count: count, grain: elementsPerThread) { range in
-            for i in range {
-                let kept = splitMix64(key ^ UInt64(truncatingIfNeeded: i)) >> 32 >= threshold
-                let scaled = source[i] * scale
-                destination[i] = kept ? scaled : 0
+            if wide {
+                applyDropoutMaskAVX512(key: key, threshold: threshold, scale: scale, to: source, into: destination, range: range)
+            } else {
+                applyDropoutMask(key: key, threshold: threshold, scale: scale, to: source, into: destination, range: range)
             }
         }
     }

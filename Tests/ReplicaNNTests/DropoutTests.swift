@@ -1,6 +1,7 @@
 import Testing
 import ReplicaCore
 import ReplicaNN
+import ReplicaAVX512
 import _ReplicaTestSupport
 
 /// Kept fraction of 200 000 elements: its standard deviation is √(p(1 − p)/n) ≈ 0.001 at p = 0.3.
@@ -64,6 +65,28 @@ private func keptElements(_ layer: Dropout, count: Int) -> [Bool] {
         let kept = keptElements(layer, count: count).filter { $0 }.count
         let fraction = Double(kept) / Double(count)
         #expect(abs(fraction - (1 - Double(probability))) < keptFractionTolerance, "kept \(fraction)")
+    }
+
+    /// The mask's AVX-512 loop (used where the processor has it) gives the AVX2 loop's result bit
+    /// for bit, on a range that starts and ends off a vector's boundary, with keys and indices
+    /// whose high bits are set: the same integer hash on each lane. (Only a release build
+    /// compiles it for AVX-512; a debug build compiles both alike.)
+    @Test(.enabled(if: ProcessorFeatures.avx512, "the processor has no AVX-512"))
+    func maskAVX512LoopEqualsTheAVX2LoopBitForBit() {
+        let n = 5_003, range = 7..<(n - 3)
+        let source = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: n), b = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { [source, a, b].forEach { $0.deallocate() } }
+        for i in 0..<n { source[i] = Float(i % 97) - 48.5 }
+        for key: UInt64 in [0, 0x9E37_79B9_7F4A_7C15, .max] {
+            for threshold: UInt64 in [0, 429_496_730, 0xFFFF_FFFF] {
+                a.initialize(repeating: 7, count: n); b.initialize(repeating: 7, count: n)
+                applyDropoutMask(key: key, threshold: threshold, scale: 1.25, to: source, into: a, range: range)
+                applyDropoutMaskAVX512(key: key, threshold: threshold, scale: 1.25, to: source, into: b, range: range)
+                #expect((0..<n).allSatisfy { a[$0].bitPattern == b[$0].bitPattern }, "key \(key), threshold \(threshold)")
+                #expect(b[0] == 7 && b[n - 1] == 7, "outside the range untouched")
+            }
+        }
     }
 
     @Test func keptElementsAreScaledByOneOverOneMinusP() {
