@@ -76,7 +76,9 @@ func exponentiateRow(_ row: UnsafeMutablePointer<Float>, count: Int, width: Int,
     // Eight at a time, the sum in the same pass. A last chunk with room for eight in the row is
     // read whole, its lanes past `count` set to −∞ (whatever the row held there) and written
     // whole as zeros; only a last chunk without room is loaded and stored a lane at a time.
-    // Attention's causal rows have every length, so nearly every row ends in such a chunk.
+    // Attention's causal rows have every length, so nearly every row ends in a short chunk, and
+    // nearly always one with room.
+    assert(width >= count, "exponentiateRow: width \(width) below count \(count)")
     let shift = SIMD8<Float>(repeating: m)
     var sum = SIMD8<Float>(), i = 0, written = 0
     while i < count {

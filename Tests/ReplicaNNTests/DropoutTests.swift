@@ -67,10 +67,11 @@ private func keptElements(_ layer: Dropout, count: Int) -> [Bool] {
         #expect(abs(fraction - (1 - Double(probability))) < keptFractionTolerance, "kept \(fraction)")
     }
 
-    /// The mask's AVX-512 loop (used where the processor has it) gives the AVX2 loop's result bit
-    /// for bit, on a range that starts and ends off a vector's boundary, with keys and indices
-    /// whose high bits are set: the same integer hash on each lane. (Only a release build
-    /// compiles it for AVX-512; a debug build compiles both alike.)
+    /// The mask's AVX-512 loop (where the processor has it) gives the scalar loop's result bit for
+    /// bit, on a range that starts and ends off a vector's boundary, with keys whose high bits are
+    /// set and every threshold's extremes: the same integer hash on each lane. ReplicaAVX512 is
+    /// optimised and vectorised in a debug build too (Package.swift), so this compares the
+    /// sixteen-lane code that ships.
     @Test(.enabled(if: ProcessorFeatures.avx512, "the processor has no AVX-512"))
     func maskAVX512LoopEqualsTheAVX2LoopBitForBit() {
         let n = 5_003, range = 7..<(n - 3)
