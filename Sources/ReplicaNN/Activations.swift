@@ -136,7 +136,7 @@ public final class ELU: Layer {
 /// backward cost as much as the forward itself (an exp and a rational function per element).
 /// The `overwriting:` forms write their result over their argument, saving a buffer (a
 /// Transformer's [B·T, 4C]) and the cache misses of writing a cold one. Forward's loop runs as
-/// ReplicaAVX512 compiled it where the processor has AVX-512 (the same results, bit for bit).
+/// ReplicaAVX512 compiled it on AMD's AVX-512 processors (the same results, bit for bit).
 public final class GELU: ElementwiseLayer {
     var derivative: Tensor?               // [...] dy/dx, cached by forward
 
@@ -146,7 +146,7 @@ public final class GELU: ElementwiseLayer {
         checkElementwise(input, output)
         let derivative = Tensor(uninitialized: input.shape)
         let x = input.data, y = output.data, d = derivative.data
-        let wide = ProcessorFeatures.avx512
+        let wide = ProcessorFeatures.usesAVX512Loops
         ComputePool.forEachRange(count: input.count, grain: elementsPerThread) { range in
             if wide {
                 geluAndDerivativeAVX512(x, into: y, derivative: d, range: range)

@@ -71,7 +71,7 @@ public final class Dropout: Layer {
                    count: Int) {
         let threshold = threshold
         let scale = 1 / (1 - probability)
-        let wide = ProcessorFeatures.avx512
+        let wide = ProcessorFeatures.usesAVX512Loops
         ComputePool.forEachRange(count: count, grain: elementsPerThread) { range in
             if wide {
                 applyDropoutMaskAVX512(key: key, threshold: threshold, scale: scale, to: source, into: destination, range: range)

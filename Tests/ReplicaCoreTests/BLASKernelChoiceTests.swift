@@ -45,6 +45,16 @@ struct BLASKernelChoiceTests {
         }
     }
 
+    /// The element-wise kernels take their AVX-512 loops on AMD's AVX-512 processors only (the
+    /// kind measured); Intel's keep the AVX2 ones, and so does an AMD processor without AVX-512.
+    @Test func onlyAMDsAVX512ProcessorsRunTheAVX512Loops() throws {
+        let flags = "avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl"
+        #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: flags))).prefersAVX512Loops)
+        #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 26, flags: flags))).prefersAVX512Loops)
+        #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "GenuineIntel", family: 6, flags: flags))).prefersAVX512Loops == false)
+        #expect(try #require(CPUDescription.parse(Self.cpuinfo(vendor: "AuthenticAMD", family: 25, flags: "avx2 fma"))).prefersAVX512Loops == false)
+    }
+
     @Test func aTextWithoutTheFieldsDescribesNoCPU() {
         #expect(CPUDescription.parse("") == nil)
         #expect(CPUDescription.parse("processor\t: 0\nvendor_id\t: AuthenticAMD\n") == nil)
