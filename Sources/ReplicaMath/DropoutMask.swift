@@ -1,5 +1,16 @@
 import ReplicaCore
 
+/// Dropped elements hash (high 32 bits) below this value: p·2³², rounded.
+@inlinable
+public func keepThreshold(probability: Float) -> UInt64 { UInt64((Double(probability) * 0x1p32).rounded()) }
+
+/// Whether element `index` survives dropout under `key` and `threshold`: the high 32 bits of
+/// splitMix64(key ^ index) are at least `threshold`. Dropout's and SparseLinear's masks.
+@inlinable @inline(__always)
+public func isKept(_ index: Int, key: UInt64, threshold: UInt64) -> Bool {
+    splitMix64(key ^ UInt64(truncatingIfNeeded: index)) >> 32 >= threshold
+}
+
 /// Inverted dropout's mask over elements `range`: destination[i] = source[i] · scale where element
 /// i is kept (the high 32 bits of splitMix64(key ^ i) at least `threshold`), else 0. The loop that
 /// ReplicaNN compiles for AVX2 and ReplicaAVX512 for AVX-512, where the hash's 64-bit multiplies
@@ -9,8 +20,7 @@ import ReplicaCore
 public func applyDropoutMask(key: UInt64, threshold: UInt64, scale: Float, to source: UnsafePointer<Float>,
                              into destination: UnsafeMutablePointer<Float>, range: Range<Int>) {
     for i in range {
-        let kept = splitMix64(key ^ UInt64(truncatingIfNeeded: i)) >> 32 >= threshold
         let scaled = source[i] * scale
-        destination[i] = kept ? scaled : 0
+        destination[i] = isKept(i, key: key, threshold: threshold) ? scaled : 0
     }
 }

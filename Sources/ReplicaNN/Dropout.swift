@@ -40,7 +40,7 @@ public final class Dropout: Layer {
     }
 
     /// Dropped elements stay at or below this value of the hash's high 32 bits.
-    var threshold: UInt64 { UInt64((Double(probability) * 0x1p32).rounded()) }
+    var threshold: UInt64 { keepThreshold(probability: probability) }
 
     public func forward(_ input: Tensor) -> Tensor {
         shape = input.shape

@@ -250,15 +250,6 @@ func maskKey(context: RandomContext, tag: UInt64) -> UInt64 {
     return generator.next()
 }
 
-/// Dropped elements hash (high 32 bits) below this value.
-func keepThreshold(probability: Float) -> UInt64 { UInt64((Double(probability) * 0x1p32).rounded()) }
-
-/// Whether element `index` survives dropout under `key` and `threshold`.
-@inline(__always)
-func isKept(_ index: Int, key: UInt64, threshold: UInt64) -> Bool {
-    splitMix64(key ^ UInt64(truncatingIfNeeded: index)) >> 32 >= threshold
-}
-
 extension CSRMatrix {
     /// The entries that survive dropout under `key`, scaled by 1/(1 − p); always carries values.
     func keepingEntries(probability: Float, key: UInt64) -> CSRMatrix {
