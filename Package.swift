@@ -8,14 +8,11 @@ let hotLoopSettings: [SwiftSetting] = [
 ]
 
 /// The loops of ReplicaAVX512: AVX-512 (Skylake-SP's set, which Zen 4 has too) and sixteen lanes a
-/// vector, for the processors that have it (ProcessorFeatures.avx512 decides at run time).
+/// vector, for the processors that gain from it (ProcessorFeatures.usesAVX512Loops decides at run
+/// time). Optimised in a debug build too (-O), so that `swift test` runs the loops as a release
+/// build does and its bit-for-bit tests compare what ships.
 let avx512Settings: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16"],
-                 .when(platforms: [.linux], configuration: .release)),
-    // Optimised in a debug build too, so that `swift test` runs the loops as a release build
-    // does (vectorised, sixteen lanes) and its bit-for-bit tests compare what ships.
-    .unsafeFlags(["-O", "-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16"],
-                 .when(platforms: [.linux], configuration: .debug)),
+    .unsafeFlags(["-O", "-target-cpu", "skylake-avx512", "-Xllvm", "-force-vector-width=16"], .when(platforms: [.linux])),
 ]
 
 let package = Package(
@@ -55,7 +52,7 @@ let package = Package(
         /// The elementary functions of the element-wise kernels (exp, the normal CDF, GELU, dropout's mask), inlinable.
         .target(name: "ReplicaMath", dependencies: ["ReplicaCore"], swiftSettings: hotLoopSettings),
 
-        /// ReplicaMath's loops compiled for AVX-512, called where the processor has it.
+        /// ReplicaMath's loops compiled for AVX-512, called where the processor gains from it.
         .target(name: "ReplicaAVX512", dependencies: ["ReplicaMath"], swiftSettings: avx512Settings),
 
         /// Data sets, tokenisers (BPE, 13a), BLEU, the sampler. Embeds Tiny Shakespeare, Cora, Multi30k.
