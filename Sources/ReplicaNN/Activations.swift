@@ -191,7 +191,3 @@ func cachedInput(_ input: Tensor?, matching outputGradient: Tensor, layer: Strin
 @inline(__always)
 func fastExp(_ x: Float) -> Float { exponential(x) }
 
-/// `fastExp` on eight lanes at once, for loops the vectoriser leaves scalar (a row's exponentials
-/// and their sum in one pass).
-@inline(__always)
-func fastExp8(_ x: SIMD8<Float>) -> SIMD8<Float> { exponential(x) }
